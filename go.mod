@@ -1,0 +1,3 @@
+module github.com/wsedge/wsedge
+
+go 1.26
