@@ -1,4 +1,63 @@
-// Package netpoll holds non-blocking TCP connections in epoll sets.
+// Package netpoll holds non-blocking TCP connections in epoll sets, with no
+// goroutine per connection. It knows nothing of WebSocket: it owns file
+// descriptors, readiness, the per-task read loop, the bounded outbound queue
+// and the close of every fd exactly once.
 //
-// It never knows about WebSocket.
+// # Shape
+//
+// A Poller has N shards. Each shard is one epoll set and one goroutine that
+// waits on it; a connection belongs to the shard fd%N for its whole life. A
+// Listener runs one acceptor goroutine. So goroutines are O(shards + workers),
+// whatever the number of connections.
+//
+// # Trigger mode: edge-triggered, one task per connection
+//
+// Every connection is registered once with EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET
+// and never re-armed. An edge is a notification that readiness changed, so
+// nothing may be lost between edges; the connection's state word guarantees it:
+//
+//	shard:  state |= pending bits; if busy was clear, set busy and dispatch
+//	worker: take the pending bits; flush / read until EAGAIN or the read cap;
+//	        clear busy only if no pending bit arrived meanwhile, else loop
+//
+// An edge that arrives while a task runs sets a pending bit the task sees
+// before it lets go, so it is never lost; and because busy is taken by CAS at
+// most one task runs a connection at a time.
+//
+// # Fairness: the per-task read cap
+//
+// A task reads at most Config.ReadCap bytes. When it reaches the cap with data
+// possibly left in the socket it does not loop: it hands the connection back
+// to its shard's ready list (still busy, read pending), and the shard
+// dispatches it again after the events it already has. One busy socket
+// therefore cannot starve the others on its shard or hold a worker.
+//
+// # A full worker pool: caller runs
+//
+// Config.Dispatch hands a connection to the caller's pool (wsedge uses ants)
+// and reports false when the pool is full. The shard then runs that one task
+// itself. A task never blocks (all I/O is non-blocking) and is bounded by the
+// read cap, so a full pool slows a shard down but never blocks it forever and
+// never drops an event.
+//
+// # Writes and closes from other goroutines
+//
+// Any goroutine may write to or close a connection. Writes take the
+// connection's small mutex, try write(2) directly and queue what the kernel
+// does not take; the queue is flushed by a task on EPOLLOUT. The queue is
+// bounded in bytes: a write that would exceed it returns ErrQueueFull and
+// queues nothing, and the caller applies its slow-consumer policy. Close
+// marks the connection closing; the fd is torn down (epoll removal,
+// close(2), OnClose) by whoever holds the busy flag, so a read never races
+// with a close and an fd is closed exactly once. This is the same guarantee
+// as a request queue plus an eventfd wake-up, with one uncontended lock per
+// write instead of a hop through the shard.
+//
+// # Stale ids
+//
+// Connection ids are fd | generation<<32. Events carry the generation in the
+// epoll data; a reused fd gets a new generation, so an event or a timer for
+// the old connection never reaches the new one.
+//
+// Linux only; on other platforms New and Listen return ErrUnsupported.
 package netpoll

@@ -1,0 +1,91 @@
+package netpoll
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// Bits of Conn.state. See doc.go for the protocol they implement.
+const (
+	stBusy    uint32 = 1 << iota // a task owns the connection
+	stRead                       // read readiness not yet handled
+	stWrite                      // write readiness not yet handled
+	stClosing                    // close requested; the busy holder tears down
+	stDead                       // torn down: fd closed, OnClose called
+)
+
+// Conn is one registered connection. It is meant to be embedded in the
+// caller's own per-connection struct (so a connection is one allocation);
+// Context gives the caller its struct back in callbacks.
+//
+// A Conn is ~64 bytes and holds no buffer while idle: its outbound queue
+// exists only while the kernel refuses bytes.
+type Conn struct {
+	state  atomic.Uint32
+	fd     int32
+	gen    uint32
+	mu     sync.Mutex // guards out and every write(2) on fd
+	out    *outbound  // nil when nothing is queued
+	poller *Poller
+	ctx    any
+}
+
+// SetContext stores the caller's value; call it before Register.
+func (c *Conn) SetContext(v any) { c.ctx = v }
+
+// Context returns the value given to SetContext.
+func (c *Conn) Context() any { return c.ctx }
+
+// ID is fd | generation<<32: unique among the poller's live connections and
+// never equal to the id of an earlier connection on the same fd (until the
+// 32-bit generation wraps).
+func (c *Conn) ID() uint64 { return uint64(uint32(c.fd)) | uint64(c.gen)<<32 }
+
+// Fd is the connection's file descriptor (for logging; do not close it).
+func (c *Conn) Fd() int { return int(c.fd) }
+
+// Closed reports whether Close was called or the connection is torn down.
+func (c *Conn) Closed() bool { return c.state.Load()&(stClosing|stDead) != 0 }
+
+// QueuedBytes is the size of the outbound queue now.
+func (c *Conn) QueuedBytes() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.out == nil {
+		return 0
+	}
+	return c.out.size
+}
+
+// outbound is what the kernel has not taken yet, in order. Buffers queued
+// with WriteShared are referenced, not copied: one broadcast frame can sit in
+// thousands of queues at the cost of a slice header each.
+type outbound struct {
+	bufs [][]byte
+	off  int // bytes of bufs[0] already written
+	size int // bytes queued, not counting off
+}
+
+func (q *outbound) push(b []byte, shared bool) {
+	if !shared {
+		b = append([]byte(nil), b...)
+	}
+	q.bufs = append(q.bufs, b)
+	q.size += len(b)
+}
+
+// advance drops n written bytes from the head of the queue.
+func (q *outbound) advance(n int) {
+	q.size -= n
+	for n > 0 {
+		rem := len(q.bufs[0]) - q.off
+		if n < rem {
+			q.off += n
+			return
+		}
+		n -= rem
+		q.bufs[0] = nil
+		q.bufs = q.bufs[1:]
+		q.off = 0
+	}
+}

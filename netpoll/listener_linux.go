@@ -1,0 +1,206 @@
+//go:build linux
+
+package netpoll
+
+import (
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Listener is a non-blocking TCP listening socket with one acceptor goroutine
+// (Serve).
+type Listener struct {
+	fd       int
+	epfd     int
+	efd      int
+	addr     *net.TCPAddr
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+}
+
+// Listen binds addr ("host:port"; an empty host is every address, IPv6 and
+// IPv4) with SO_REUSEADDR and listens with the given backlog (0 means
+// SOMAXCONN).
+func Listen(addr string, backlog int) (*Listener, error) {
+	ta, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if backlog <= 0 {
+		backlog = unix.SOMAXCONN
+	}
+	fd, err := listenFD(ta, backlog)
+	if err != nil {
+		return nil, err
+	}
+	l := &Listener{fd: fd, epfd: -1, efd: -1, stop: make(chan struct{}), done: make(chan struct{})}
+	if err := l.init(); err != nil {
+		l.closeFDs()
+		return nil, err
+	}
+	return l, nil
+}
+
+func listenFD(ta *net.TCPAddr, backlog int) (int, error) {
+	family := unix.AF_INET
+	var sa unix.Sockaddr
+	if ip4 := ta.IP.To4(); ip4 != nil {
+		s4 := &unix.SockaddrInet4{Port: ta.Port}
+		copy(s4.Addr[:], ip4)
+		sa = s4
+	} else {
+		family = unix.AF_INET6
+		s6 := &unix.SockaddrInet6{Port: ta.Port}
+		copy(s6.Addr[:], ta.IP.To16()) // nil IP: the zero address, every interface
+		sa = s6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if err != nil && family == unix.AF_INET6 && ta.IP == nil {
+		// No IPv6 on this host: fall back to every IPv4 address.
+		family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: ta.Port}
+		fd, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	}
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	fail := func(call string, err error) (int, error) {
+		unix.Close(fd)
+		return -1, os.NewSyscallError(call, err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return fail("setsockopt SO_REUSEADDR", err)
+	}
+	if family == unix.AF_INET6 && ta.IP == nil {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err != nil {
+			return fail("setsockopt IPV6_V6ONLY", err)
+		}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return fail("bind", err)
+	}
+	if err := unix.Listen(fd, backlog); err != nil {
+		return fail("listen", err)
+	}
+	return fd, nil
+}
+
+func (l *Listener) init() error {
+	sa, err := unix.Getsockname(l.fd)
+	if err != nil {
+		return os.NewSyscallError("getsockname", err)
+	}
+	l.addr = SockaddrToTCP(sa)
+	if l.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return os.NewSyscallError("epoll_create1", err)
+	}
+	if l.efd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
+		return os.NewSyscallError("eventfd", err)
+	}
+	for _, fd := range []int{l.fd, l.efd} {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			return os.NewSyscallError("epoll_ctl add", err)
+		}
+	}
+	return nil
+}
+
+// Addr is the bound address (with the real port when listening on port 0).
+func (l *Listener) Addr() *net.TCPAddr { return l.addr }
+
+// acceptBatch bounds one round of accepts so that a flood of new connections
+// and Close are both noticed promptly; the listener is level-triggered.
+const acceptBatch = 128
+
+// Serve accepts until Close. Each accepted fd (non-blocking, close-on-exec,
+// TCP_NODELAY) goes to onAccept, which owns it from then on. Accept errors go
+// to onError; when the process or system is out of file descriptors (EMFILE,
+// ENFILE) or buffers, Serve backs off (10 ms doubling to 1 s) instead of
+// spinning, and open connections are not touched.
+func (l *Listener) Serve(onAccept func(fd int), onError func(error)) {
+	defer close(l.done)
+	events := make([]unix.EpollEvent, 2)
+	backoff := time.Duration(0)
+	for {
+		n, err := unix.EpollWait(l.epfd, events, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			onError(os.NewSyscallError("epoll_wait", err))
+			return
+		}
+		for i := 0; i < n; i++ {
+			if int(events[i].Fd) == l.efd {
+				return
+			}
+		}
+		for k := 0; k < acceptBatch; k++ {
+			fd, _, err := unix.Accept4(l.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			if err == nil {
+				backoff = 0
+				_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+				onAccept(fd)
+				continue
+			}
+			if err == unix.EAGAIN || err == unix.EINTR || err == unix.ECONNABORTED {
+				break
+			}
+			onError(os.NewSyscallError("accept4", err))
+			if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) ||
+				errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM) {
+				backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
+				select {
+				case <-l.stop:
+					return
+				case <-time.After(backoff):
+				}
+			}
+			break
+		}
+	}
+}
+
+// Close stops Serve (waiting for it if it runs) and closes the socket.
+func (l *Listener) Close() error {
+	l.stopOnce.Do(func() {
+		close(l.stop)
+		one := [8]byte{1}
+		_, _ = unix.Write(l.efd, one[:])
+	})
+	return nil
+}
+
+// Wait blocks until Serve has returned, then releases the fds. Call it after
+// Close when Serve was started.
+func (l *Listener) Wait() {
+	<-l.done
+	l.closeFDs()
+}
+
+func (l *Listener) closeFDs() {
+	for _, fd := range []*int{&l.fd, &l.epfd, &l.efd} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
+		}
+	}
+}
+
+// SockaddrToTCP converts a socket address to a *net.TCPAddr (nil if it is
+// not IPv4 or IPv6).
+func SockaddrToTCP(sa unix.Sockaddr) *net.TCPAddr {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: a.Port}
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: a.Port}
+	}
+	return nil
+}

@@ -1,0 +1,520 @@
+//go:build linux
+
+package netpoll
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// Handler receives a connection's input and its end. Both run on the
+// goroutine that holds the connection's busy flag (a pool worker, or a shard
+// when the pool is full), so they never run concurrently for one connection.
+type Handler interface {
+	// OnData gets bytes just read. p is the worker's buffer: valid only
+	// during the call, and the handler may modify it. A non-nil error closes
+	// the connection with that error.
+	OnData(c *Conn, p []byte) error
+	// OnClose is called exactly once, after the fd is closed. err is nil for
+	// a Close call, io.EOF for a peer's orderly close, else the cause. It may
+	// run on any goroutine that called Close.
+	OnClose(c *Conn, err error)
+}
+
+// Config configures a Poller. Only Handler and Dispatch are required.
+type Config struct {
+	// Shards is the number of epoll sets, each with one goroutine; 0 means 1.
+	Shards int
+	// ReadBufferSize is the size of a worker's pooled read buffer; 0 means 16 KiB.
+	ReadBufferSize int
+	// ReadCap is how many bytes one task reads before it yields; 0 means 4
+	// read buffers.
+	ReadCap int
+	// WriteQueue bounds each connection's outbound queue in bytes; 0 means
+	// 256 KiB. One write larger than the bound is still accepted into an
+	// empty queue, so no message is unsendable.
+	WriteQueue int
+	// MaxFD sizes the fd table; 0 means the hard RLIMIT_NOFILE.
+	MaxFD int
+	// Handler gets data and closes.
+	Handler Handler
+	// Dispatch hands c to a worker, which must call Poller.Serve(c). It
+	// returns false when no worker can take it; the shard then serves c
+	// itself (caller runs).
+	Dispatch func(c *Conn) bool
+	// OnPanic, if set, is told of a panic recovered in a task (the
+	// connection is then closed).
+	OnPanic func(c *Conn, v any)
+}
+
+// Poller is a set of epoll shards.
+type Poller struct {
+	cfg    Config
+	shards []*shard
+	reg    registry
+	gen    atomic.Uint32
+	open   atomic.Int64
+	bufs   sync.Pool
+	closed atomic.Bool
+	wg     sync.WaitGroup
+}
+
+// New starts a Poller with cfg.Shards goroutines.
+func New(cfg Config) (*Poller, error) {
+	if cfg.Handler == nil || cfg.Dispatch == nil {
+		return nil, errors.New("netpoll: Config.Handler and Config.Dispatch are required")
+	}
+	if cfg.Shards <= 0 {
+		cfg.Shards = 1
+	}
+	if cfg.ReadBufferSize <= 0 {
+		cfg.ReadBufferSize = 16 << 10
+	}
+	if cfg.ReadCap <= 0 {
+		cfg.ReadCap = 4 * cfg.ReadBufferSize
+	}
+	if cfg.WriteQueue <= 0 {
+		cfg.WriteQueue = 256 << 10
+	}
+	if cfg.MaxFD <= 0 {
+		var rl unix.Rlimit
+		if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+			return nil, os.NewSyscallError("getrlimit", err)
+		}
+		cfg.MaxFD = int(min(rl.Max, 1<<26))
+	}
+	p := &Poller{cfg: cfg}
+	p.reg.init(cfg.MaxFD)
+	size := cfg.ReadBufferSize
+	p.bufs.New = func() any { b := make([]byte, size); return &b }
+	for i := 0; i < cfg.Shards; i++ {
+		s, err := newShard(p)
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		p.shards = append(p.shards, s)
+	}
+	for _, s := range p.shards {
+		p.wg.Add(1)
+		go s.run()
+	}
+	return p, nil
+}
+
+// Open is the number of registered connections.
+func (p *Poller) Open() int64 { return p.open.Load() }
+
+// Register takes ownership of fd (a connected, non-blocking socket) as c and
+// starts watching it. On error the caller still owns fd.
+func (p *Poller) Register(c *Conn, fd int) error {
+	if p.closed.Load() {
+		return ErrPollerClosed
+	}
+	if fd < 0 || fd >= p.reg.cap() {
+		return fmt.Errorf("netpoll: fd %d beyond the table of %d (raise MaxFD)", fd, p.reg.cap())
+	}
+	c.fd = int32(fd)
+	c.gen = p.gen.Add(1)
+	c.poller = p
+	c.state.Store(0)
+	p.reg.set(fd, c)
+	p.open.Add(1)
+	s := p.shards[fd%len(p.shards)]
+	ev := unix.EpollEvent{
+		Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
+		Fd:     int32(fd),
+		Pad:    int32(c.gen),
+	}
+	if err := unix.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		p.reg.clear(fd, c)
+		p.open.Add(-1)
+		c.state.Store(stDead | stBusy)
+		return os.NewSyscallError("epoll_ctl add", err)
+	}
+	return nil
+}
+
+// Lookup returns the live connection with this id, or nil.
+func (p *Poller) Lookup(id uint64) *Conn {
+	fd := int(uint32(id))
+	if fd >= p.reg.cap() {
+		return nil
+	}
+	c := p.reg.get(fd)
+	if c == nil || c.gen != uint32(id>>32) {
+		return nil
+	}
+	return c
+}
+
+// Range calls fn for every registered connection until fn returns false.
+// Connections may come and go while it runs.
+func (p *Poller) Range(fn func(*Conn) bool) { p.reg.rangeAll(fn) }
+
+// Close stops the shards. It does not close connections: close them first
+// (Range + Close) if they should end.
+func (p *Poller) Close() {
+	if p.closed.Swap(true) {
+		return
+	}
+	for _, s := range p.shards {
+		s.wake()
+	}
+	p.wg.Wait()
+	for _, s := range p.shards {
+		unix.Close(s.epfd)
+		unix.Close(s.efd)
+	}
+}
+
+// Serve runs one task for c: flush on write readiness, read on read
+// readiness, tear down on close. The Dispatch worker calls it.
+func (p *Poller) Serve(c *Conn) {
+	defer func() {
+		if v := recover(); v != nil {
+			if p.cfg.OnPanic != nil {
+				p.cfg.OnPanic(c, v)
+			}
+			c.teardown(fmt.Errorf("netpoll: panic in task: %v", v))
+		}
+	}()
+	var buf *[]byte
+	defer func() {
+		if buf != nil {
+			p.bufs.Put(buf)
+		}
+	}()
+	for {
+		old := c.state.Load()
+		if old&stDead != 0 {
+			return
+		}
+		if old&stClosing != 0 {
+			c.teardown(nil)
+			return
+		}
+		bits := old & (stRead | stWrite)
+		if !c.state.CompareAndSwap(old, old&^bits) {
+			continue
+		}
+		if bits&stWrite != 0 {
+			if err := c.flush(); err != nil {
+				c.teardown(err)
+				return
+			}
+		}
+		if bits&stRead != 0 {
+			if buf == nil {
+				buf = p.bufs.Get().(*[]byte)
+			}
+			capped, err := p.readSome(c, *buf)
+			if err != nil {
+				c.teardown(err)
+				return
+			}
+			if capped {
+				// Yield: back of the shard's line, still busy, still readable.
+				c.state.Or(stRead)
+				p.shards[int(c.fd)%len(p.shards)].requeue(c)
+				return
+			}
+		}
+		old = c.state.Load()
+		if old&(stRead|stWrite|stClosing) != 0 {
+			continue
+		}
+		if c.state.CompareAndSwap(old, old&^stBusy) {
+			return
+		}
+	}
+}
+
+// readSome reads until EAGAIN, a short read, or the read cap. A short read
+// ends the task: bytes that arrive after it raise a new edge (Linux wakes
+// edge-triggered waiters on every arrival), which sets stRead again.
+func (p *Poller) readSome(c *Conn, buf []byte) (capped bool, err error) {
+	total := 0
+	for total < p.cfg.ReadCap {
+		n, err := unix.Read(int(c.fd), buf)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return false, nil
+		case err != nil:
+			return false, os.NewSyscallError("read", err)
+		case n == 0:
+			return false, io.EOF
+		}
+		total += n
+		if err := p.cfg.Handler.OnData(c, buf[:n]); err != nil {
+			return false, err
+		}
+		if c.state.Load()&stClosing != 0 || n < len(buf) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// Write sends b, queueing what the kernel does not take (copied). It returns
+// ErrQueueFull, having sent nothing, when the queue would exceed its bound.
+func (c *Conn) Write(b []byte) error { return c.write(b, false) }
+
+// WriteShared is Write for a buffer that is never modified again (a
+// broadcast frame): if queued, it is referenced instead of copied.
+func (c *Conn) WriteShared(b []byte) error { return c.write(b, true) }
+
+func (c *Conn) write(b []byte, shared bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state.Load()&(stClosing|stDead) != 0 {
+		return ErrClosed
+	}
+	if c.out != nil {
+		if c.out.size+len(b) > c.poller.cfg.WriteQueue {
+			return ErrQueueFull
+		}
+		c.out.push(b, shared)
+		return nil
+	}
+	for len(b) > 0 {
+		n, err := unix.Write(int(c.fd), b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil {
+			return os.NewSyscallError("write", err)
+		}
+		b = b[n:]
+	}
+	if len(b) > 0 {
+		// The kernel is full; EPOLLOUT will fire when it drains.
+		c.out = &outbound{}
+		c.out.push(b, shared)
+	}
+	return nil
+}
+
+// flush writes the queue with writev until it is empty or the kernel is full.
+func (c *Conn) flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.flushLocked()
+}
+
+func (c *Conn) flushLocked() error {
+	var iov [64][]byte
+	for c.out != nil {
+		q := c.out
+		k := copy(iov[:], q.bufs)
+		iov[0] = iov[0][q.off:]
+		n, err := unix.Writev(int(c.fd), iov[:k])
+		clear(iov[:k])
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			return nil
+		}
+		if err != nil {
+			return os.NewSyscallError("writev", err)
+		}
+		q.advance(n)
+		if q.size == 0 {
+			c.out = nil
+		}
+	}
+	return nil
+}
+
+// Close asks for the connection to end. Queued bytes get one last
+// non-blocking flush; then the fd is closed and OnClose runs, either here or
+// on the task that owns the connection now.
+func (c *Conn) Close() {
+	for {
+		old := c.state.Load()
+		if old&(stClosing|stDead) != 0 {
+			return
+		}
+		nw := old | stClosing
+		if old&stBusy == 0 {
+			nw |= stBusy
+		}
+		if c.state.CompareAndSwap(old, nw) {
+			if old&stBusy == 0 {
+				c.teardown(nil)
+			}
+			return
+		}
+	}
+}
+
+// Shutdown half-closes the write side (FIN) while reads go on; used to
+// linger after a final answer so the peer reads it before the fd closes.
+func (c *Conn) Shutdown() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state.Load()&stDead != 0 {
+		return ErrClosed
+	}
+	if c.out != nil {
+		_ = c.flushLocked()
+	}
+	return os.NewSyscallError("shutdown", unix.Shutdown(int(c.fd), unix.SHUT_WR))
+}
+
+// teardown runs with the busy flag held, exactly once per connection.
+func (c *Conn) teardown(err error) {
+	c.mu.Lock()
+	if c.state.Load()&stDead != 0 {
+		c.mu.Unlock()
+		return
+	}
+	if c.out != nil {
+		_ = c.flushLocked()
+		c.out = nil
+	}
+	c.state.Store(stDead | stBusy)
+	p := c.poller
+	p.reg.clear(int(c.fd), c)
+	// close(2) also removes the fd from its epoll set: we never dup it.
+	unix.Close(int(c.fd))
+	c.mu.Unlock()
+	p.open.Add(-1)
+	p.cfg.Handler.OnClose(c, err)
+}
+
+// RemoteAddr asks the kernel for the peer's address (nil once closed). It is
+// not stored: an idle connection does not pay for it.
+func (c *Conn) RemoteAddr() *net.TCPAddr {
+	sa, err := unix.Getpeername(int(c.fd))
+	if err != nil {
+		return nil
+	}
+	return SockaddrToTCP(sa)
+}
+
+type shard struct {
+	p     *Poller
+	epfd  int
+	efd   int
+	mu    sync.Mutex
+	ready []*Conn // connections that yielded at the read cap; each at most once
+}
+
+func newShard(p *Poller) (*shard, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd), Pad: -1}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(efd)
+		return nil, os.NewSyscallError("epoll_ctl add eventfd", err)
+	}
+	return &shard{p: p, epfd: epfd, efd: efd}, nil
+}
+
+func (s *shard) wake() {
+	one := [8]byte{1}
+	_, _ = unix.Write(s.efd, one[:])
+}
+
+func (s *shard) requeue(c *Conn) {
+	s.mu.Lock()
+	first := len(s.ready) == 0
+	s.ready = append(s.ready, c)
+	s.mu.Unlock()
+	if first {
+		s.wake()
+	}
+}
+
+func (s *shard) run() {
+	defer s.p.wg.Done()
+	events := make([]unix.EpollEvent, 256)
+	var ready []*Conn
+	for {
+		n, err := unix.EpollWait(s.epfd, events, -1)
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			return // the epoll fd is gone: nothing left to serve
+		}
+		for i := 0; i < n; i++ {
+			ev := &events[i]
+			if ev.Pad == -1 && int(ev.Fd) == s.efd {
+				var b [8]byte
+				_, _ = unix.Read(s.efd, b[:])
+				continue
+			}
+			c := s.p.reg.get(int(ev.Fd))
+			if c == nil || c.gen != uint32(ev.Pad) {
+				continue // a stale event for a closed, perhaps reused, fd
+			}
+			var bits uint32
+			if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+				bits |= stRead
+			}
+			if ev.Events&unix.EPOLLOUT != 0 {
+				bits |= stWrite
+			}
+			s.notify(c, bits)
+		}
+		if s.p.closed.Load() {
+			return
+		}
+		s.mu.Lock()
+		ready, s.ready = s.ready, ready[:0]
+		s.mu.Unlock()
+		for i, c := range ready {
+			s.dispatch(c)
+			ready[i] = nil
+		}
+	}
+}
+
+// notify records readiness and dispatches c unless a task already owns it.
+func (s *shard) notify(c *Conn, bits uint32) {
+	for {
+		old := c.state.Load()
+		if old&stDead != 0 {
+			return
+		}
+		nw := old | bits
+		if old&stBusy == 0 {
+			nw |= stBusy
+		}
+		if c.state.CompareAndSwap(old, nw) {
+			if old&stBusy == 0 {
+				s.dispatch(c)
+			}
+			return
+		}
+	}
+}
+
+func (s *shard) dispatch(c *Conn) {
+	if !s.p.cfg.Dispatch(c) {
+		s.p.Serve(c)
+	}
+}
