@@ -1,0 +1,322 @@
+package wheel
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Handle names one timer. It carries the node index in its low 32 bits and
+// the node's generation in its high 32 bits, so a handle kept after Stop
+// released its node can never reach the node's next owner. The zero Handle
+// is "no timer": generations start at 1, so no live timer has it.
+type Handle uint64
+
+func makeHandle(idx int32, gen uint32) Handle { return Handle(uint64(gen)<<32 | uint64(uint32(idx))) }
+
+func (h Handle) index() uint32 { return uint32(h) }
+func (h Handle) gen() uint32   { return uint32(h >> 32) }
+
+// Expired is one timer handed to Config.Expire: the handle Schedule returned
+// (still valid for Reset and Stop) and the data given to Schedule.
+type Expired struct {
+	Handle Handle
+	Data   uint64
+}
+
+// Clock is the wheel's only source of time. Now must be monotonic for the
+// deadlines to hold: a time.Time from time.Now carries a monotonic reading.
+type Clock interface {
+	Now() time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+// Defaults used when the matching Config field is zero.
+const (
+	DefaultTick  = 100 * time.Millisecond
+	DefaultSlots = 4096
+)
+
+// MaxSlots bounds Config.Slots (the slot table costs 4 bytes a slot).
+const MaxSlots = 1 << 24
+
+// MaxBatch is the most entries one call of Config.Expire receives. A tick
+// that expires more is delivered in several calls, so the wheel's batch
+// buffer stays bounded (MaxBatch*16 bytes).
+const MaxBatch = 1024
+
+// maxDelay keeps deadline arithmetic far from int64 overflow (~146 years).
+const maxDelay = time.Duration(1 << 62)
+
+// ErrInvalidConfig is wrapped by every error New returns.
+var ErrInvalidConfig = errors.New("wheel: invalid config")
+
+// Config configures a Wheel. Only Expire is required.
+type Config struct {
+	// Tick is the wheel's resolution: a timer fires no earlier than its
+	// deadline and, when the driver is on time, within one Tick after it.
+	// Zero means DefaultTick.
+	Tick time.Duration
+	// Slots is the number of buckets, rounded up to a power of two. Zero
+	// means DefaultSlots. Tick*Slots is one revolution; longer delays are
+	// fine and cost one extra look per revolution while they wait.
+	Slots int
+	// Expire receives expired timers in batches of at most MaxBatch, on the
+	// goroutine that advances the wheel (the driver, or the caller of
+	// Advance), with no wheel lock held: it may call Schedule, Reset and
+	// Stop, but not Advance or Close. The slice is reused: it is valid only
+	// during the call, so copy what must outlive it. Expire should not block
+	// for long: the next tick waits for it.
+	Expire func(batch []Expired)
+	// Clock supplies time; nil means the real clock.
+	Clock Clock
+	// Manual starts no driving goroutine: the wheel moves only when the
+	// caller calls Advance. Tests use it with a fake Clock.
+	Manual bool
+}
+
+// Wheel is a hashed timing wheel. All methods are safe for concurrent use.
+type Wheel struct {
+	mu sync.Mutex
+	// Guarded by mu.
+	nodes   nodeStore
+	heads   []int32 // first node of each slot's list, or nilIndex
+	cur     int64   // last tick processed; every deadline in a slot is > cur
+	pending int
+	closed  bool
+
+	// Fixed at New.
+	tick   time.Duration
+	mask   int64
+	start  time.Time
+	clock  Clock
+	expire func([]Expired)
+
+	// advanceMu serialises advancing, so batches are delivered in tick order
+	// and the batch buffer has one user. It is never taken under mu.
+	advanceMu sync.Mutex
+	batch     []Expired // guarded by advanceMu
+
+	closeOnce sync.Once
+	quit      chan struct{}
+	done      chan struct{} // closed when the driver exits; nil if Manual
+}
+
+// New returns a wheel. Unless cfg.Manual is set it starts one goroutine that
+// advances the wheel every tick until Close.
+func New(cfg Config) (*Wheel, error) {
+	if cfg.Expire == nil {
+		return nil, fmt.Errorf("%w: Expire is required", ErrInvalidConfig)
+	}
+	if cfg.Tick < 0 {
+		return nil, fmt.Errorf("%w: negative tick %v", ErrInvalidConfig, cfg.Tick)
+	}
+	if cfg.Slots < 0 || cfg.Slots > MaxSlots {
+		return nil, fmt.Errorf("%w: slots %d outside [0, %d]", ErrInvalidConfig, cfg.Slots, MaxSlots)
+	}
+	tick := cfg.Tick
+	if tick == 0 {
+		tick = DefaultTick
+	}
+	slots := cfg.Slots
+	if slots == 0 {
+		slots = DefaultSlots
+	}
+	n := 1
+	for n < slots {
+		n <<= 1
+	}
+	clock := cfg.Clock
+	if clock == nil {
+		clock = realClock{}
+	}
+	w := &Wheel{
+		nodes:  newNodeStore(),
+		heads:  make([]int32, n),
+		tick:   tick,
+		mask:   int64(n - 1),
+		start:  clock.Now(),
+		clock:  clock,
+		expire: cfg.Expire,
+		batch:  make([]Expired, 0, MaxBatch),
+		quit:   make(chan struct{}),
+	}
+	for i := range w.heads {
+		w.heads[i] = nilIndex
+	}
+	if !cfg.Manual {
+		w.done = make(chan struct{})
+		ticker := time.NewTicker(tick)
+		go w.drive(ticker)
+	}
+	return w, nil
+}
+
+// Schedule arms a new timer that fires d from now (d <= 0 means at the next
+// tick) and returns its handle. The handle stays valid, through any number
+// of firings and Resets, until Stop. Schedule returns the zero Handle only
+// after Close (or if the wheel already holds 2^31-1 nodes).
+func (w *Wheel) Schedule(d time.Duration, data uint64) Handle {
+	now := w.elapsed() // read outside the lock: a clock read is the slowest step
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return 0
+	}
+	idx, n := w.nodes.alloc()
+	if n == nil {
+		w.mu.Unlock()
+		return 0
+	}
+	n.data = data
+	n.state = statePending
+	n.deadline = w.deadlineTick(now, d)
+	w.link(idx, n)
+	w.pending++
+	h := makeHandle(idx, n.gen)
+	w.mu.Unlock()
+	return h
+}
+
+// Stop cancels the timer and releases its node; h is stale afterwards.
+// It reports whether the timer was pending, that is, whether Stop prevented
+// a firing. On a timer that already fired (even if its batch is still being
+// delivered) it returns false and still releases the node. On a stale or
+// zero handle it returns false and does nothing.
+func (w *Wheel) Stop(h Handle) bool {
+	w.mu.Lock()
+	idx, n := w.lookup(h)
+	if n == nil {
+		w.mu.Unlock()
+		return false
+	}
+	wasPending := n.state == statePending
+	if wasPending {
+		w.unlink(idx, n)
+		w.pending--
+	}
+	w.nodes.release(idx, n)
+	w.mu.Unlock()
+	return wasPending
+}
+
+// Reset re-arms the timer to fire d from now, whether it is pending or has
+// already fired, and keeps its handle. It returns false, doing nothing, for
+// a stale or zero handle or after Close. Resetting a timer whose batch is
+// being delivered re-arms it; that delivery still happens.
+func (w *Wheel) Reset(h Handle, d time.Duration) bool {
+	now := w.elapsed()
+	w.mu.Lock()
+	idx, n := w.lookup(h)
+	if n == nil || w.closed {
+		w.mu.Unlock()
+		return false
+	}
+	if n.state == statePending {
+		w.unlink(idx, n)
+	} else {
+		n.state = statePending
+		w.pending++
+	}
+	n.deadline = w.deadlineTick(now, d)
+	w.link(idx, n)
+	w.mu.Unlock()
+	return true
+}
+
+// Len returns the number of pending timers. Fired timers that were not yet
+// stopped still hold a node but are not counted.
+func (w *Wheel) Len() int {
+	w.mu.Lock()
+	n := w.pending
+	w.mu.Unlock()
+	return n
+}
+
+// Close stops the driving goroutine and waits for it to exit, so Expire is
+// not called by the driver once Close returns. Pending timers never fire;
+// Schedule returns the zero Handle and Reset returns false from then on,
+// while Stop still releases nodes. Close is idempotent. It must not be
+// called from Expire. On a Manual wheel it does not wait for an Advance
+// running on another goroutine; that Advance stops at its next batch.
+func (w *Wheel) Close() {
+	w.closeOnce.Do(func() {
+		w.mu.Lock()
+		w.closed = true
+		w.mu.Unlock()
+		close(w.quit)
+		if w.done != nil {
+			<-w.done
+		}
+	})
+}
+
+// elapsed is the clock's time since New.
+func (w *Wheel) elapsed() time.Duration {
+	return w.clock.Now().Sub(w.start)
+}
+
+// deadlineTick returns the first tick whose start is at or after now+d, and
+// never a tick already processed: ticks are processed only once the clock
+// has reached their start, so a timer cannot fire before its deadline.
+func (w *Wheel) deadlineTick(now, d time.Duration) int64 {
+	if d < 0 {
+		d = 0
+	} else if d > maxDelay {
+		d = maxDelay
+	}
+	if now < 0 {
+		now = 0
+	}
+	at := now + d
+	k := int64(at / w.tick)
+	if at%w.tick != 0 {
+		k++
+	}
+	if k <= w.cur {
+		k = w.cur + 1
+	}
+	return k
+}
+
+// lookup returns the node h names, or nil if h is zero or stale.
+func (w *Wheel) lookup(h Handle) (int32, *node) {
+	idx := h.index()
+	if idx >= uint32(w.nodes.used) {
+		return nilIndex, nil
+	}
+	n := w.nodes.at(int32(idx))
+	if n.gen != h.gen() || n.state == stateFree {
+		return nilIndex, nil
+	}
+	return int32(idx), n
+}
+
+// link pushes a pending node onto the front of its deadline's slot.
+func (w *Wheel) link(idx int32, n *node) {
+	s := n.deadline & w.mask
+	head := w.heads[s]
+	n.prev = nilIndex
+	n.next = head
+	if head != nilIndex {
+		w.nodes.at(head).prev = idx
+	}
+	w.heads[s] = idx
+}
+
+// unlink removes a pending node from its slot.
+func (w *Wheel) unlink(idx int32, n *node) {
+	if n.prev != nilIndex {
+		w.nodes.at(n.prev).next = n.next
+	} else {
+		w.heads[n.deadline&w.mask] = n.next
+	}
+	if n.next != nilIndex {
+		w.nodes.at(n.next).prev = n.prev
+	}
+	n.next, n.prev = nilIndex, nilIndex
+}
