@@ -43,7 +43,9 @@
 // starting at or after t+d, and never one already processed, so it fires no
 // earlier than t+d and, while the driver keeps up, less than one Tick later.
 // The driver wakes every Tick but reads which ticks are due from the Clock,
-// so after a late wake-up it processes every tick it missed, in order.
+// so after a late wake-up it processes every tick it missed, in tick order
+// (if it is more than a revolution behind, it sweeps every slot once instead
+// and the overdue timers come in slot order).
 // Config.Manual starts no goroutine; the wheel then moves only through
 // Advance, which is how tests drive it with a fake Clock and no sleeping.
 //
