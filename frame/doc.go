@@ -1,6 +1,34 @@
 // Package frame is RFC 6455 on bytes: the opening handshake from a buffered
-// request, an incremental frame decoder and frame encoding.
+// request, an incremental frame decoder (reassembly, UTF-8, close codes,
+// limits) and frame encoding, for the server and for the load generator's
+// client side.
 //
-// It never touches a socket, starts no goroutine and keeps no global state;
-// the caller feeds it bytes and owns the buffers.
+// It owns the WebSocket wire format and nothing else. It never touches a
+// socket, never reads or waits, starts no goroutine and keeps no
+// package-level state; the caller feeds it the bytes it has and owns the
+// buffers, as with gobwas/ws, whose typed OpCode and StatusCode it reuses
+// and which does the frame header encoding, masking, header checks and
+// close-frame bodies here (HTTP field parsing through gobwas/httphead).
+//
+// # Handshake
+//
+// ParseRequest takes all bytes received on a new connection; it returns
+// ErrIncomplete until the header block ends, an *HTTPError whose Response
+// the server writes before closing, or a *Request. AcceptResponse makes the
+// 101 for it. A Request's strings are copies; Request.Rest aliases the input.
+//
+// # Decoding
+//
+// A Decoder keeps the state of one connection between reads: Feed it
+// whatever arrived, and it calls back with each complete message or control
+// frame. The bytes of a Message are valid only during the callback: they
+// alias the slice passed to Feed (unmasked in place) or a pooled buffer
+// (github.com/gobwas/pool/pbytes) that goes back to the pool as soon as the
+// callback returns. A protocol violation is a *ProtocolError carrying the
+// close code to answer with.
+//
+// # Encoding
+//
+// The Append* functions append one whole frame to a caller's slice. A frame
+// encoded once may be written unchanged to many connections.
 package frame
