@@ -113,8 +113,10 @@ func New(cfg Config) (*Poller, error) {
 func (p *Poller) Open() int64 { return p.open.Load() }
 
 // Register takes ownership of fd (a connected, non-blocking socket) as c and
-// starts watching it. On error the caller still owns fd.
-func (p *Poller) Register(c *Conn, fd int) error {
+// starts watching it. init, if not nil, runs once c has its ID and before
+// any event for it can be dispatched (the caller sets up timers there). On
+// error the caller still owns fd.
+func (p *Poller) Register(c *Conn, fd int, init func(*Conn)) error {
 	if p.closed.Load() {
 		return ErrPollerClosed
 	}
@@ -125,6 +127,9 @@ func (p *Poller) Register(c *Conn, fd int) error {
 	c.gen = p.gen.Add(1)
 	c.poller = p
 	c.state.Store(0)
+	if init != nil {
+		init(c)
+	}
 	p.reg.set(fd, c)
 	p.open.Add(1)
 	s := p.shards[fd%len(p.shards)]
