@@ -12,6 +12,7 @@ const (
 	stWrite                      // write readiness not yet handled
 	stClosing                    // close requested; the busy holder tears down
 	stDead                       // torn down: fd closed, OnClose called
+	stHup                        // the peer hung up or the socket failed; sticky
 )
 
 // Conn is one registered connection. It is meant to be embedded in the

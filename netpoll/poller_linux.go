@@ -244,7 +244,10 @@ func (p *Poller) Serve(c *Conn) {
 
 // readSome reads until EAGAIN, a short read, or the read cap. A short read
 // ends the task: bytes that arrive after it raise a new edge (Linux wakes
-// edge-triggered waiters on every arrival), which sets stRead again.
+// edge-triggered waiters on every arrival), which sets stRead again. Not so
+// once the peer has hung up: its FIN may have come with the data just read,
+// in the same edge, and no edge follows it; so after a hang-up we read on to
+// EOF or EAGAIN.
 func (p *Poller) readSome(c *Conn, buf []byte) (capped bool, err error) {
 	total := 0
 	for total < p.cfg.ReadCap {
@@ -263,7 +266,8 @@ func (p *Poller) readSome(c *Conn, buf []byte) (capped bool, err error) {
 		if err := p.cfg.Handler.OnData(c, buf[:n]); err != nil {
 			return false, err
 		}
-		if c.state.Load()&stClosing != 0 || n < len(buf) {
+		st := c.state.Load()
+		if st&stClosing != 0 || (n < len(buf) && st&stHup == 0) {
 			return false, nil
 		}
 	}
@@ -479,6 +483,9 @@ func (s *shard) run() {
 			var bits uint32
 			if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 				bits |= stRead
+			}
+			if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+				bits |= stHup
 			}
 			if ev.Events&unix.EPOLLOUT != 0 {
 				bits |= stWrite
