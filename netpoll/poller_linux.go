@@ -406,8 +406,14 @@ func (c *Conn) teardown(err error) {
 }
 
 // RemoteAddr asks the kernel for the peer's address (nil once closed). It is
-// not stored: an idle connection does not pay for it.
+// not stored: an idle connection does not pay for it. It holds mu so that the
+// fd cannot be closed and reused by another connection under it.
 func (c *Conn) RemoteAddr() *net.TCPAddr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state.Load()&stDead != 0 {
+		return nil
+	}
 	sa, err := unix.Getpeername(int(c.fd))
 	if err != nil {
 		return nil
