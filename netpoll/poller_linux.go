@@ -126,7 +126,10 @@ func (p *Poller) Register(c *Conn, fd int, init func(*Conn)) error {
 	c.fd = int32(fd)
 	c.gen = p.gen.Add(1)
 	c.poller = p
-	c.state.Store(0)
+	// Hold busy until c is watched: a Close from init, Range or Lookup in
+	// this window only marks it closing, and the shard tears it down later,
+	// instead of closing the fd under us (and under the caller on error).
+	c.state.Store(stBusy)
 	if init != nil {
 		init(c)
 	}
@@ -144,6 +147,7 @@ func (p *Poller) Register(c *Conn, fd int, init func(*Conn)) error {
 		c.state.Store(stDead | stBusy)
 		return os.NewSyscallError("epoll_ctl add", err)
 	}
+	s.handOff(c)
 	return nil
 }
 
@@ -422,11 +426,12 @@ func (c *Conn) RemoteAddr() *net.TCPAddr {
 }
 
 type shard struct {
-	p     *Poller
-	epfd  int
-	efd   int
-	mu    sync.Mutex
-	ready []*Conn // connections that yielded at the read cap; each at most once
+	p       *Poller
+	epfd    int
+	efd     int
+	mu      sync.Mutex
+	ready   []*Conn // busy connections waiting for a task; each at most once
+	stopped bool    // run has returned: ready is no longer served
 }
 
 func newShard(p *Poller) (*shard, error) {
@@ -453,8 +458,15 @@ func (s *shard) wake() {
 	_, _ = unix.Write(s.efd, one[:])
 }
 
+// requeue puts c, whose busy flag the caller holds, on the ready list; the
+// shard dispatches it after the events it already has.
 func (s *shard) requeue(c *Conn) {
 	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		abandon(c)
+		return
+	}
 	first := len(s.ready) == 0
 	s.ready = append(s.ready, c)
 	s.mu.Unlock()
@@ -463,8 +475,50 @@ func (s *shard) requeue(c *Conn) {
 	}
 }
 
+// handOff gives up the busy flag held outside a task (by Register while it
+// publishes c): work that arrived meanwhile goes to the ready list.
+func (s *shard) handOff(c *Conn) {
+	for {
+		old := c.state.Load()
+		if old&(stRead|stWrite|stClosing) != 0 {
+			s.requeue(c)
+			return
+		}
+		if c.state.CompareAndSwap(old, old&^stBusy) {
+			return
+		}
+	}
+}
+
+// abandon gives up a busy connection that a stopped shard will never serve:
+// a pending Close is carried out now, else busy is cleared so that a later
+// Close tears it down itself.
+func abandon(c *Conn) {
+	for {
+		old := c.state.Load()
+		if old&stClosing != 0 {
+			c.teardown(nil)
+			return
+		}
+		if c.state.CompareAndSwap(old, old&^stBusy) {
+			return
+		}
+	}
+}
+
 func (s *shard) run() {
 	defer s.p.wg.Done()
+	defer func() {
+		// Connections left on the ready list are busy with no task to come.
+		s.mu.Lock()
+		s.stopped = true
+		left := s.ready
+		s.ready = nil
+		s.mu.Unlock()
+		for _, c := range left {
+			abandon(c)
+		}
+	}()
 	events := make([]unix.EpollEvent, 256)
 	var ready []*Conn
 	for {
