@@ -25,8 +25,9 @@ type Conn struct {
 	state  atomic.Uint32
 	fd     int32
 	gen    uint32
-	mu     sync.Mutex // guards out and every write(2) on fd
+	mu     sync.Mutex // guards out, wrShut and every write(2) on fd
 	out    *outbound  // nil when nothing is queued
+	wrShut bool       // Shutdown was called: no more writes; FIN after out
 	poller *Poller
 	ctx    any
 }

@@ -289,7 +289,7 @@ func (c *Conn) WriteShared(b []byte) error { return c.write(b, true) }
 func (c *Conn) write(b []byte, shared bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state.Load()&(stClosing|stDead) != 0 {
+	if c.wrShut || c.state.Load()&(stClosing|stDead) != 0 {
 		return ErrClosed
 	}
 	if c.out != nil {
@@ -347,6 +347,9 @@ func (c *Conn) flushLocked() error {
 		q.advance(n)
 		if q.size == 0 {
 			c.out = nil
+			if c.wrShut {
+				return os.NewSyscallError("shutdown", unix.Shutdown(int(c.fd), unix.SHUT_WR))
+			}
 		}
 	}
 	return nil
@@ -376,14 +379,20 @@ func (c *Conn) Close() {
 
 // Shutdown half-closes the write side (FIN) while reads go on; used to
 // linger after a final answer so the peer reads it before the fd closes.
+// The FIN follows whatever is queued: if the kernel does not take the queue
+// now, it is sent when the queue drains. Later writes return ErrClosed.
 func (c *Conn) Shutdown() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state.Load()&stDead != 0 {
 		return ErrClosed
 	}
+	if c.wrShut {
+		return nil
+	}
+	c.wrShut = true
 	if c.out != nil {
-		_ = c.flushLocked()
+		return c.flushLocked() // shuts down once the queue is empty
 	}
 	return os.NewSyscallError("shutdown", unix.Shutdown(int(c.fd), unix.SHUT_WR))
 }
