@@ -1,23 +1,154 @@
-// Command wsedge is the WebSocket edge server.
+// Command wsedge is the WebSocket edge server. Every flag has an environment
+// fallback WSEDGE_<FLAG> (dashes become underscores): -max-conns reads
+// WSEDGE_MAX_CONNS when the flag is not given.
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/wsedge/wsedge/edge"
 )
 
 var version = "dev"
 
 func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, nil))
+}
+
+// run is main without the process exit, for tests; ready (if not nil) gets
+// the started server. Exit codes: 0 after a clean shutdown, 1 when the
+// server cannot start, 2 for bad flags or configuration.
+func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int {
 	fs := flag.NewFlagSet("wsedge", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg edge.Config
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		os.Exit(2)
+	fs.StringVar(&cfg.Addr, "addr", ":8080", "WebSocket listen address (host:port)")
+	fs.StringVar(&cfg.AdminAddr, "admin", "127.0.0.1:9090", `admin HTTP listen address for /healthz, /readyz, /metrics; "off" disables it`)
+	fs.IntVar(&cfg.Backlog, "backlog", 0, "listen backlog (0: the system's SOMAXCONN)")
+	fs.IntVar(&cfg.Pollers, "pollers", runtime.GOMAXPROCS(0), "epoll shards, one goroutine each")
+	fs.IntVar(&cfg.Workers, "workers", 128, "worker pool size: goroutines that decode and handle readable connections")
+	fs.IntVar(&cfg.ReadBufferSize, "read-buffer", 16<<10, "bytes of a worker's pooled read buffer")
+	fs.DurationVar(&cfg.WheelTick, "wheel-tick", 100*time.Millisecond, "timing wheel resolution: timers fire at most this late")
+	fs.IntVar(&cfg.WheelSlots, "wheel-slots", 4096, "timing wheel slots (rounded up to a power of two)")
+	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", 10*time.Second, "time allowed for the HTTP upgrade request")
+	fs.DurationVar(&cfg.PingInterval, "ping-interval", 30*time.Second, "send a ping after this long with no inbound bytes")
+	fs.DurationVar(&cfg.PongTimeout, "pong-timeout", 15*time.Second, "close a connection silent this long after a ping")
+	fs.DurationVar(&cfg.CloseTimeout, "close-timeout", 5*time.Second, "wait this long for the client's close frame")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, give clients this long before exiting")
+	fs.Int64Var(&cfg.MaxMessage, "max-message", 64<<10, "largest message in bytes (close 1009 above)")
+	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", 8<<10, "largest upgrade request head in bytes (431 above)")
+	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "connections held at once, 503 above (0: what the open-file limit allows)")
+	fs.IntVar(&cfg.WriteQueue, "write-queue", 256<<10, "bytes queued per connection for a client that reads slowly")
+	fs.StringVar(&cfg.SlowConsumer, "slow-consumer", "close", "when a client's write queue is full: close (1008) or drop the message")
+	echo := fs.Bool("echo", true, "serve GET /echo (echoes every message; for conformance suites and benchmarks)")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "mount /debug/pprof/ on the admin listener")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "wsedge %s: WebSocket edge server for many mostly idle clients.\n\nUsage: wsedge [flags]\n\nEvery flag can also be set as WSEDGE_<FLAG> (e.g. WSEDGE_ADDR, WSEDGE_MAX_CONNS).\n\n", version)
+		fs.PrintDefaults()
 	}
-	fmt.Println("wsedge", version)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "wsedge: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if err := applyEnv(fs, os.LookupEnv); err != nil {
+		fmt.Fprintf(stderr, "wsedge: %v\n", err)
+		return 2
+	}
 	if *showVersion {
-		return
+		fmt.Fprintln(stdout, "wsedge", version)
+		return 0
 	}
-	fs.PrintDefaults()
+	cfg.DisableEcho = !*echo
+	logger, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "wsedge: %v\n", err)
+		return 2
+	}
+	cfg.Logger = logger
+
+	nofile, err := edge.RaiseOpenFileLimit()
+	if err != nil {
+		fmt.Fprintf(stderr, "wsedge: open-file limit: %v\n", err)
+		return 1
+	}
+	srv, err := edge.New(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "wsedge: %v\n", err)
+		return 2
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	if err := srv.Start(); err != nil {
+		fmt.Fprintf(stderr, "wsedge: %v\n", err)
+		return 1
+	}
+	eff := srv.Config()
+	logger.Info("wsedge listening", "version", version, "addr", srv.Addr().String(), "admin", fmt.Sprint(srv.AdminAddr()),
+		"open_file_limit", nofile, "max_conns", eff.MaxConns, "pollers", eff.Pollers, "workers", eff.Workers)
+	if ready != nil {
+		ready <- srv
+	}
+	got := <-sig
+	logger.Info("shutting down", "signal", got.String(), "timeout", eff.ShutdownTimeout.String())
+	if err := srv.Shutdown(context.Background()); err != nil {
+		logger.Warn("shutdown timed out; remaining connections dropped", "err", err)
+	}
+	logger.Info("stopped")
+	return 0
+}
+
+// applyEnv sets every flag not given on the command line from
+// WSEDGE_<NAME>, if that variable is set.
+func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || err != nil {
+			return
+		}
+		key := "WSEDGE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := lookup(key); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %v", key, v, e)
+			}
+		}
+	})
+	return err
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("-log-format %q: want text or json", format)
 }

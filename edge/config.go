@@ -1,0 +1,120 @@
+package edge
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"time"
+
+)
+
+// Config configures a Server. The zero value works: every zero field takes
+// the default named in its comment.
+type Config struct {
+	Addr      string // WebSocket listener; default ":8080"
+	AdminAddr string // admin HTTP listener (/healthz, /readyz, /metrics); default "127.0.0.1:9090"; "off" disables it
+	Backlog   int    // listen backlog; default SOMAXCONN
+
+	Pollers        int // epoll shards, one goroutine each; default GOMAXPROCS
+	Workers        int // worker pool size; default 128
+	ReadBufferSize int // a worker's pooled read buffer; default 16 KiB
+
+	WheelTick  time.Duration // timing wheel resolution; default 100ms
+	WheelSlots int           // timing wheel slots; default 4096
+
+	HandshakeTimeout time.Duration // upgrade request must complete within it; default 10s
+	PingInterval     time.Duration // ping after this long with no inbound bytes; default 30s
+	PongTimeout      time.Duration // close when nothing arrives this long after a ping; default 15s
+	CloseTimeout     time.Duration // wait this long for the peer's close frame; default 5s
+	ShutdownTimeout  time.Duration // Shutdown gives clients this long; default 10s
+
+	MaxMessage     int64  // largest message accepted (1009 above); default 64 KiB
+	MaxHeaderBytes int    // largest upgrade request head (431 above); default 8 KiB
+	MaxConns       int    // connections held at once (503 above); default: what RLIMIT_NOFILE allows
+	WriteQueue     int    // outbound queue bound per connection in bytes; default 256 KiB
+	SlowConsumer   string // "close" (1008 "slow consumer", default) or "drop" (the message)
+
+	DisableEcho bool // turn off GET /echo
+	Pprof       bool // mount /debug/pprof/ on the admin listener
+
+	// Handlers maps a request path to its application handler (GET /echo is
+	// built in unless DisableEcho).
+	Handlers map[string]Handler
+
+	Logger *slog.Logger // default slog.Default()
+}
+
+// fdReserve is kept free of client connections for the listener, the
+// admin API, logs and the answers (503) to connections over the limit.
+const fdReserve = 64
+
+func (c Config) withDefaults() (Config, error) {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.Addr == "" {
+		c.Addr = ":8080"
+	}
+	if c.AdminAddr == "" {
+		c.AdminAddr = "127.0.0.1:9090"
+	}
+	if c.Pollers <= 0 {
+		c.Pollers = runtime.GOMAXPROCS(0)
+	}
+	if c.Workers <= 0 {
+		c.Workers = 128
+	}
+	if c.ReadBufferSize <= 0 {
+		c.ReadBufferSize = 16 << 10
+	}
+	def(&c.WheelTick, 100*time.Millisecond)
+	if c.WheelSlots <= 0 {
+		c.WheelSlots = 4096
+	}
+	def(&c.HandshakeTimeout, 10*time.Second)
+	def(&c.PingInterval, 30*time.Second)
+	def(&c.PongTimeout, 15*time.Second)
+	def(&c.CloseTimeout, 5*time.Second)
+	def(&c.ShutdownTimeout, 10*time.Second)
+	if c.MaxMessage <= 0 {
+		c.MaxMessage = 64 << 10
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = 8 << 10
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = DefaultMaxConns()
+	}
+	if c.WriteQueue <= 0 {
+		c.WriteQueue = 256 << 10
+	}
+	switch c.SlowConsumer {
+	case "":
+		c.SlowConsumer = "close"
+	case "close", "drop":
+	default:
+		return c, fmt.Errorf("slow-consumer policy %q: want close or drop", c.SlowConsumer)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	for name, d := range map[string]time.Duration{"wheel tick": c.WheelTick, "handshake timeout": c.HandshakeTimeout,
+		"ping interval": c.PingInterval, "pong timeout": c.PongTimeout, "close timeout": c.CloseTimeout, "shutdown timeout": c.ShutdownTimeout} {
+		if d < 0 {
+			return c, fmt.Errorf("%s %v: must not be negative", name, d)
+		}
+	}
+	if c.MaxMessage > 1<<40 {
+		return c, errors.New("max message over 1 TiB")
+	}
+	if c.AdminAddr != "off" {
+		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
+			return c, fmt.Errorf("admin address %q: %w", c.AdminAddr, err)
+		}
+	}
+	return c, nil
+}

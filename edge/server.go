@@ -1,0 +1,479 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/ants/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/wsedge/wsedge/frame"
+	"github.com/wsedge/wsedge/netpoll"
+	"github.com/wsedge/wsedge/wheel"
+)
+
+// Server is one wsedge node. Create it with New, then Start; Shutdown ends
+// it. Two servers can run in one process.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	handlers map[string]Handler
+	hsCfg    frame.HandshakeConfig
+	decCfg   frame.DecoderConfig
+	epoch    time.Time
+
+	poller  *netpoll.Poller
+	ln      *netpoll.Listener
+	pool    *ants.PoolWithFunc
+	wheel   *wheel.Wheel
+	metrics *metrics
+
+	admin   *http.Server
+	adminLn net.Listener
+	mux     *http.ServeMux
+
+	decoders sync.Pool // *frame.Decoder, between messages
+	frames   sync.Pool // *[]byte, encode buffers
+	hsBufs   sync.Pool // *[]byte, upgrade requests that arrive in pieces
+	batches  sync.Pool // *timerBatch
+
+	callerRuns atomic.Int64
+	draining   atomic.Bool
+	started    atomic.Bool
+	stopOnce   sync.Once
+	done       chan struct{}
+
+	logSlow, logAccept, logPanic rate.Sometimes
+}
+
+// timerBatch carries a copy of one wheel batch to a pool worker.
+type timerBatch struct{ items []wheel.Expired }
+
+// New checks cfg and builds a server; nothing is bound until Start.
+func New(cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		handlers: make(map[string]Handler),
+		hsCfg:    frame.HandshakeConfig{MaxHeaderBytes: cfg.MaxHeaderBytes},
+		decCfg:   frame.DecoderConfig{MaxMessage: cfg.MaxMessage},
+		done:     make(chan struct{}),
+		mux:      http.NewServeMux(),
+	}
+	for path, h := range cfg.Handlers {
+		s.handlers[path] = h
+	}
+	if !cfg.DisableEcho {
+		if _, taken := s.handlers["/echo"]; !taken {
+			s.handlers["/echo"] = echoHandler{}
+		}
+	}
+	for _, st := range []*rate.Sometimes{&s.logSlow, &s.logAccept, &s.logPanic} {
+		st.Interval = 10 * time.Second
+	}
+	s.decoders.New = func() any { return new(frame.Decoder) }
+	s.frames.New = func() any { b := make([]byte, 0, 512); return &b }
+	s.hsBufs.New = func() any { b := make([]byte, 0, 1024); return &b }
+	s.batches.New = func() any { return &timerBatch{items: make([]wheel.Expired, 0, wheel.MaxBatch)} }
+	return s, nil
+}
+
+// Config is the configuration in force, defaults filled in.
+func (s *Server) Config() Config { return s.cfg }
+
+// Mux is the admin listener's router, for the application layer to extend
+// before Start.
+func (s *Server) Mux() *http.ServeMux { return s.mux }
+
+// Registry is the server's Prometheus registry (valid after Start), for the
+// application layer's own series.
+func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
+
+// Start binds the listeners and starts serving. It returns once the server
+// accepts connections.
+func (s *Server) Start() error {
+	if s.started.Swap(true) {
+		return errors.New("edge: server already started")
+	}
+	s.epoch = time.Now()
+	var err error
+	s.pool, err = ants.NewPoolWithFunc(s.cfg.Workers, s.runTask,
+		ants.WithNonblocking(true),
+		ants.WithPanicHandler(func(v any) {
+			s.metrics.panics.Inc()
+			s.logPanic.Do(func() { s.log.Error("panic in worker task", "panic", v) })
+		}))
+	if err != nil {
+		return fmt.Errorf("worker pool: %w", err)
+	}
+	s.wheel, err = wheel.New(wheel.Config{Tick: s.cfg.WheelTick, Slots: s.cfg.WheelSlots, Expire: s.onExpire})
+	if err != nil {
+		s.pool.Release()
+		return err
+	}
+	s.poller, err = netpoll.New(netpoll.Config{
+		Shards:         s.cfg.Pollers,
+		ReadBufferSize: s.cfg.ReadBufferSize,
+		WriteQueue:     s.cfg.WriteQueue,
+		Handler:        s,
+		Dispatch:       s.dispatch,
+		OnPanic: func(c *netpoll.Conn, v any) {
+			s.metrics.panics.Inc()
+			s.logPanic.Do(func() { s.log.Error("panic serving a connection; closed it", "conn", c.ID(), "panic", v) })
+		},
+	})
+	if err != nil {
+		s.wheel.Close()
+		s.pool.Release()
+		return err
+	}
+	s.metrics = newMetrics(s)
+	if s.ln, err = netpoll.Listen(s.cfg.Addr, s.cfg.Backlog); err != nil {
+		s.closeEngines()
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	if err := s.startAdmin(); err != nil {
+		s.ln.Close()
+		s.ln.Wait()
+		s.closeEngines()
+		return err
+	}
+	go s.ln.Serve(s.accept, s.acceptError)
+	return nil
+}
+
+// Addr is the WebSocket listener's address.
+func (s *Server) Addr() *net.TCPAddr { return s.ln.Addr() }
+
+// AdminAddr is the admin listener's address (nil when off).
+func (s *Server) AdminAddr() net.Addr {
+	if s.adminLn == nil {
+		return nil
+	}
+	return s.adminLn.Addr()
+}
+
+// Draining reports whether Shutdown has begun.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// Done is closed when Shutdown has finished.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// now is the server's monotonic clock in nanoseconds.
+func (s *Server) now() int64 { return int64(time.Since(s.epoch)) }
+
+func (s *Server) closeEngines() {
+	s.poller.Close()
+	s.wheel.Close()
+	s.pool.Release()
+}
+
+// dispatch hands a connection's task to the pool; false makes the shard run
+// it (the pool is full).
+func (s *Server) dispatch(c *netpoll.Conn) bool {
+	if s.pool.Invoke(c) != nil {
+		s.callerRuns.Add(1)
+		return false
+	}
+	return true
+}
+
+// runTask is the pool's one function: a connection's task or a timer batch.
+func (s *Server) runTask(arg any) {
+	switch t := arg.(type) {
+	case *netpoll.Conn:
+		s.poller.Serve(t)
+	case *timerBatch:
+		s.runTimers(t)
+	case func():
+		t()
+	}
+}
+
+// submit runs fn on the pool, or here when the pool is full.
+func (s *Server) submit(fn func()) {
+	if s.pool.Invoke(fn) != nil {
+		s.callerRuns.Add(1)
+		fn()
+	}
+}
+
+// accept registers a new socket at once, before reading a byte, and starts
+// its handshake timeout.
+func (s *Server) accept(fd int) {
+	s.metrics.accepted.Inc()
+	c := &Conn{srv: s}
+	c.nc.SetContext(c)
+	err := s.poller.Register(&c.nc, fd, func(*netpoll.Conn) {
+		c.lastActive.Store(s.now())
+		c.timer = s.wheel.Schedule(s.cfg.HandshakeTimeout, c.ID())
+	})
+	if err != nil {
+		s.wheel.Stop(c.timer)
+		closeFD(fd)
+		s.metrics.handshakeFailures.WithLabelValues("register").Inc()
+		s.logAccept.Do(func() { s.log.Error("register connection", "err", err) })
+	}
+}
+
+func (s *Server) acceptError(err error) {
+	errno := "other"
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		errno = se.Err.Error()
+	}
+	s.metrics.acceptErrors.WithLabelValues(errno).Inc()
+	s.logAccept.Do(func() { s.log.Error("accept", "err", err) })
+}
+
+// OnData is netpoll's callback for bytes read; it runs on the worker that
+// holds the connection.
+func (s *Server) OnData(nc *netpoll.Conn, p []byte) error {
+	c := nc.Context().(*Conn)
+	s.metrics.bytesIn.Add(float64(len(p)))
+	switch c.phase.Load() {
+	case phaseHandshake:
+		s.handshake(c, p)
+	case phaseOpen, phaseClosing:
+		c.lastActive.Store(s.now())
+		c.feed(p)
+	}
+	// phaseDraining: discard until the peer closes.
+	return nil
+}
+
+// OnClose is netpoll's callback after a socket is closed.
+func (s *Server) OnClose(nc *netpoll.Conn, err error) {
+	c := nc.Context().(*Conn)
+	s.wheel.Stop(c.timer)
+	if c.dec != nil {
+		c.dec.Release()
+		s.decoders.Put(c.dec)
+		c.dec = nil
+	}
+	s.releaseHandshakeBuf(c)
+	if c.opened.Load() {
+		code := c.closeCode()
+		s.metrics.connections.Dec()
+		s.metrics.closed(int(code))
+		c.h.OnClose(c, code)
+	} else if c.phase.Load() == phaseHandshake {
+		s.metrics.handshakeFailures.WithLabelValues("peer_closed").Inc()
+	}
+}
+
+// handshake accumulates the upgrade request and answers it.
+func (s *Server) handshake(c *Conn, p []byte) {
+	buf := p
+	if c.hs != nil {
+		*c.hs = append(*c.hs, p...)
+		buf = *c.hs
+	}
+	req, err := frame.ParseRequest(buf, s.hsCfg)
+	if errors.Is(err, frame.ErrIncomplete) {
+		if c.hs == nil {
+			c.hs = s.hsBufs.Get().(*[]byte)
+			*c.hs = append((*c.hs)[:0], p...)
+		}
+		return
+	}
+	if err != nil {
+		s.reject(c, err)
+		return
+	}
+	h, ok := s.handlers[req.Path]
+	switch {
+	case !ok:
+		s.reject(c, frame.NewHTTPError(http.StatusNotFound, "no WebSocket endpoint at "+req.Path))
+		return
+	case s.draining.Load():
+		s.reject(c, frame.NewHTTPError(http.StatusServiceUnavailable, "server is shutting down"))
+		return
+	case s.poller.Open() > int64(s.cfg.MaxConns):
+		s.reject(c, frame.NewHTTPError(http.StatusServiceUnavailable, "server at connection capacity"))
+		return
+	}
+	if err := h.Accept(c, req); err != nil {
+		s.reject(c, err)
+		return
+	}
+	if err := c.nc.Write(frame.AcceptResponse(req, "")); err != nil {
+		c.terminate(0)
+		return
+	}
+	c.h = h
+	c.opened.Store(true)
+	c.phase.Store(phaseOpen)
+	s.metrics.connections.Inc()
+	h.OnOpen(c)
+	s.wheel.Reset(c.timer, s.cfg.PingInterval)
+	if len(req.Rest) > 0 && c.phase.Load() == phaseOpen {
+		c.feed(req.Rest)
+	}
+	s.releaseHandshakeBuf(c)
+}
+
+func (s *Server) releaseHandshakeBuf(c *Conn) {
+	if c.hs != nil {
+		if cap(*c.hs) <= 2*s.cfg.MaxHeaderBytes {
+			*c.hs = (*c.hs)[:0]
+			s.hsBufs.Put(c.hs)
+		}
+		c.hs = nil
+	}
+}
+
+// reject answers a handshake with an HTTP error, shuts our side and drains.
+func (s *Server) reject(c *Conn, err error) {
+	var he *frame.HTTPError
+	if !errors.As(err, &he) {
+		s.log.Error("handshake handler failed", "err", err)
+		he = frame.NewHTTPError(http.StatusInternalServerError, "internal error")
+	}
+	s.metrics.handshakeFailures.WithLabelValues(failureReason(he.Status)).Inc()
+	s.releaseHandshakeBuf(c)
+	if !c.phase.CompareAndSwap(phaseHandshake, phaseDraining) {
+		return
+	}
+	if c.nc.Write(he.Response()) != nil || c.nc.Shutdown() != nil {
+		c.nc.Close()
+		return
+	}
+	s.wheel.Reset(c.timer, s.cfg.CloseTimeout)
+}
+
+func failureReason(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return "bad_request"
+	case http.StatusUnauthorized:
+		return "unauthorized"
+	case http.StatusForbidden:
+		return "forbidden"
+	case http.StatusNotFound:
+		return "not_found"
+	case http.StatusMethodNotAllowed:
+		return "method_not_allowed"
+	case http.StatusUpgradeRequired:
+		return "upgrade_required"
+	case http.StatusRequestHeaderFieldsTooLarge:
+		return "header_too_large"
+	case http.StatusServiceUnavailable:
+		return "unavailable"
+	}
+	return fmt.Sprintf("status_%d", status)
+}
+
+// onExpire runs on the wheel's goroutine: it copies the batch and hands it
+// to the pool.
+func (s *Server) onExpire(batch []wheel.Expired) {
+	tb := s.batches.Get().(*timerBatch)
+	tb.items = append(tb.items[:0], batch...)
+	if s.pool.Invoke(tb) != nil {
+		s.callerRuns.Add(1)
+		s.runTimers(tb)
+	}
+}
+
+func (s *Server) runTimers(tb *timerBatch) {
+	now := s.now()
+	for _, e := range tb.items {
+		if nc := s.poller.Lookup(e.Data); nc != nil {
+			nc.Context().(*Conn).onTimer(now)
+		}
+	}
+	tb.items = tb.items[:0]
+	s.batches.Put(tb)
+}
+
+// onTimer is the connection's one wheel entry firing. Activity only stamped
+// lastActive; here the stamp decides between re-arming, a ping, and a close.
+func (c *Conn) onTimer(now int64) {
+	s := c.srv
+	cfg := &s.cfg
+	switch c.phase.Load() {
+	case phaseHandshake:
+		s.metrics.handshakeFailures.WithLabelValues("timeout").Inc()
+		c.terminate(0)
+	case phaseOpen:
+		last, sent := c.lastActive.Load(), c.pingSent.Load()
+		if sent != 0 && last < sent {
+			if waited := time.Duration(now - sent); waited < cfg.PongTimeout {
+				s.wheel.Reset(c.timer, cfg.PongTimeout-waited)
+				return
+			}
+			s.metrics.pongTimeouts.Inc()
+			c.terminate(ws.StatusGoingAway)
+			return
+		}
+		if idle := time.Duration(now - last); idle < cfg.PingInterval {
+			s.wheel.Reset(c.timer, cfg.PingInterval-idle)
+			return
+		}
+		c.pingSent.Store(now)
+		s.metrics.pingsSent.Inc()
+		c.writeControl(ws.OpPing, nil)
+		s.wheel.Reset(c.timer, cfg.PongTimeout)
+	case phaseClosing, phaseDraining:
+		s.metrics.closeTimeouts.Inc()
+		c.nc.Close()
+	}
+}
+
+// Shutdown drains the server: /readyz turns 503, accepting stops, every
+// client gets close 1001, and once they are gone (or ctx ends, or the
+// shutdown timeout passes) the rest are dropped and everything stops.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if !s.started.Load() {
+		return errors.New("edge: server not started")
+	}
+	var err error
+	s.stopOnce.Do(func() {
+		defer close(s.done)
+		s.draining.Store(true)
+		ctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
+		defer cancel()
+		s.ln.Close()
+		s.ln.Wait()
+		s.poller.Range(func(nc *netpoll.Conn) bool {
+			nc.Context().(*Conn).Close(ws.StatusGoingAway, "server shutting down")
+			return true
+		})
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+	wait:
+		for s.poller.Open() > 0 {
+			select {
+			case <-ctx.Done():
+				err = ctx.Err()
+				break wait
+			case <-tick.C:
+			}
+		}
+		s.poller.Range(func(nc *netpoll.Conn) bool {
+			nc.Close()
+			return true
+		})
+		s.closeEngines()
+		if s.admin != nil {
+			actx, acancel := context.WithTimeout(context.Background(), time.Second)
+			_ = s.admin.Shutdown(actx)
+			acancel()
+		}
+	})
+	return err
+}

@@ -1,0 +1,13 @@
+//go:build !linux
+
+package edge
+
+import "github.com/wsedge/wsedge/netpoll"
+
+func closeFD(int) {}
+
+// DefaultMaxConns is a placeholder where wsedge cannot run.
+func DefaultMaxConns() int { return 1024 }
+
+// RaiseOpenFileLimit fails: wsedge needs Linux.
+func RaiseOpenFileLimit() (uint64, error) { return 0, netpoll.ErrUnsupported }
