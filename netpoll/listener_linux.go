@@ -14,14 +14,22 @@ import (
 
 // Listener is a non-blocking TCP listening socket with one acceptor goroutine
 // (Serve).
+//
+// Lifecycle: Serve runs at most once; Close stops it (or, if Serve never
+// started, keeps it from starting); Wait returns once Serve is over and the
+// fds are closed. The fds stay open until then because Serve may be inside
+// accept4 on them when Close is called.
 type Listener struct {
-	fd       int
-	epfd     int
-	efd      int
-	addr     *net.TCPAddr
-	stop     chan struct{}
-	stopOnce sync.Once
-	done     chan struct{}
+	fd   int
+	epfd int
+	efd  int
+	addr *net.TCPAddr
+	stop chan struct{} // closed by Close
+	done chan struct{} // closed once Serve is over (or can no longer start)
+
+	mu      sync.Mutex // guards the fields below and the fd fields
+	serving bool
+	closed  bool
 }
 
 // Listen binds addr ("host:port"; an empty host is every address, IPv6 and
@@ -124,6 +132,17 @@ const acceptBatch = 128
 // ENFILE) or buffers, Serve backs off (10 ms doubling to 1 s) instead of
 // spinning, and open connections are not touched.
 func (l *Listener) Serve(onAccept func(fd int), onError func(error)) {
+	l.mu.Lock()
+	if l.serving || l.closed {
+		again := l.serving
+		l.mu.Unlock()
+		if again {
+			onError(errors.New("netpoll: Listener.Serve called twice"))
+		}
+		return
+	}
+	l.serving = true
+	l.mu.Unlock()
 	defer close(l.done)
 	events := make([]unix.EpollEvent, 2)
 	backoff := time.Duration(0)
@@ -167,21 +186,34 @@ func (l *Listener) Serve(onAccept func(fd int), onError func(error)) {
 	}
 }
 
-// Close stops Serve (waiting for it if it runs) and closes the socket.
+// Close stops Serve without waiting for it (it may be called from onAccept
+// or onError); Wait waits. New connections are refused from here on; if
+// Serve never started the socket is closed at once.
 func (l *Listener) Close() error {
-	l.stopOnce.Do(func() {
-		close(l.stop)
-		one := [8]byte{1}
-		_, _ = unix.Write(l.efd, one[:])
-	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	close(l.stop)
+	if !l.serving {
+		close(l.done)
+		l.closeFDs()
+		return nil
+	}
+	one := [8]byte{1}
+	_, _ = unix.Write(l.efd, one[:])
 	return nil
 }
 
-// Wait blocks until Serve has returned, then releases the fds. Call it after
-// Close when Serve was started.
+// Wait blocks until Serve has returned (or Close was called without Serve),
+// then closes the fds. It may be called any number of times.
 func (l *Listener) Wait() {
 	<-l.done
+	l.mu.Lock()
 	l.closeFDs()
+	l.mu.Unlock()
 }
 
 func (l *Listener) closeFDs() {
