@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -56,24 +57,32 @@ func Listen(addr string, backlog int) (*Listener, error) {
 }
 
 func listenFD(ta *net.TCPAddr, backlog int) (int, error) {
-	family := unix.AF_INET
-	var sa unix.Sockaddr
 	if ip4 := ta.IP.To4(); ip4 != nil {
 		s4 := &unix.SockaddrInet4{Port: ta.Port}
 		copy(s4.Addr[:], ip4)
-		sa = s4
-	} else {
-		family = unix.AF_INET6
-		s6 := &unix.SockaddrInet6{Port: ta.Port}
-		copy(s6.Addr[:], ta.IP.To16()) // nil IP: the zero address, every interface
-		sa = s6
+		return listenOn(unix.AF_INET, s4, false, backlog)
 	}
+	s6 := &unix.SockaddrInet6{Port: ta.Port}
+	copy(s6.Addr[:], ta.IP.To16()) // nil IP: the zero address, every interface
+	if ta.Zone != "" {
+		if ifi, err := net.InterfaceByName(ta.Zone); err == nil {
+			s6.ZoneId = uint32(ifi.Index)
+		} else if n, err := strconv.ParseUint(ta.Zone, 10, 32); err == nil {
+			s6.ZoneId = uint32(n)
+		}
+	}
+	// The unspecified IPv6 address means every address, IPv4 included.
+	fd, err := listenOn(unix.AF_INET6, s6, ta.IP.IsUnspecified() || ta.IP == nil, backlog)
+	if err != nil && ta.IP == nil {
+		// No IPv6 on this host (no AF_INET6, or disable_ipv6 makes bind
+		// fail): fall back to every IPv4 address.
+		return listenOn(unix.AF_INET, &unix.SockaddrInet4{Port: ta.Port}, false, backlog)
+	}
+	return fd, err
+}
+
+func listenOn(family int, sa unix.Sockaddr, dualStack bool, backlog int) (int, error) {
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
-	if err != nil && family == unix.AF_INET6 && ta.IP == nil {
-		// No IPv6 on this host: fall back to every IPv4 address.
-		family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: ta.Port}
-		fd, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
-	}
 	if err != nil {
 		return -1, os.NewSyscallError("socket", err)
 	}
@@ -84,7 +93,7 @@ func listenFD(ta *net.TCPAddr, backlog int) (int, error) {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 		return fail("setsockopt SO_REUSEADDR", err)
 	}
-	if family == unix.AF_INET6 && ta.IP == nil {
+	if dualStack {
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err != nil {
 			return fail("setsockopt IPV6_V6ONLY", err)
 		}
