@@ -32,9 +32,12 @@
 // nodes go to a free list, so in steady state nothing is allocated. Storage
 // stays at its high-water mark.
 //
-// One mutex guards a wheel; every operation holds it for a few tens of
-// nanoseconds. Should that ever contend, the remedy is more wheels (one per
-// poller shard), which stripes the lock without complicating the wheel.
+// One mutex guards a wheel. Schedule and Stop hold it for a few tens of
+// nanoseconds (the clock is read before locking); Reset of a pending timer
+// somewhat longer, as its list neighbours are likely cache misses; a tick
+// holds it while it collects at most MaxBatch entries. Should it ever
+// contend, the remedy is more wheels (one per poller shard), which stripes
+// the lock without complicating the wheel.
 //
 // # Time
 //
