@@ -48,6 +48,7 @@ type Server struct {
 	batches  sync.Pool // *timerBatch
 
 	callerRuns atomic.Int64
+	open       atomic.Int64 // WebSocket connections past the handshake
 	draining   atomic.Bool
 	started    atomic.Bool
 	stopOnce   sync.Once
@@ -89,6 +90,7 @@ func New(cfg Config) (*Server, error) {
 	s.frames.New = func() any { b := make([]byte, 0, 512); return &b }
 	s.hsBufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	s.batches.New = func() any { return &timerBatch{items: make([]wheel.Expired, 0, wheel.MaxBatch)} }
+	s.metrics = newMetrics(s)
 	return s, nil
 }
 
@@ -99,8 +101,8 @@ func (s *Server) Config() Config { return s.cfg }
 // before Start.
 func (s *Server) Mux() *http.ServeMux { return s.mux }
 
-// Registry is the server's Prometheus registry (valid after Start), for the
-// application layer's own series.
+// Registry is the server's Prometheus registry, for the application layer's
+// own series (register them before Start).
 func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
 
 // Start binds the listeners and starts serving. It returns once the server
@@ -141,7 +143,6 @@ func (s *Server) Start() error {
 		s.pool.Release()
 		return err
 	}
-	s.metrics = newMetrics(s)
 	if s.ln, err = netpoll.Listen(s.cfg.Addr, s.cfg.Backlog); err != nil {
 		s.closeEngines()
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
@@ -165,6 +166,26 @@ func (s *Server) AdminAddr() net.Addr {
 		return nil
 	}
 	return s.adminLn.Addr()
+}
+
+// Stats is a point-in-time view of the server for the admin API.
+type Stats struct {
+	Connections    int64 // open WebSocket connections
+	TCPConnections int64 // registered sockets, handshaking and closing included
+	PoolRunning    int
+	PoolCapacity   int
+	Uptime         time.Duration
+}
+
+// Stats reports the server's current counts (after Start).
+func (s *Server) Stats() Stats {
+	return Stats{
+		Connections:    s.open.Load(),
+		TCPConnections: s.poller.Open(),
+		PoolRunning:    s.pool.Running(),
+		PoolCapacity:   s.pool.Cap(),
+		Uptime:         time.Since(s.epoch),
+	}
 }
 
 // Draining reports whether Shutdown has begun.
@@ -204,8 +225,10 @@ func (s *Server) runTask(arg any) {
 	}
 }
 
-// submit runs fn on the pool, or here when the pool is full.
-func (s *Server) submit(fn func()) {
+// Submit runs fn on the worker pool, or on the calling goroutine when the
+// pool is full (so it never blocks waiting for a worker and never drops
+// fn). Fan-out batches use it.
+func (s *Server) Submit(fn func()) {
 	if s.pool.Invoke(fn) != nil {
 		s.callerRuns.Add(1)
 		fn()
@@ -268,6 +291,7 @@ func (s *Server) OnClose(nc *netpoll.Conn, err error) {
 	s.releaseHandshakeBuf(c)
 	if c.opened.Load() {
 		code := c.closeCode()
+		s.open.Add(-1)
 		s.metrics.connections.Dec()
 		s.metrics.closed(int(code))
 		c.h.OnClose(c, code)
@@ -318,6 +342,7 @@ func (s *Server) handshake(c *Conn, p []byte) {
 	c.h = h
 	c.opened.Store(true)
 	c.phase.Store(phaseOpen)
+	s.open.Add(1)
 	s.metrics.connections.Inc()
 	h.OnOpen(c)
 	s.wheel.Reset(c.timer, s.cfg.PingInterval)
