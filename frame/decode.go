@@ -355,7 +355,11 @@ func (d *Decoder) emitWhole(payload []byte, fn func(Message)) error {
 		ws.Cipher(payload, d.mask, 0)
 	}
 	if d.op.IsControl() {
-		return d.emitControl(payload, fn)
+		err := d.emitControl(payload, fn)
+		if d.flags&flagFragmented == 0 {
+			d.releaseBuf()
+		}
+		return err
 	}
 	if d.op == ws.OpText && validateUTF8(utf8Accept, payload) != utf8Accept {
 		return invalidUTF8("invalid UTF-8 in a text message")
@@ -413,7 +417,8 @@ func (d *Decoder) emitControl(payload []byte, fn func(Message)) error {
 			return invalidUTF8("close reason is not valid UTF-8")
 		}
 	}
-	d.flags |= flagClosed
+	// Nothing follows a close: an open message is dropped with it.
+	d.flags = d.flags&^flagFragmented | flagClosed
 	emit(fn, m)
 	return nil
 }

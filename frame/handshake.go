@@ -104,15 +104,15 @@ func ParseRequest(buf []byte, cfg HandshakeConfig) (*Request, error) {
 	limit := cfg.maxHeaderBytes()
 	end := bytes.Index(buf, crlf2)
 	if end < 0 || end+len(crlf2) > limit {
-		if end >= 0 || len(buf) > limit {
-			return nil, NewHTTPError(http.StatusRequestHeaderFieldsTooLarge, "request header too large")
-		}
-		// Refuse garbage (a TLS hello, a stray protocol) at once rather
-		// than at the limit.
+		// Refuse garbage (a TLS hello, a stray protocol) as soon as its
+		// first line is in, rather than at the limit.
 		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
 			if _, err := parseRequestLine(buf[:i+1]); err != nil {
 				return nil, err
 			}
+		}
+		if end >= 0 || len(buf) > limit {
+			return nil, NewHTTPError(http.StatusRequestHeaderFieldsTooLarge, "request header too large")
 		}
 		return nil, ErrIncomplete
 	}
