@@ -1,0 +1,152 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// The server metrics a report reads from /metrics.
+const (
+	metricRSS         = "process_resident_memory_bytes"
+	metricOpenFDs     = "process_open_fds"
+	metricGoroutines  = "go_goroutines"
+	metricConnections = "wsedge_connections"
+)
+
+// ServerSample is one reading of the servers' /metrics, summed over every
+// -admin URL. A metric a server does not export is listed in Missing.
+type ServerSample struct {
+	At          time.Time `json:"at"`
+	Connections float64   `json:"connections"`
+	RSS         float64   `json:"rss_bytes"`
+	OpenFDs     float64   `json:"open_fds"`
+	Goroutines  float64   `json:"goroutines"`
+	Missing     []string  `json:"missing,omitempty"`
+}
+
+// admin talks to the servers' admin listeners.
+type admin struct {
+	urls   []string
+	token  string
+	client *http.Client
+}
+
+func newAdmin(cfg *Config) *admin {
+	return &admin{
+		urls:   cfg.Admin,
+		token:  cfg.AdminToken,
+		client: &http.Client{Timeout: 10 * time.Second},
+	}
+}
+
+func (a *admin) request(ctx context.Context, method, url string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return nil, err
+	}
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
+	}
+	return req, nil
+}
+
+// sample scrapes every admin URL and sums the values.
+func (a *admin) sample(ctx context.Context) (*ServerSample, error) {
+	s := &ServerSample{At: time.Now()}
+	missing := map[string]bool{}
+	for _, base := range a.urls {
+		fams, err := a.scrape(ctx, base)
+		if err != nil {
+			return nil, err
+		}
+		for name, dst := range map[string]*float64{
+			metricRSS: &s.RSS, metricOpenFDs: &s.OpenFDs,
+			metricGoroutines: &s.Goroutines, metricConnections: &s.Connections,
+		} {
+			v, ok := gaugeValue(fams[name])
+			if !ok {
+				missing[name] = true
+			}
+			*dst += v
+		}
+	}
+	for name := range missing {
+		s.Missing = append(s.Missing, name)
+	}
+	return s, nil
+}
+
+func (a *admin) scrape(ctx context.Context, base string) (map[string]*dto.MetricFamily, error) {
+	url := strings.TrimSuffix(base, "/") + "/metrics"
+	req, err := a.request(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	req.Header.Set("Accept", "text/plain;version=0.0.4")
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("scrape %s: HTTP %s", url, resp.Status)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: parse: %w", url, err)
+	}
+	return fams, nil
+}
+
+// gaugeValue sums the samples of a gauge, counter or untyped family.
+func gaugeValue(f *dto.MetricFamily) (float64, bool) {
+	if f == nil || len(f.GetMetric()) == 0 {
+		return 0, false
+	}
+	var sum float64
+	for _, m := range f.GetMetric() {
+		switch {
+		case m.Gauge != nil:
+			sum += m.GetGauge().GetValue()
+		case m.Counter != nil:
+			sum += m.GetCounter().GetValue()
+		case m.Untyped != nil:
+			sum += m.GetUntyped().GetValue()
+		}
+	}
+	return sum, true
+}
+
+// errAdmin marks a failed admin API call.
+var errAdmin = errors.New("admin API")
+
+// post sends one JSON body to path on the first admin URL and returns the
+// time just before sending.
+func (a *admin) post(ctx context.Context, path string, body []byte) error {
+	url := strings.TrimSuffix(a.urls[0], "/") + path
+	req, err := a.request(ctx, http.MethodPost, url, strings.NewReader(string(body)))
+	if err != nil {
+		return fmt.Errorf("%w: POST %s: %v", errAdmin, url, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: POST %s: %v", errAdmin, url, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%w: POST %s: HTTP %s", errAdmin, url, resp.Status)
+	}
+	return nil
+}

@@ -1,0 +1,110 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteSummary prints the result for people.
+func (r *Result) WriteSummary(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	p := func(format string, a ...any) { fmt.Fprintf(tw, format+"\n", a...) }
+	c := r.Config
+	p("wsbench %s\t%s", r.Scenario, strings.Join(c.URLs, " "))
+	p("run\t%s, %s, %d process(es)", r.Stop, r.Elapsed, r.Client.Procs)
+	p("connections\t%d attempted, %d established, %d failed, %d held, peak %d open",
+		r.Conns.Attempted, r.Conns.Established, r.Conns.Failed, r.Conns.Held, r.Conns.PeakOpen)
+	for _, k := range sortedKeys(r.Conns.Failures) {
+		p("  failed: %s\t%d\t%s", k, r.Conns.Failures[k], r.Conns.FailureExample[k])
+	}
+	for _, k := range sortedKeys(r.Conns.Drops) {
+		p("  dropped: %s\t%d", k, r.Conns.Drops[k])
+	}
+	if l := r.Conns.Connect; l != nil && l.Count > 0 {
+		p("connect latency\t%s", latencyLine(l))
+	}
+	if m := r.Messages; m != nil {
+		p("messages\t%d sent, %d received in %.1fs: %.0f msgs/s", m.Sent, m.Received, m.LoadSeconds, m.PerSec)
+		name := "round trip"
+		if r.Scenario == ScenarioChat {
+			name = "delivery"
+		}
+		if m.Latency != nil && m.Latency.Count > 0 {
+			p("%s latency\t%s", name, latencyLine(m.Latency))
+		}
+		if r.Scenario == ScenarioChat {
+			p("acks\t%d", m.Acks)
+			if m.AckLatency != nil && m.AckLatency.Count > 0 {
+				p("ack latency\t%s", latencyLine(m.AckLatency))
+			}
+		}
+		for _, k := range sortedKeys(m.ErrorsByCode) {
+			p("  error: %s\t%d", k, m.ErrorsByCode[k])
+		}
+		if m.SendErrors > 0 {
+			p("  send errors\t%d", m.SendErrors)
+		}
+	}
+	if f := r.Fanout; f != nil {
+		p("fan-out\t%d of %d messages posted; %d of %d deliveries (%.2f%%)",
+			f.Posted, f.Messages, f.Delivered, f.Expected, pct(f.Delivered, f.Expected))
+		for _, k := range sortedKeys(f.Failed) {
+			p("  POST failed: %s\t%d", k, f.Failed[k])
+		}
+		if f.Latency != nil && f.Latency.Count > 0 {
+			p("delivery latency\t%s", latencyLine(f.Latency))
+		}
+		if f.Completion != nil && f.Completion.Count > 0 {
+			p("completion (POST to last client)\tp50 %s  p99 %s  max %s  over %d messages", f.Completion.P50, f.Completion.P99, f.Completion.Max, f.Completion.Count)
+		}
+		if f.Incomplete > 0 {
+			p("  incomplete messages\t%d", f.Incomplete)
+		}
+	}
+	if s := r.Server; s != nil {
+		p("server\t%s", sampleLine("before", s.Before))
+		if s.Holding != nil {
+			p("\t%s", sampleLine("holding", s.Holding))
+		}
+		p("\t%s", sampleLine("after", s.After))
+		if s.RSSPerConn != 0 {
+			p("server RSS per connection\t%s (peak RSS %s)", fmtBytes(s.RSSPerConn), fmtBytes(s.PeakRSS))
+		}
+		if d := s.Drift; d != nil && (r.Scenario == ScenarioChurn || d.Connections != 0) {
+			p("server drift (after - before)\tconnections %+.0f, open fds %+.0f, goroutines %+.0f, RSS %s",
+				d.Connections, d.OpenFDs, d.Goroutines, fmtBytes(d.RSS))
+		}
+		for _, e := range s.ScrapeErrors {
+			p("  scrape error\t%s", e)
+		}
+	}
+	cl := r.Client
+	p("client\tCPU %.1f%% of %d CPUs (%.1fs user, %.1fs sys), machine busy %.0f%%, peak RSS %s (%s per held connection), %d goroutines",
+		cl.CPUPercent, cl.CPUs, cl.UserSeconds, cl.SystemSeconds, cl.MachineBusyPercent, fmtBytes(float64(cl.PeakRSS)), fmtBytes(cl.RSSPerConn), cl.Goroutines)
+	p("errors\t%d", r.Errors)
+	for _, wn := range r.Warnings {
+		p("WARNING\t%s", wn)
+	}
+	return tw.Flush()
+}
+
+func latencyLine(l *Latency) string {
+	return fmt.Sprintf("p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (n=%d)", l.P50, l.P90, l.P99, l.P999, l.Max, l.Count)
+}
+
+func sampleLine(name string, s *ServerSample) string {
+	if s == nil {
+		return name + ": no sample"
+	}
+	return fmt.Sprintf("%s: %.0f connections, RSS %s, %.0f open fds, %.0f goroutines",
+		name, s.Connections, fmtBytes(s.RSS), s.OpenFDs, s.Goroutines)
+}
+
+func pct(a, b int64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return 100 * float64(a) / float64(b)
+}

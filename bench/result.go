@@ -1,0 +1,280 @@
+package bench
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+)
+
+// How a run ended.
+const (
+	StopCompleted   = "completed"
+	StopInterrupted = "interrupted"
+	StopDeadline    = "deadline"
+)
+
+// Result is the full outcome of a run, as written by -json. Workers return
+// partial Results that the driver merges.
+type Result struct {
+	Scenario string    `json:"scenario"`
+	Config   Config    `json:"config"`
+	Started  time.Time `json:"started"`
+	Elapsed  Duration  `json:"elapsed"`
+	// Stop is "completed", "interrupted" (Ctrl-C) or "deadline" (the hard
+	// deadline cut the run short); the last two mean a partial report.
+	Stop    string `json:"stop"`
+	Workers int    `json:"workers"`
+
+	Conns    ConnStats     `json:"conns"`
+	Messages *MessageStats `json:"messages,omitempty"`
+	Fanout   *FanoutStats  `json:"fanout,omitempty"`
+	Server   *ServerStats  `json:"server,omitempty"`
+	Client   ClientStats   `json:"client"`
+
+	// Errors counts every failure: failed connects, connections the server
+	// or network dropped, error replies, failed admin calls.
+	Errors   int64    `json:"errors"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// ConnStats counts connection attempts and their outcomes.
+type ConnStats struct {
+	Attempted   int64 `json:"attempted"`
+	Established int64 `json:"established"`
+	Failed      int64 `json:"failed"`
+	// Held is the number open when the load phase began (idle: the hold).
+	Held int64 `json:"held"`
+	// PeakOpen is the most open at once (summed over workers).
+	PeakOpen int64 `json:"peak_open"`
+	// Failures counts failed connects by reason: refused, timeout,
+	// http_<status>, reset, eof, no_local_port, client_fd_limit, other.
+	Failures map[string]int64 `json:"failures,omitempty"`
+	// FailureExample is the first error message seen for each reason.
+	FailureExample map[string]string `json:"failure_example,omitempty"`
+	// Drops counts established connections that ended before we closed
+	// them: close_<code> when the server sent a close frame, else eof,
+	// reset, timeout, too_big or other.
+	Drops   map[string]int64 `json:"drops,omitempty"`
+	Connect *Latency         `json:"connect_latency,omitempty"`
+}
+
+// MessageStats describes the message load of echo and chat.
+type MessageStats struct {
+	Sent     int64 `json:"sent"`
+	Received int64 `json:"received"`
+	// LoadSeconds is how long the load ran; PerSec = Received / it.
+	LoadSeconds float64 `json:"load_seconds"`
+	PerSec      float64 `json:"per_sec"`
+	// Latency is the round trip (echo) or the delivery latency (chat).
+	Latency *Latency `json:"latency,omitempty"`
+
+	Acks         int64            `json:"acks,omitempty"`
+	AckLatency   *Latency         `json:"ack_latency,omitempty"`
+	ErrorsByCode map[string]int64 `json:"errors_by_code,omitempty"`
+	SendErrors   int64            `json:"send_errors,omitempty"`
+}
+
+// FanoutStats describes server pushes through the admin API.
+type FanoutStats struct {
+	Messages int              `json:"messages"`
+	Posted   int              `json:"posted"`
+	Failed   map[string]int64 `json:"post_failures,omitempty"`
+	// Expected is posted messages times connections held; Delivered counts
+	// receipts.
+	Expected  int64 `json:"expected"`
+	Delivered int64 `json:"delivered"`
+	// Latency is POST to receipt, per delivery.
+	Latency *Latency `json:"latency,omitempty"`
+	// Completion is POST to the last client's receipt, per message; a
+	// message some client never got is counted in Incomplete instead.
+	Completion *Latency `json:"completion,omitempty"`
+	Incomplete int      `json:"incomplete"`
+
+	// Per sequence number: receipts, and the latest receipt (unix ns). Only
+	// workers fill these; the driver folds them into Completion.
+	SeqCount []int64 `json:"seq_count,omitempty"`
+	SeqLast  []int64 `json:"seq_last,omitempty"`
+}
+
+// ServerStats are the server's own figures from /metrics.
+type ServerStats struct {
+	Before *ServerSample `json:"before,omitempty"`
+	// Holding is the last sample while every connection was open.
+	Holding *ServerSample `json:"holding,omitempty"`
+	After   *ServerSample `json:"after,omitempty"`
+	PeakRSS float64       `json:"peak_rss_bytes,omitempty"`
+	// RSSPerConn = (Holding.RSS - Before.RSS) / Conns.Held.
+	RSSPerConn float64 `json:"rss_per_conn_bytes,omitempty"`
+	// Drift = After - Before (churn: what the server failed to give back).
+	Drift        *ServerSample `json:"drift,omitempty"`
+	ScrapeErrors []string      `json:"scrape_errors,omitempty"`
+}
+
+// ClientStats is the load generator's own cost, to tell when it, not the
+// server, was the limit.
+type ClientStats struct {
+	Procs int `json:"procs"`
+	CPUs  int `json:"cpus"`
+	// CPU seconds of every wsbench process over the run.
+	UserSeconds   float64 `json:"user_seconds"`
+	SystemSeconds float64 `json:"system_seconds"`
+	// CPUPercent is CPU seconds over elapsed time and all CPUs.
+	CPUPercent float64 `json:"cpu_percent"`
+	// MachineBusyPercent is the whole machine's busy share (server too).
+	MachineBusyPercent float64 `json:"machine_busy_percent,omitempty"`
+	// PeakRSS sums the processes' peak resident sets; RSSPerConn divides
+	// the growth of the resident set by the connections held.
+	PeakRSS    int64   `json:"peak_rss_bytes"`
+	RSSPerConn float64 `json:"rss_per_conn_bytes,omitempty"`
+	Goroutines int64   `json:"goroutines"`
+	Saturated  bool    `json:"saturated"`
+}
+
+// addCounts adds every count of b to a (maps may be nil).
+func addCounts(a map[string]int64, b map[string]int64) map[string]int64 {
+	if len(b) == 0 {
+		return a
+	}
+	if a == nil {
+		a = map[string]int64{}
+	}
+	for k, v := range b {
+		a[k] += v
+	}
+	return a
+}
+
+func sumCounts(m map[string]int64) (n int64) {
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// mergeWorkers folds worker results into one. Counts add up, histograms
+// merge; driver-level fields (server, fan-out posts) are left to the caller.
+func mergeWorkers(parts []*Result) (*Result, error) {
+	out := &Result{}
+	var connect, lat, ack, flat []*Latency
+	for _, p := range parts {
+		if p == nil {
+			continue
+		}
+		out.Workers++
+		c := &out.Conns
+		c.Attempted += p.Conns.Attempted
+		c.Established += p.Conns.Established
+		c.Failed += p.Conns.Failed
+		c.Held += p.Conns.Held
+		c.PeakOpen += p.Conns.PeakOpen
+		c.Failures = addCounts(c.Failures, p.Conns.Failures)
+		c.Drops = addCounts(c.Drops, p.Conns.Drops)
+		for k, v := range p.Conns.FailureExample {
+			if c.FailureExample == nil {
+				c.FailureExample = map[string]string{}
+			}
+			if _, ok := c.FailureExample[k]; !ok {
+				c.FailureExample[k] = v
+			}
+		}
+		connect = append(connect, p.Conns.Connect)
+		if m := p.Messages; m != nil {
+			if out.Messages == nil {
+				out.Messages = &MessageStats{}
+			}
+			o := out.Messages
+			o.Sent += m.Sent
+			o.Received += m.Received
+			o.Acks += m.Acks
+			o.SendErrors += m.SendErrors
+			o.LoadSeconds = max(o.LoadSeconds, m.LoadSeconds)
+			o.ErrorsByCode = addCounts(o.ErrorsByCode, m.ErrorsByCode)
+			lat = append(lat, m.Latency)
+			ack = append(ack, m.AckLatency)
+		}
+		if f := p.Fanout; f != nil {
+			if out.Fanout == nil {
+				out.Fanout = &FanoutStats{}
+			}
+			o := out.Fanout
+			o.Delivered += f.Delivered
+			flat = append(flat, f.Latency)
+			if len(o.SeqCount) < len(f.SeqCount) {
+				o.SeqCount = append(o.SeqCount, make([]int64, len(f.SeqCount)-len(o.SeqCount))...)
+				o.SeqLast = append(o.SeqLast, make([]int64, len(f.SeqLast)-len(o.SeqLast))...)
+			}
+			for i := range f.SeqCount {
+				o.SeqCount[i] += f.SeqCount[i]
+				o.SeqLast[i] = max(o.SeqLast[i], f.SeqLast[i])
+			}
+		}
+		cl := &out.Client
+		cl.Procs++
+		cl.UserSeconds += p.Client.UserSeconds
+		cl.SystemSeconds += p.Client.SystemSeconds
+		cl.PeakRSS += p.Client.PeakRSS
+		cl.RSSPerConn += p.Client.RSSPerConn * float64(p.Conns.Held)
+		cl.Goroutines += p.Client.Goroutines
+		out.Warnings = append(out.Warnings, p.Warnings...)
+	}
+	var err error
+	if out.Conns.Connect, err = mergeLatency(connect...); err != nil {
+		return nil, err
+	}
+	if out.Conns.Held > 0 {
+		out.Client.RSSPerConn /= float64(out.Conns.Held)
+	}
+	if m := out.Messages; m != nil {
+		if m.Latency, err = mergeLatency(lat...); err != nil {
+			return nil, err
+		}
+		if m.AckLatency, err = mergeLatency(ack...); err != nil {
+			return nil, err
+		}
+		if m.LoadSeconds > 0 {
+			m.PerSec = float64(m.Received) / m.LoadSeconds
+		}
+	}
+	if f := out.Fanout; f != nil {
+		if f.Latency, err = mergeLatency(flat...); err != nil {
+			return nil, err
+		}
+	}
+	out.Warnings = slices.Compact(slices.Sorted(slices.Values(out.Warnings)))
+	return out, nil
+}
+
+// countErrors totals the failures of r into r.Errors.
+func (r *Result) countErrors() {
+	n := r.Conns.Failed + sumCounts(r.Conns.Drops)
+	if m := r.Messages; m != nil {
+		n += sumCounts(m.ErrorsByCode) + m.SendErrors
+	}
+	if f := r.Fanout; f != nil {
+		n += sumCounts(f.Failed)
+	}
+	r.Errors = n
+}
+
+// sortedKeys returns the keys of m in order, for stable printing.
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+// fmtBytes prints a byte count in binary units.
+func fmtBytes(b float64) string {
+	neg := ""
+	if b < 0 {
+		neg, b = "-", -b
+	}
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%s%.2f GiB", neg, b/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%s%.1f MiB", neg, b/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%s%.1f KiB", neg, b/(1<<10))
+	}
+	return fmt.Sprintf("%s%.0f B", neg, b)
+}

@@ -1,0 +1,20 @@
+//go:build !linux
+
+package bench
+
+import "syscall"
+
+// bindAddressNoPort is a Linux refinement; elsewhere bind picks the port.
+func bindAddressNoPort(network, address string, c syscall.RawConn) error { return nil }
+
+// selfUsage is measured on Linux only.
+func selfUsage() (user, sys float64, maxRSS int64) { return 0, 0, 0 }
+
+// selfRSS is measured on Linux only.
+func selfRSS() int64 { return 0 }
+
+// machineCPU is measured on Linux only.
+func machineCPU() (busy, total uint64, ok bool) { return 0, 0, false }
+
+// openFileLimit is checked on Linux only.
+func openFileLimit() int { return 0 }
