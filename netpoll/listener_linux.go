@@ -31,6 +31,11 @@ type Listener struct {
 	mu      sync.Mutex // guards the fields below and the fd fields
 	serving bool
 	closed  bool
+
+	// Seams for tests: accept4(2), and the backoff pause (false once Close
+	// interrupts it).
+	accept func(fd int) (int, error)
+	pause  func(d time.Duration) bool
 }
 
 // Listen binds addr ("host:port"; an empty host is every address, IPv6 and
@@ -49,6 +54,11 @@ func Listen(addr string, backlog int) (*Listener, error) {
 		return nil, err
 	}
 	l := &Listener{fd: fd, epfd: -1, efd: -1, stop: make(chan struct{}), done: make(chan struct{})}
+	l.accept = func(fd int) (int, error) {
+		nfd, _, err := unix.Accept4(fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		return nfd, err
+	}
+	l.pause = l.sleep
 	if err := l.init(); err != nil {
 		l.closeFDs()
 		return nil, err
@@ -170,7 +180,7 @@ func (l *Listener) Serve(onAccept func(fd int), onError func(error)) {
 			}
 		}
 		for k := 0; k < acceptBatch; k++ {
-			fd, _, err := unix.Accept4(l.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			fd, err := l.accept(l.fd)
 			if err == nil {
 				backoff = 0
 				_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
@@ -184,14 +194,24 @@ func (l *Listener) Serve(onAccept func(fd int), onError func(error)) {
 			if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) ||
 				errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM) {
 				backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
-				select {
-				case <-l.stop:
+				if !l.pause(backoff) {
 					return
-				case <-time.After(backoff):
 				}
 			}
 			break
 		}
+	}
+}
+
+// sleep waits d unless Close comes first; it reports whether d passed.
+func (l *Listener) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-l.stop:
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -232,16 +252,4 @@ func (l *Listener) closeFDs() {
 			*fd = -1
 		}
 	}
-}
-
-// SockaddrToTCP converts a socket address to a *net.TCPAddr (nil if it is
-// not IPv4 or IPv6).
-func SockaddrToTCP(sa unix.Sockaddr) *net.TCPAddr {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return &net.TCPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: a.Port}
-	case *unix.SockaddrInet6:
-		return &net.TCPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: a.Port}
-	}
-	return nil
 }

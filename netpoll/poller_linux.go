@@ -14,46 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Handler receives a connection's input and its end. Both run on the
-// goroutine that holds the connection's busy flag (a pool worker, or a shard
-// when the pool is full), so they never run concurrently for one connection.
-type Handler interface {
-	// OnData gets bytes just read. p is the worker's buffer: valid only
-	// during the call, and the handler may modify it. A non-nil error closes
-	// the connection with that error.
-	OnData(c *Conn, p []byte) error
-	// OnClose is called exactly once, after the fd is closed. err is nil for
-	// a Close call, io.EOF for a peer's orderly close, else the cause. It may
-	// run on any goroutine that called Close.
-	OnClose(c *Conn, err error)
-}
-
-// Config configures a Poller. Only Handler and Dispatch are required.
-type Config struct {
-	// Shards is the number of epoll sets, each with one goroutine; 0 means 1.
-	Shards int
-	// ReadBufferSize is the size of a worker's pooled read buffer; 0 means 16 KiB.
-	ReadBufferSize int
-	// ReadCap is how many bytes one task reads before it yields; 0 means 4
-	// read buffers.
-	ReadCap int
-	// WriteQueue bounds each connection's outbound queue in bytes; 0 means
-	// 256 KiB. One write larger than the bound is still accepted into an
-	// empty queue, so no message is unsendable.
-	WriteQueue int
-	// MaxFD sizes the fd table; 0 means the hard RLIMIT_NOFILE.
-	MaxFD int
-	// Handler gets data and closes.
-	Handler Handler
-	// Dispatch hands c to a worker, which must call Poller.Serve(c). It
-	// returns false when no worker can take it; the shard then serves c
-	// itself (caller runs).
-	Dispatch func(c *Conn) bool
-	// OnPanic, if set, is told of a panic recovered in a task (the
-	// connection is then closed).
-	OnPanic func(c *Conn, v any)
-}
-
 // Poller is a set of epoll shards.
 type Poller struct {
 	cfg    Config
