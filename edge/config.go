@@ -7,7 +7,6 @@ import (
 	"net"
 	"runtime"
 	"time"
-
 )
 
 // Config configures a Server. The zero value works: every zero field takes

@@ -251,4 +251,3 @@ func (c *Conn) closeCode() ws.StatusCode {
 	}
 	return ws.StatusAbnormalClosure
 }
-

@@ -35,7 +35,7 @@ type echoHandler struct{}
 
 func (echoHandler) Accept(*Conn, *frame.Request) error { return nil }
 func (echoHandler) OnOpen(*Conn)                       {}
-func (echoHandler) OnClose(*Conn, ws.StatusCode)    {}
+func (echoHandler) OnClose(*Conn, ws.StatusCode)       {}
 func (echoHandler) OnMessage(c *Conn, op ws.OpCode, p []byte) {
 	_ = c.WriteMessage(op, p)
 }
