@@ -16,7 +16,7 @@ const (
 	histDigits  = 3
 	// recorderShards spreads concurrent Record calls over this many locks;
 	// connections pick a shard by their index.
-	recorderShards = 16
+	recorderShards = 8
 )
 
 func newHist() *hdrhistogram.Histogram {

@@ -53,6 +53,8 @@ type pool struct {
 	// report shows what this run cost.
 	rssBefore             int64
 	userBefore, sysBefore float64
+	// held and goroutines are taken when the load phase begins.
+	held, goroutines int64
 }
 
 func newPool(cfg *Config, buffered bool) (*pool, error) {
@@ -64,12 +66,17 @@ func newPool(cfg *Config, buffered bool) (*pool, error) {
 	return &pool{
 		userBefore: user, sysBefore: sys,
 		cfg: cfg, d: d, connect: NewRecorder(),
-		conns:     map[int]*conn{},
-		failures:  map[string]int64{},
-		examples:  map[string]string{},
-		drops:     map[string]int64{},
-		rssBefore: selfRSS(),
+		conns:    map[int]*conn{},
+		failures: map[string]int64{},
+		examples: map[string]string{},
+		drops:    map[string]int64{},
 	}, nil
+}
+
+// markHeld notes the connections and goroutines as the load phase begins.
+func (p *pool) markHeld() {
+	p.held = p.open.Load()
+	p.goroutines = int64(runtime.NumGoroutine())
 }
 
 func (p *pool) progress() Progress {
@@ -137,6 +144,7 @@ func (p *pool) openOne(ctx context.Context, slot, user int, handle onMessage) (*
 // per second (0: as fast as MaxDialing allows) and returns when every
 // attempt has finished or ctx is done.
 func (p *pool) openAll(ctx context.Context, n int, rate float64, handle onMessage) {
+	p.rssBefore = selfRSS()
 	pace(ctx, n, rate, func(i int) {
 		p.dials.Add(1)
 		go func() {

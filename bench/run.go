@@ -344,9 +344,9 @@ func (d *driver) collect() ([]*Result, error) {
 	return parts, errors.Join(errs...)
 }
 
-// finishServer takes the closing sample. After churn it first waits (up to
-// 5s) for the server to report its starting connection count, so that the
-// drift is what the server kept, not what it was still closing.
+// finishServer takes the closing sample. It first waits (up to 5s) for the
+// server to report its starting connection count, so that the drift is what
+// the server kept, not what it was still closing.
 func (d *driver) finishServer(parent context.Context, res *Result) {
 	if d.admin == nil {
 		return
@@ -357,7 +357,7 @@ func (d *driver) finishServer(parent context.Context, res *Result) {
 	for {
 		d.sampleServer(ctx, &d.server.After)
 		a := d.server.After
-		if a == nil || d.cfg.Scenario != ScenarioChurn || a.Connections <= d.server.Before.Connections || time.Now().After(deadline) {
+		if a == nil || a.Connections <= d.server.Before.Connections || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -49,7 +49,8 @@ func newWorker(cfg *Config) (worker, error) {
 func discard(*conn, ws.OpCode, []byte) {}
 
 // finishPool closes the connections and fills the common result fields.
-func finishPool(p *pool, held int64) *Result {
+func finishPool(p *pool) *Result {
+	held := p.held
 	r := &Result{Scenario: p.cfg.Scenario}
 	peakRSS := selfRSS()
 	p.closeAll()
@@ -57,7 +58,7 @@ func finishPool(p *pool, held int64) *Result {
 	user, sys, maxRSS := selfUsage()
 	r.Client = ClientStats{
 		UserSeconds: user - p.userBefore, SystemSeconds: sys - p.sysBefore, PeakRSS: maxRSS,
-		Goroutines: int64(runtime.NumGoroutine()),
+		Goroutines: max(p.goroutines, int64(runtime.NumGoroutine())),
 	}
 	if held > 0 && peakRSS > p.rssBefore {
 		r.Client.RSSPerConn = float64(peakRSS-p.rssBefore) / float64(held)
@@ -68,8 +69,6 @@ func finishPool(p *pool, held int64) *Result {
 // idle: open, hold, close.
 type idleWorker struct {
 	*pool
-	held       int64
-	goroutines int64
 }
 
 func (w *idleWorker) connect(ctx context.Context) {
@@ -77,19 +76,14 @@ func (w *idleWorker) connect(ctx context.Context) {
 }
 
 func (w *idleWorker) load(ctx context.Context, stop <-chan struct{}) {
-	w.held = w.open.Load()
-	w.goroutines = int64(runtime.NumGoroutine())
+	w.markHeld()
 	select {
 	case <-ctx.Done():
 	case <-stop:
 	}
 }
 
-func (w *idleWorker) finish() *Result {
-	r := finishPool(w.pool, w.held)
-	r.Client.Goroutines = w.goroutines
-	return r
-}
+func (w *idleWorker) finish() *Result { return finishPool(w.pool) }
 
 // echo: every message carries its send time in its first 8 bytes; the
 // round trip is measured when it comes back.
@@ -97,7 +91,6 @@ type echoWorker struct {
 	*pool
 	rtt     *Recorder
 	loading atomic.Bool
-	held    int64
 	began   time.Time
 	ended   time.Time
 	late    atomic.Int64 // open-loop sends more than 10ms behind schedule
@@ -135,7 +128,7 @@ func (w *echoWorker) onMessage(c *conn, op ws.OpCode, b []byte) {
 }
 
 func (w *echoWorker) load(ctx context.Context, stop <-chan struct{}) {
-	w.held = w.open.Load()
+	w.markHeld()
 	w.began = time.Now()
 	w.loading.Store(true)
 	conns := w.snapshot()
@@ -210,7 +203,7 @@ func (w *echoWorker) sendOpenLoop(ctx context.Context, stop <-chan struct{}, con
 }
 
 func (w *echoWorker) finish() *Result {
-	r := finishPool(w.pool, w.held)
+	r := finishPool(w.pool)
 	secs := w.ended.Sub(w.began).Seconds()
 	r.Messages = &MessageStats{
 		Sent: w.sent.Load(), Received: w.received.Load(), LoadSeconds: secs,
@@ -247,7 +240,6 @@ type fanoutWorker struct {
 	seqCount []atomic.Int64
 	seqLast  []atomic.Int64
 	joined   atomic.Int64
-	held     int64
 }
 
 func newFanoutWorker(p *pool) *fanoutWorker {
@@ -307,7 +299,7 @@ func (w *fanoutWorker) onMessage(c *conn, op ws.OpCode, b []byte) {
 }
 
 func (w *fanoutWorker) load(ctx context.Context, stop <-chan struct{}) {
-	w.held = w.open.Load()
+	w.markHeld()
 	select {
 	case <-ctx.Done():
 	case <-stop:
@@ -315,7 +307,7 @@ func (w *fanoutWorker) load(ctx context.Context, stop <-chan struct{}) {
 }
 
 func (w *fanoutWorker) finish() *Result {
-	r := finishPool(w.pool, w.held)
+	r := finishPool(w.pool)
 	f := &FanoutStats{
 		Delivered: w.received.Load(), Latency: w.lat.Latency(),
 		SeqCount: make([]int64, len(w.seqCount)), SeqLast: make([]int64, len(w.seqLast)),
@@ -337,7 +329,6 @@ type chatWorker struct {
 	loading       atomic.Bool
 	mu            sync.Mutex
 	codes         map[string]int64
-	held          int64
 	began, ended  time.Time
 }
 
@@ -373,7 +364,7 @@ func (w *chatWorker) onMessage(c *conn, op ws.OpCode, b []byte) {
 }
 
 func (w *chatWorker) load(ctx context.Context, stop <-chan struct{}) {
-	w.held = w.open.Load()
+	w.markHeld()
 	w.began = time.Now()
 	conns := w.snapshot()
 	var wg sync.WaitGroup
@@ -437,7 +428,7 @@ func (w *chatWorker) send(ctx context.Context, stop <-chan struct{}, conns []*co
 }
 
 func (w *chatWorker) finish() *Result {
-	r := finishPool(w.pool, w.held)
+	r := finishPool(w.pool)
 	secs := w.ended.Sub(w.began).Seconds()
 	w.mu.Lock()
 	codes := nonEmpty(w.codes)
@@ -478,5 +469,5 @@ func (w *churnWorker) load(ctx context.Context, stop <-chan struct{}) {
 }
 
 func (w *churnWorker) finish() *Result {
-	return finishPool(w.pool, 0)
+	return finishPool(w.pool)
 }
