@@ -1,6 +1,7 @@
 package frame
 
 import (
+	"encoding/binary"
 	"slices"
 	"unicode/utf8"
 
@@ -45,21 +46,30 @@ func FrameSize(n int, masked bool) int {
 	return ws.HeaderSize(ws.Header{Length: int64(n), Masked: masked}) + n
 }
 
-// appender lets ws.WriteHeader (an io.Writer API) append to a slice.
-type appender struct{ b []byte }
-
-func (a *appender) Write(p []byte) (int, error) {
-	a.b = append(a.b, p...)
-	return len(p), nil
-}
-
+// appendHeader appends a FIN frame header. It writes the bytes
+// ws.WriteHeader writes (TestHeaderMatchesGobwas holds it to that) without
+// its io.Writer detour, which costs two allocations per frame on the
+// server's send path.
 func appendHeader(dst []byte, op ws.OpCode, n int, masked bool, mask [4]byte) []byte {
 	h := ws.Header{Fin: true, OpCode: op, Length: int64(n), Masked: masked, Mask: mask}
-	a := appender{slices.Grow(dst, ws.HeaderSize(h)+n)}
-	// Writing to an in-memory appender cannot fail, and the length is
-	// a valid int, so ws.WriteHeader returns nil.
-	_ = ws.WriteHeader(&a, h)
-	return a.b
+	dst = slices.Grow(dst, ws.HeaderSize(h)+n)
+	var b1 byte
+	if masked {
+		b1 = 0x80
+	}
+	dst = append(dst, 0x80|byte(op))
+	switch {
+	case n <= 125:
+		dst = append(dst, b1|byte(n))
+	case n <= 0xffff:
+		dst = binary.BigEndian.AppendUint16(append(dst, b1|126), uint16(n))
+	default:
+		dst = binary.BigEndian.AppendUint64(append(dst, b1|127), uint64(n))
+	}
+	if masked {
+		dst = append(dst, mask[:]...)
+	}
+	return dst
 }
 
 func appendFrame(dst []byte, op ws.OpCode, payload []byte, masked bool, mask [4]byte) []byte {

@@ -104,3 +104,30 @@ func TestEncodeOnceForMany(t *testing.T) {
 		t.Fatal("encoded frame changed with its payload")
 	}
 }
+
+// TestHeaderMatchesGobwas holds appendHeader to ws.WriteHeader's bytes in
+// every length class.
+func TestHeaderMatchesGobwas(t *testing.T) {
+	for _, op := range []ws.OpCode{ws.OpText, ws.OpBinary, ws.OpClose, ws.OpPing, ws.OpPong} {
+		for _, n := range []int{0, 1, 125, 126, 127, 65535, 65536, 70000} {
+			for _, masked := range []bool{false, true} {
+				var want bytes.Buffer
+				h := ws.Header{Fin: true, OpCode: op, Length: int64(n), Masked: masked, Mask: testMask}
+				if err := ws.WriteHeader(&want, h); err != nil {
+					t.Fatal(err)
+				}
+				if got := appendHeader(nil, op, n, masked, testMask); !bytes.Equal(got, want.Bytes()) {
+					t.Fatalf("op %d n %d masked %v: % x, gobwas % x", op, n, masked, got, want.Bytes())
+				}
+			}
+		}
+	}
+}
+
+func TestAppendFrameAllocs(t *testing.T) {
+	payload := make([]byte, 1000)
+	dst := make([]byte, 0, 2000)
+	if n := testing.AllocsPerRun(100, func() { dst = AppendFrame(dst[:0], ws.OpText, payload) }); n != 0 {
+		t.Fatalf("AppendFrame into a big enough buffer: %v allocs", n)
+	}
+}
