@@ -783,4 +783,3 @@ func TestFDsReturnToBaseline(t *testing.T) {
 	}
 	waitFor(t, "fds back to baseline", func() bool { return countFDs(t) <= base })
 }
-
