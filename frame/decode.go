@@ -114,8 +114,10 @@ func (d *Decoder) AtBoundary() bool {
 }
 
 // Release returns d's reassembly buffer to the pool and resets d to a
-// message boundary, dropping any partial frame or message; the
-// configuration is kept.
+// message boundary, dropping any partial frame or message, and forgetting
+// a received close or a failure; the configuration is kept. A decoder is at
+// a boundary right after it emitted a close frame, so a caller that
+// releases it there must itself ignore what the peer sends after its close.
 func (d *Decoder) Release() {
 	d.releaseBuf()
 	*d = Decoder{max: d.max, flags: d.flags & flagClient}
