@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/wsedge/wsedge/edge"
+	"github.com/wsedge/wsedge/edge/app"
 )
 
 var version = "dev"
@@ -54,6 +55,15 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int
 	fs.StringVar(&cfg.SlowConsumer, "slow-consumer", "close", "when a client's write queue is full: close (1008) or drop the message")
 	echo := fs.Bool("echo", true, "serve GET /echo (echoes every message; for conformance suites and benchmarks)")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "mount /debug/pprof/ on the admin listener")
+	var appCfg app.Config
+	jwtSecret := fs.String("jwt-secret", "", "HS256 secret: clients must present a JWT (?token= or Authorization: Bearer) whose sub is the user id (prefer WSEDGE_JWT_SECRET)")
+	jwtPublicKey := fs.String("jwt-public-key", "", "PEM file with an RSA (RS256) or P-256 ECDSA (ES256) public key for client JWTs")
+	origins := fs.String("allowed-origins", "", "comma-separated exact Origin values browsers may connect from (default: any)")
+	fs.IntVar(&appCfg.MaxRoomsPerConn, "max-rooms-per-conn", 64, "rooms one connection may join")
+	fs.Float64Var(&appCfg.ClientRate, "client-rate", 0, "client messages per second per connection (0: no limit)")
+	fs.IntVar(&appCfg.ClientBurst, "client-burst", 0, "burst allowed over -client-rate (0: the rate rounded up)")
+	fs.StringVar(&appCfg.AdminToken, "admin-token", "", "bearer token required on the admin /v1/ API (required when -admin is not loopback; prefer WSEDGE_ADMIN_TOKEN)")
+	fs.Int64Var(&appCfg.AdminMaxBody, "admin-max-body", 1<<20, "largest admin API request body in bytes (413 above)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
@@ -91,7 +101,19 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int
 		fmt.Fprintf(stderr, "wsedge: open-file limit: %v\n", err)
 		return 1
 	}
-	srv, err := edge.New(cfg)
+	appCfg.JWTSecret = []byte(*jwtSecret)
+	if *jwtPublicKey != "" {
+		if appCfg.JWTPublicKeyPEM, err = os.ReadFile(*jwtPublicKey); err != nil {
+			fmt.Fprintf(stderr, "wsedge: -jwt-public-key: %v\n", err)
+			return 2
+		}
+	}
+	for _, o := range strings.Split(*origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			appCfg.AllowedOrigins = append(appCfg.AllowedOrigins, o)
+		}
+	}
+	srv, _, err := app.NewServer(cfg, appCfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "wsedge: %v\n", err)
 		return 2

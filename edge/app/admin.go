@@ -1,0 +1,377 @@
+package app
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gobwas/ws"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/wsedge/wsedge/edge"
+	"github.com/wsedge/wsedge/frame"
+)
+
+// maxListedUsers bounds GET /v1/rooms/{room}'s user list.
+const maxListedUsers = 1000
+
+// adminAuth checks "Authorization: Bearer <token>" in constant time (the
+// digests have one length whatever the token's).
+type adminAuth struct {
+	want [sha256.Size]byte
+	on   bool
+}
+
+func newAdminAuth(token string) adminAuth {
+	if token == "" {
+		return adminAuth{}
+	}
+	return adminAuth{want: sha256.Sum256([]byte(token)), on: true}
+}
+
+func (t adminAuth) allows(r *http.Request) bool {
+	if !t.on {
+		return true
+	}
+	got := sha256.Sum256([]byte(bearer(r.Header.Get("Authorization"))))
+	return subtle.ConstantTimeCompare(got[:], t.want[:]) == 1
+}
+
+// mountAdmin registers the /v1/ routes and JSON answers for every path
+// nothing else serves. Routes are registered without a method so that a
+// wrong method gets a JSON 405 (the mux's own is plain text).
+func (a *App) mountAdmin(mux *http.ServeMux) {
+	a.route(mux, "/v1/users/{id}/messages", map[string]http.HandlerFunc{http.MethodPost: a.pushUser})
+	a.route(mux, "/v1/rooms/{room}/messages", map[string]http.HandlerFunc{http.MethodPost: a.pushRoom})
+	a.route(mux, "/v1/broadcast", map[string]http.HandlerFunc{http.MethodPost: a.pushAll})
+	a.route(mux, "/v1/users/{id}", map[string]http.HandlerFunc{http.MethodGet: a.getUser, http.MethodDelete: a.kickUser})
+	a.route(mux, "/v1/rooms/{room}", map[string]http.HandlerFunc{http.MethodGet: a.getRoom})
+	a.route(mux, "/v1/stats", map[string]http.HandlerFunc{http.MethodGet: a.getStats})
+	mux.HandleFunc("/", a.unrouted)
+}
+
+// statusWriter remembers the status for the request counter.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (a *App) route(mux *http.ServeMux, pattern string, methods map[string]http.HandlerFunc) {
+	allow := make([]string, 0, len(methods))
+	for m := range methods {
+		allow = append(allow, m)
+	}
+	slices.Sort(allow)
+	allowed := strings.Join(allow, ", ")
+	mux.HandleFunc(pattern, func(rw http.ResponseWriter, r *http.Request) {
+		w := &statusWriter{ResponseWriter: rw}
+		defer func() { a.m.adminRequests.WithLabelValues(pattern, strconv.Itoa(w.status)).Inc() }()
+		if !a.admin.allows(r) {
+			unauthorized(w)
+			return
+		}
+		h := methods[r.Method]
+		if h == nil {
+			w.Header().Set("Allow", allowed)
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; allowed: "+allowed)
+			return
+		}
+		h(w, r)
+	})
+}
+
+// unrouted answers every path no route serves: 405 for the server's own
+// GET endpoints, else 404 (401 first under /v1/ when a token is needed).
+func (a *App) unrouted(rw http.ResponseWriter, r *http.Request) {
+	w := &statusWriter{ResponseWriter: rw}
+	route := "unknown"
+	defer func() { a.m.adminRequests.WithLabelValues(route, strconv.Itoa(w.status)).Inc() }()
+	switch r.URL.Path {
+	case "/healthz", "/readyz", "/metrics":
+		route = r.URL.Path
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; allowed: GET, HEAD")
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, "/v1/") && !a.admin.allows(r) {
+		unauthorized(w)
+		return
+	}
+	writeError(w, http.StatusNotFound, "not_found", "no route for "+r.URL.Path)
+}
+
+func unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="wsedge admin"`)
+	writeError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong admin token")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"internal"}`)
+	}
+	writeRawJSON(w, status, b)
+}
+
+func writeRawJSON(w http.ResponseWriter, status int, b []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	writeJSON(w, status, struct {
+		Error   string `json:"error"`
+		Message string `json:"message,omitempty"`
+	}{code, message})
+}
+
+type deliveredAnswer struct {
+	Error     string `json:"error,omitempty"`
+	Delivered int    `json:"delivered"`
+}
+
+// readPush checks that pushes are accepted and reads the body, one JSON
+// value, with the whitespace around it trimmed. It answers the request
+// itself and returns nil when it fails.
+func (a *App) readPush(w http.ResponseWriter, r *http.Request) []byte {
+	if a.srv.Draining() {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "draining", "the server is shutting down")
+		return nil
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.AdminMaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", "the body is over "+strconv.FormatInt(a.cfg.AdminMaxBody, 10)+" bytes")
+			return nil
+		}
+		writeError(w, http.StatusBadRequest, "bad_request", "reading the body: "+err.Error())
+		return nil
+	}
+	data := trimJSONSpace(body)
+	if len(data) == 0 || !json.Valid(data) {
+		writeError(w, http.StatusBadRequest, "bad_json", "the body must be one JSON value")
+		return nil
+	}
+	return data
+}
+
+// pathName reads a user id or room name from the path, answering 400 when
+// it is not valid.
+func pathName(w http.ResponseWriter, r *http.Request, key string) (string, bool) {
+	v := r.PathValue(key)
+	if !validName(v) {
+		writeError(w, http.StatusBadRequest, "bad_request", key+" must be 1-128 printable ASCII characters")
+		return "", false
+	}
+	return v, true
+}
+
+// POST /v1/users/{id}/messages
+func (a *App) pushUser(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathName(w, r, "id")
+	if !ok {
+		return
+	}
+	data := a.readPush(w, r)
+	if data == nil {
+		return
+	}
+	u := a.users.get(id)
+	if u == nil {
+		a.m.dropped("not_connected", 1)
+		writeJSON(w, http.StatusNotFound, deliveredAnswer{Error: "not_connected"})
+		return
+	}
+	switch a.write(u, appendMessage(nil, "", "", data), kindUser) {
+	case nil:
+		writeJSON(w, http.StatusOK, deliveredAnswer{Delivered: 1})
+	case edge.ErrDropped:
+		writeJSON(w, http.StatusOK, deliveredAnswer{Delivered: 0})
+	default:
+		writeJSON(w, http.StatusNotFound, deliveredAnswer{Error: "not_connected"})
+	}
+}
+
+// POST /v1/rooms/{room}/messages
+func (a *App) pushRoom(w http.ResponseWriter, r *http.Request) {
+	room, ok := pathName(w, r, "room")
+	if !ok {
+		return
+	}
+	data := a.readPush(w, r)
+	if data == nil {
+		return
+	}
+	n := 0
+	if members := a.rooms.members(room); len(members) > 0 {
+		n = a.fanout(members, frame.AppendFrame(nil, ws.OpText, appendMessage(nil, "", room, data)), kindRoom)
+	}
+	writeJSON(w, http.StatusOK, deliveredAnswer{Delivered: n})
+}
+
+// POST /v1/broadcast
+func (a *App) pushAll(w http.ResponseWriter, r *http.Request) {
+	data := a.readPush(w, r)
+	if data == nil {
+		return
+	}
+	n := a.broadcast(frame.AppendFrame(nil, ws.OpText, appendMessage(nil, "", "", data)))
+	writeJSON(w, http.StatusOK, deliveredAnswer{Delivered: n})
+}
+
+// GET /v1/users/{id}
+func (a *App) getUser(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathName(w, r, "id")
+	if !ok {
+		return
+	}
+	u := a.users.get(id)
+	if u == nil {
+		writeError(w, http.StatusNotFound, "not_connected", "user "+id+" is not connected")
+		return
+	}
+	remote := ""
+	if addr := u.conn.RemoteAddr(); addr != nil {
+		remote = addr.String()
+	}
+	writeJSON(w, http.StatusOK, struct {
+		User        string   `json:"user"`
+		ConnectedAt string   `json:"connected_at"`
+		RemoteAddr  string   `json:"remote_addr"`
+		Rooms       []string `json:"rooms"`
+	}{u.id, u.connectedTime().UTC().Format(time.RFC3339), remote, u.roomList()})
+}
+
+// DELETE /v1/users/{id}
+func (a *App) kickUser(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathName(w, r, "id")
+	if !ok {
+		return
+	}
+	u := a.users.get(id)
+	if u == nil || !a.users.remove(u) {
+		writeError(w, http.StatusNotFound, "not_connected", "user "+id+" is not connected")
+		return
+	}
+	a.detach(u)
+	a.m.evicted("kicked")
+	u.conn.Close(CloseKicked, "kicked")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// GET /v1/rooms/{room}
+func (a *App) getRoom(w http.ResponseWriter, r *http.Request) {
+	room, ok := pathName(w, r, "room")
+	if !ok {
+		return
+	}
+	members := a.rooms.members(room)
+	ids := make([]string, len(members))
+	for i, u := range members {
+		ids[i] = u.id
+	}
+	slices.Sort(ids)
+	truncated := len(ids) > maxListedUsers
+	if truncated {
+		ids = ids[:maxListedUsers]
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Room      string   `json:"room"`
+		Members   int      `json:"members"`
+		Users     []string `json:"users"`
+		Truncated bool     `json:"truncated,omitempty"`
+	}{room, len(members), ids, truncated})
+}
+
+// GET /v1/stats
+func (a *App) getStats(w http.ResponseWriter, _ *http.Request) {
+	st := a.srv.Stats()
+	fams, _ := a.srv.Registry().Gather()
+	writeJSON(w, http.StatusOK, struct {
+		Connections        int64   `json:"connections"`
+		TCPConnections     int64   `json:"tcp_connections"`
+		Users              int64   `json:"users"`
+		Rooms              int64   `json:"rooms"`
+		MessagesIn         float64 `json:"messages_in"`
+		MessagesOut        float64 `json:"messages_out"`
+		MessagesDropped    float64 `json:"messages_dropped"`
+		SlowConsumerCloses float64 `json:"slow_consumer_closes"`
+		UptimeSeconds      float64 `json:"uptime_seconds"`
+		Goroutines         int     `json:"goroutines"`
+		PoolRunning        int     `json:"pool_running"`
+		PoolCapacity       int     `json:"pool_capacity"`
+		Draining           bool    `json:"draining"`
+	}{
+		Connections:        st.Connections,
+		TCPConnections:     st.TCPConnections,
+		Users:              a.users.count.Load(),
+		Rooms:              a.rooms.count.Load(),
+		MessagesIn:         sample(fams, "wsedge_messages_received_total", "", ""),
+		MessagesOut:        sample(fams, "wsedge_messages_sent_total", "", ""),
+		MessagesDropped:    sample(fams, "wsedge_slow_consumer_total", "action", "drop"),
+		SlowConsumerCloses: sample(fams, "wsedge_slow_consumer_total", "action", "close"),
+		UptimeSeconds:      st.Uptime.Seconds(),
+		Goroutines:         runtime.NumGoroutine(),
+		PoolRunning:        st.PoolRunning,
+		PoolCapacity:       st.PoolCapacity,
+		Draining:           a.srv.Draining(),
+	})
+}
+
+// sample sums a counter or gauge family's samples whose label key has value
+// (every sample when key is "").
+func sample(fams []*dto.MetricFamily, name, key, value string) float64 {
+	var sum float64
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if key != "" && !hasLabel(m, key, value) {
+				continue
+			}
+			switch {
+			case m.Counter != nil:
+				sum += m.Counter.GetValue()
+			case m.Gauge != nil:
+				sum += m.Gauge.GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+func hasLabel(m *dto.Metric, key, value string) bool {
+	for _, lp := range m.GetLabel() {
+		if lp.GetName() == key {
+			return lp.GetValue() == value
+		}
+	}
+	return false
+}

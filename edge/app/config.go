@@ -1,0 +1,121 @@
+package app
+
+import (
+	"crypto/elliptic"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"strings"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Config configures the application layer. The zero value is a development
+// setup: ?user= is the identity, any origin is allowed, no rate limit.
+type Config struct {
+	// Path is where clients connect; default "/ws".
+	Path string
+
+	// JWTSecret turns on HS256 tokens. At most one of JWTSecret and
+	// JWTPublicKeyPEM may be set.
+	JWTSecret []byte
+	// JWTPublicKeyPEM is a PEM public key (RSA for RS256, P-256 ECDSA for
+	// ES256) that turns on signed tokens.
+	JWTPublicKeyPEM []byte
+
+	// AllowedOrigins are the exact Origin values a browser may connect
+	// from; empty allows any. A request without Origin is always allowed.
+	AllowedOrigins []string
+
+	MaxRoomsPerConn int     // rooms one connection may join; default 64
+	ClientRate      float64 // client messages per second; 0 turns the limit off
+	ClientBurst     int     // burst over ClientRate; default ceil(ClientRate), at least 1
+
+	// AdminToken, when set, is required as "Authorization: Bearer <token>"
+	// on every /v1/ request. Without it the admin listener must be a
+	// loopback address.
+	AdminToken   string
+	AdminMaxBody int64 // largest admin request body; default 1 MiB
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Path == "" {
+		c.Path = "/ws"
+	}
+	if c.MaxRoomsPerConn <= 0 {
+		c.MaxRoomsPerConn = 64
+	}
+	if c.AdminMaxBody <= 0 {
+		c.AdminMaxBody = 1 << 20
+	}
+	if c.ClientRate < 0 || math.IsNaN(c.ClientRate) || math.IsInf(c.ClientRate, 0) {
+		return c, fmt.Errorf("client rate %v: must be a finite number ≥ 0", c.ClientRate)
+	}
+	if c.ClientBurst < 0 {
+		return c, fmt.Errorf("client burst %d: must not be negative", c.ClientBurst)
+	}
+	if c.ClientRate > 0 && c.ClientBurst == 0 {
+		c.ClientBurst = max(1, int(math.Ceil(c.ClientRate)))
+	}
+	if len(c.JWTSecret) > 0 && len(c.JWTPublicKeyPEM) > 0 {
+		return c, errors.New("set either a JWT secret or a JWT public key, not both")
+	}
+	for _, o := range c.AllowedOrigins {
+		if o == "" || strings.TrimSpace(o) != o {
+			return c, fmt.Errorf("allowed origin %q: want an exact origin such as https://chat.example.com", o)
+		}
+	}
+	return c, nil
+}
+
+// verifier checks tokens: the key and the one algorithm it is for.
+type verifier struct {
+	parser *jwt.Parser
+	key    any
+}
+
+func newVerifier(c Config) (*verifier, error) {
+	var (
+		key    any
+		method string
+	)
+	switch {
+	case len(c.JWTSecret) > 0:
+		key, method = c.JWTSecret, jwt.SigningMethodHS256.Alg()
+	case len(c.JWTPublicKeyPEM) > 0:
+		if k, err := jwt.ParseRSAPublicKeyFromPEM(c.JWTPublicKeyPEM); err == nil {
+			key, method = k, jwt.SigningMethodRS256.Alg()
+			break
+		}
+		k, err := jwt.ParseECPublicKeyFromPEM(c.JWTPublicKeyPEM)
+		if err != nil {
+			return nil, errors.New("JWT public key: not a PEM RSA or ECDSA public key")
+		}
+		if k.Curve != elliptic.P256() {
+			return nil, fmt.Errorf("JWT public key: ECDSA curve %s; ES256 needs P-256", k.Curve.Params().Name)
+		}
+		key, method = k, jwt.SigningMethodES256.Alg()
+	default:
+		return nil, nil
+	}
+	return &verifier{
+		parser: jwt.NewParser(jwt.WithValidMethods([]string{method})),
+		key:    key,
+	}, nil
+}
+
+func (v *verifier) keyfunc(*jwt.Token) (any, error) { return v.key, nil }
+
+// isLoopback reports whether a listen address binds only loopback.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,233 @@
+package app
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/time/rate"
+
+	"github.com/wsedge/wsedge/edge"
+	"github.com/wsedge/wsedge/frame"
+)
+
+// Close codes the application sends.
+const (
+	CloseReplaced ws.StatusCode = 4000 // a newer connection for the same user
+	CloseKicked   ws.StatusCode = 4001 // DELETE /v1/users/{id}
+)
+
+var _ edge.Handler = (*App)(nil)
+
+// Accept admits a client: origin first (403), then identity (401 when
+// missing or invalid, 400 when not a valid user id).
+func (a *App) Accept(c *edge.Conn, req *frame.Request) error {
+	if a.origins != nil && req.Origin != "" {
+		if _, ok := a.origins[req.Origin]; !ok {
+			a.m.authFailure("origin")
+			return frame.NewHTTPError(http.StatusForbidden, "origin not allowed")
+		}
+	}
+	id, err := a.identify(req)
+	if err != nil {
+		return err
+	}
+	u := &user{id: id, conn: c, connectedAt: time.Now().UnixNano()}
+	if a.cfg.ClientRate > 0 {
+		u.limiter = rate.NewLimiter(rate.Limit(a.cfg.ClientRate), a.cfg.ClientBurst)
+	}
+	c.SetValue(u)
+	return nil
+}
+
+// identify returns the user id of req: the token's sub claim with a key
+// configured, else the user query parameter.
+func (a *App) identify(req *frame.Request) (string, error) {
+	if a.verify == nil {
+		id := req.Query("user")
+		if id == "" {
+			a.m.authFailure("missing")
+			return "", frame.NewHTTPError(http.StatusUnauthorized, "missing user: connect to /ws?user=<id>")
+		}
+		if !validName(id) {
+			a.m.authFailure("bad_user_id")
+			return "", frame.NewHTTPError(http.StatusBadRequest, "user id must be 1-128 printable ASCII characters")
+		}
+		return id, nil
+	}
+	tok := req.Query("token")
+	if tok == "" {
+		tok = bearer(req.Authorization)
+	}
+	if tok == "" {
+		a.m.authFailure("missing")
+		return "", frame.NewHTTPError(http.StatusUnauthorized, "missing token: use ?token= or Authorization: Bearer")
+	}
+	var claims jwt.RegisteredClaims
+	if _, err := a.verify.parser.ParseWithClaims(tok, &claims, a.verify.keyfunc); err != nil {
+		reason, msg := "invalid", "invalid token"
+		switch {
+		case errors.Is(err, jwt.ErrTokenExpired):
+			reason, msg = "expired", "token expired"
+		case errors.Is(err, jwt.ErrTokenNotValidYet):
+			reason, msg = "not_yet_valid", "token not valid yet"
+		case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+			reason, msg = "bad_signature", "token signature invalid"
+		}
+		a.m.authFailure(reason)
+		return "", frame.NewHTTPError(http.StatusUnauthorized, msg)
+	}
+	if claims.Subject == "" {
+		a.m.authFailure("missing")
+		return "", frame.NewHTTPError(http.StatusUnauthorized, "token has no sub claim")
+	}
+	if !validName(claims.Subject) {
+		a.m.authFailure("bad_user_id")
+		return "", frame.NewHTTPError(http.StatusBadRequest, "user id (sub) must be 1-128 printable ASCII characters")
+	}
+	return claims.Subject, nil
+}
+
+// bearer returns the credentials of an "Authorization: Bearer <token>"
+// value, or "".
+func bearer(h string) string {
+	scheme, cred, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(cred)
+}
+
+// OnOpen registers the user; an older connection of the same user is
+// detached and closed with 4000.
+func (a *App) OnOpen(c *edge.Conn) {
+	u := c.Value().(*user)
+	if old := a.users.put(u); old != nil {
+		a.detach(old)
+		a.m.evicted("replaced")
+		old.conn.Close(CloseReplaced, "replaced")
+	}
+}
+
+// OnClose forgets the user, unless a newer connection already took its id.
+func (a *App) OnClose(c *edge.Conn, _ ws.StatusCode) {
+	u, _ := c.Value().(*user)
+	if u == nil {
+		return
+	}
+	a.users.remove(u)
+	a.detach(u)
+}
+
+// OnMessage handles one client message on the connection's worker.
+func (a *App) OnMessage(c *edge.Conn, op ws.OpCode, p []byte) {
+	u := c.Value().(*user)
+	if op != ws.OpText {
+		a.m.clientMessage("binary")
+		c.Close(ws.StatusUnsupportedData, "binary messages are not supported")
+		return
+	}
+	if u.limiter != nil && !a.allow(u, p) {
+		return
+	}
+	msg, perr := parseClientMessage(p)
+	if perr != nil {
+		a.m.clientMessage("invalid")
+		a.reply(u, appendError(nil, perr))
+		return
+	}
+	a.m.clientMessage(msg.typ)
+	switch msg.typ {
+	case typePing:
+		a.reply(u, appendPong(nil, msg.id))
+	case typeSend:
+		a.send(u, &msg)
+	case typeJoin:
+		switch err := a.join(u, msg.room); err {
+		case nil:
+			a.ack(u, msg.id)
+		case errTooManyRooms:
+			a.replyError(u, msg.id, codeTooManyRooms, "at most "+strconv.Itoa(a.cfg.MaxRoomsPerConn)+" rooms per connection")
+		}
+		// errDetached: the connection is being closed; say nothing.
+	case typeLeave:
+		a.leave(u, msg.room)
+		a.ack(u, msg.id)
+	case typePublish:
+		if !u.isMember(msg.room) {
+			a.replyError(u, msg.id, codeNotMember, "join the room before publishing to it")
+			return
+		}
+		fr := frame.AppendFrame(nil, ws.OpText, appendMessage(nil, u.id, msg.room, msg.data))
+		a.fanout(a.rooms.members(msg.room), fr, kindRoom)
+		a.ack(u, msg.id)
+	}
+}
+
+// allow applies the client rate limit: the first message over it gets
+// rate_limited, the next one over it closes the connection with 1008.
+func (a *App) allow(u *user, p []byte) bool {
+	if u.limiter.Allow() {
+		u.overLimit = false
+		return true
+	}
+	a.m.dropped("rate_limited", 1)
+	if u.overLimit {
+		a.m.clientMessage("rate_limited")
+		u.conn.Close(ws.StatusPolicyViolation, "rate limit exceeded")
+		return false
+	}
+	u.overLimit = true
+	a.m.clientMessage("rate_limited")
+	m, perr := parseClientMessage(p)
+	id := m.id
+	if perr != nil {
+		id = perr.id
+	}
+	a.replyError(u, id, codeRateLimited, "too many messages: slow down or be disconnected")
+	return false
+}
+
+// send delivers a direct message to one user.
+func (a *App) send(from *user, msg *clientMessage) {
+	to := a.users.get(msg.to)
+	if to == nil {
+		a.m.dropped("not_connected", 1)
+		a.replyError(from, msg.id, codeNotConnected, "user "+msg.to+" is not connected")
+		return
+	}
+	switch a.write(to, appendMessage(nil, from.id, "", msg.data), kindUser) {
+	case nil:
+		a.ack(from, msg.id)
+	case edge.ErrDropped:
+		a.replyError(from, msg.id, codeDropped, "user "+msg.to+" is not reading; message dropped")
+	default:
+		a.replyError(from, msg.id, codeNotConnected, "user "+msg.to+" is not connected")
+	}
+}
+
+// write sends one message to one user and counts the outcome.
+func (a *App) write(u *user, payload []byte, kind string) error {
+	err := u.conn.WriteMessage(ws.OpText, payload)
+	a.m.outcome(kind, err, 1)
+	return err
+}
+
+func (a *App) ack(u *user, id []byte) {
+	if id != nil {
+		a.reply(u, appendAck(nil, id))
+	}
+}
+
+func (a *App) replyError(u *user, id []byte, code, message string) {
+	a.reply(u, appendError(nil, &protoError{code: code, message: message, id: id}))
+}
+
+// reply answers the client itself (acks, errors, pongs).
+func (a *App) reply(u *user, payload []byte) {
+	_ = u.conn.WriteMessage(ws.OpText, payload)
+}
