@@ -66,8 +66,8 @@ type Conn struct {
 	fd     int32
 	gen    uint32
 	mu     sync.Mutex // guards out, wrShut and every write(2) on fd
-	out    *outbound  // nil when nothing is queued
 	wrShut bool       // Shutdown was called: no more writes; FIN after out
+	out    *outbound  // nil when nothing is queued
 	poller *Poller
 	ctx    any
 }

@@ -17,12 +17,17 @@
 // nothing may be lost between edges; the connection's state word guarantees it:
 //
 //	shard:  state |= pending bits; if busy was clear, set busy and dispatch
-//	worker: take the pending bits; flush / read until EAGAIN or the read cap;
-//	        clear busy only if no pending bit arrived meanwhile, else loop
+//	worker: take the pending bits; flush / read until EAGAIN, a short read
+//	        or the read cap; clear busy only if no pending bit arrived
+//	        meanwhile, else loop
 //
 // An edge that arrives while a task runs sets a pending bit the task sees
 // before it lets go, so it is never lost; and because busy is taken by CAS at
-// most one task runs a connection at a time.
+// most one task runs a connection at a time. A short read may end a task
+// because any later byte raises a new edge; a hang-up (RDHUP, HUP, ERR) does
+// not repeat, so once one was seen (the sticky stHup bit) reads go on to EOF.
+// Register holds busy until the fd is in its epoll set, so nothing (a Close
+// from Range, Lookup or the init hook) can tear a connection down half-made.
 //
 // # Fairness: the per-task read cap
 //
