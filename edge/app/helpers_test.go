@@ -14,6 +14,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/wsedge/wsedge/edge"
 )
@@ -276,7 +277,7 @@ func (ts *testServer) scrape(name, labels string) float64 {
 		ts.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var p expfmt.TextParser
+	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(resp.Body)
 	if err != nil {
 		ts.t.Fatalf("parse metrics: %v", err)
