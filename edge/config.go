@@ -17,7 +17,7 @@ type Config struct {
 	Backlog   int    // listen backlog; default SOMAXCONN
 
 	Pollers        int // epoll shards, one goroutine each; default GOMAXPROCS
-	Workers        int // worker pool size; default 128
+	Workers        int // worker pool size; default DefaultWorkers()
 	ReadBufferSize int // a worker's pooled read buffer; default 16 KiB
 
 	WheelTick  time.Duration // timing wheel resolution; default 100ms
@@ -65,7 +65,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Pollers = runtime.GOMAXPROCS(0)
 	}
 	if c.Workers <= 0 {
-		c.Workers = 128
+		c.Workers = DefaultWorkers()
 	}
 	if c.ReadBufferSize <= 0 {
 		c.ReadBufferSize = 16 << 10
@@ -117,3 +117,8 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	return c, nil
 }
+
+// DefaultWorkers sizes the pool at 8 per CPU (at least 16). A task never
+// blocks on I/O, so more workers than this only add stacks: an idle server
+// should not pay for them.
+func DefaultWorkers() int { return max(16, 8*runtime.GOMAXPROCS(0)) }

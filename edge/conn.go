@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/gobwas/ws"
 	"github.com/wsedge/wsedge/frame"
@@ -39,21 +40,30 @@ var (
 
 // Conn is one client connection. Its methods are safe for concurrent use.
 // It holds no buffer while idle: the decoder is pooled between messages and
-// the outbound queue exists only while the kernel refuses bytes.
+// the outbound queue exists only while the kernel refuses bytes. It is 112
+// bytes (a Go size class); fields are ordered and sized for that.
 type Conn struct {
-	nc         netpoll.Conn
+	nc         netpoll.Conn // first field: connOf converts back
 	srv        *Server
-	h          Handler
+	route      *route // nil until the handshake succeeds; then OnClose is owed
 	timer      wheel.Handle
-	lastActive atomic.Int64 // s.now() of the last inbound bytes
-	pingSent   atomic.Int64 // s.now() when the outstanding ping went out; 0 when none
+	dec        *frame.Decoder // only while a partial frame or message is held
+	hs         *[]byte        // the upgrade request so far; nil once it is parsed
+	value      atomic.Value
+	lastActive atomic.Uint32 // s.nowMs()|1 of the last inbound bytes
+	pingSent   atomic.Uint32 // s.nowMs()|1 when the outstanding ping went out; 0 when none
 	phase      atomic.Uint32
 	code       atomic.Uint32 // close code sent or received; 0 until then
-	opened     atomic.Bool   // OnOpen ran, so OnClose is owed
-	dec        *frame.Decoder
-	hs         *[]byte // the upgrade request so far; nil once it is parsed
-	value      atomic.Value
 }
+
+// route is a path's handler (a pointer is half an interface's size).
+type route struct{ h Handler }
+
+// connOf returns the Conn whose first field is nc.
+func connOf(nc *netpoll.Conn) *Conn { return (*Conn)(unsafe.Pointer(nc)) }
+
+// The conversion in connOf is only valid while nc is the first field.
+var _ [0]struct{} = [unsafe.Offsetof(Conn{}.nc)]struct{}{}
 
 // ID is unique among live connections and never reused by a later one on
 // the same socket number.
@@ -142,7 +152,7 @@ func (c *Conn) Close(code ws.StatusCode, reason string) {
 		return
 	}
 	c.code.Store(uint32(code))
-	if err := c.nc.Write(frame.AppendClose(nil, code, reason)); err != nil {
+	if err := c.nc.WriteFinal(frame.AppendClose(nil, code, reason)); err != nil {
 		c.nc.Close()
 		return
 	}
@@ -167,7 +177,7 @@ func (c *Conn) fail(code ws.StatusCode, reason string) {
 	}
 	c.code.CompareAndSwap(0, uint32(code))
 	if old == phaseOpen {
-		_ = c.nc.Write(frame.AppendClose(nil, code, reason))
+		_ = c.nc.WriteFinal(frame.AppendClose(nil, code, reason))
 	}
 	if c.nc.Shutdown() != nil {
 		c.nc.Close()
@@ -212,7 +222,7 @@ func (c *Conn) onFrame(m frame.Message) {
 			return // after our close frame, data is read and ignored
 		}
 		s.metrics.messagesIn.Inc()
-		c.h.OnMessage(c, m.Op, m.Payload)
+		c.route.h.OnMessage(c, m.Op, m.Payload)
 	case ws.OpPing:
 		if c.phase.Load() == phaseOpen {
 			c.writeControl(ws.OpPong, m.Payload)
@@ -227,7 +237,7 @@ func (c *Conn) onFrame(m frame.Message) {
 				reply = ws.StatusNormalClosure
 			}
 			if c.phase.CompareAndSwap(phaseOpen, phaseDraining) {
-				_ = c.nc.Write(frame.AppendClose(nil, reply, ""))
+				_ = c.nc.WriteFinal(frame.AppendClose(nil, reply, ""))
 			}
 			c.nc.Close()
 		case phaseClosing:

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gorilla/websocket"
 
@@ -237,7 +238,7 @@ func TestServerInitiatedCloseWaitsForClient(t *testing.T) {
 	_, br := upgradeRaw(t, s, "/echo")
 	eventually(t, 5*time.Second, "the connection is open", func() bool { return s.Stats().Connections == 1 })
 	s.poller.Range(func(nc *netpoll.Conn) bool {
-		nc.Context().(*Conn).Close(4321, "test")
+		connOf(nc).Close(4321, "test")
 		return true
 	})
 	op, p := readServerFrame(t, br)
@@ -528,5 +529,13 @@ func TestConnectDisconnectReturnsToBaseline(t *testing.T) {
 	eventually(t, 10*time.Second, "goroutines back to baseline", func() bool { return runtime.NumGoroutine() <= baseG+s.cfg.Workers })
 	if got := s.wheel.Len(); got != 0 {
 		t.Fatalf("%d timers left in the wheel", got)
+	}
+}
+
+// The per-connection struct is the headline cost of an idle connection;
+// keep it in the 112-byte size class.
+func TestConnSize(t *testing.T) {
+	if got := unsafe.Sizeof(Conn{}); got > 112 {
+		t.Fatalf("Conn is %d bytes, want <= 112", got)
 	}
 }

@@ -23,7 +23,6 @@ type metrics struct {
 	bytesOut          prometheus.Counter
 	messagesIn        prometheus.Counter
 	messagesOut       prometheus.Counter
-	outboundQueued    prometheus.Gauge
 	slowConsumers     *prometheus.CounterVec
 	acceptErrors      *prometheus.CounterVec
 	panics            prometheus.Counter
@@ -64,10 +63,11 @@ func newMetrics(s *Server) *metrics {
 	m.bytesOut = counter("bytes_sent_total", "Bytes written or queued to client sockets.")
 	m.messagesIn = counter("messages_received_total", "Text and binary messages received.")
 	m.messagesOut = counter("messages_sent_total", "Text and binary messages sent or queued.")
-	m.outboundQueued = gauge("outbound_queued_bytes", "Bytes waiting in per-connection outbound queues.")
 	m.slowConsumers = counterVec("slow_consumer_total", "Writes refused by a full outbound queue, by action taken (close, drop).", "action")
 	m.acceptErrors = counterVec("accept_errors_total", "accept4 failures, by errno.", "errno")
 	m.panics = counter("worker_panics_total", "Panics recovered in a worker; each closed one connection.")
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsedge", Name: "outbound_queued_bytes", Help: "Bytes waiting in per-connection outbound queues (each bounded by -write-queue)."},
+		func() float64 { return float64(s.poller.QueuedBytes()) }))
 	m.wheelTimers = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsedge", Name: "wheel_timers", Help: "Timers resident in the timing wheel."},
 		func() float64 { return float64(s.wheel.Len()) })
 	f(m.wheelTimers)

@@ -27,7 +27,7 @@ import (
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
-	handlers map[string]Handler
+	routes   map[string]*route
 	hsCfg    frame.HandshakeConfig
 	decCfg   frame.DecoderConfig
 	epoch    time.Time
@@ -69,18 +69,18 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:      cfg,
 		log:      cfg.Logger,
-		handlers: make(map[string]Handler),
+		routes:   make(map[string]*route),
 		hsCfg:    frame.HandshakeConfig{MaxHeaderBytes: cfg.MaxHeaderBytes},
 		decCfg:   frame.DecoderConfig{MaxMessage: cfg.MaxMessage},
 		done:     make(chan struct{}),
 		mux:      http.NewServeMux(),
 	}
 	for path, h := range cfg.Handlers {
-		s.handlers[path] = h
+		s.routes[path] = &route{h}
 	}
 	if !cfg.DisableEcho {
-		if _, taken := s.handlers["/echo"]; !taken {
-			s.handlers["/echo"] = echoHandler{}
+		if _, taken := s.routes["/echo"]; !taken {
+			s.routes["/echo"] = &route{echoHandler{}}
 		}
 	}
 	for _, st := range []*rate.Sometimes{&s.logSlow, &s.logAccept, &s.logPanic} {
@@ -194,8 +194,9 @@ func (s *Server) Draining() bool { return s.draining.Load() }
 // Done is closed when Shutdown has finished.
 func (s *Server) Done() <-chan struct{} { return s.done }
 
-// now is the server's monotonic clock in nanoseconds.
-func (s *Server) now() int64 { return int64(time.Since(s.epoch)) }
+// nowMs is the server's monotonic clock in milliseconds. It wraps after 49
+// days; compare stamps only by (wrap-safe) differences.
+func (s *Server) nowMs() uint32 { return uint32(time.Since(s.epoch) / time.Millisecond) }
 
 func (s *Server) closeEngines() {
 	s.poller.Close()
@@ -240,9 +241,8 @@ func (s *Server) Submit(fn func()) {
 func (s *Server) accept(fd int) {
 	s.metrics.accepted.Inc()
 	c := &Conn{srv: s}
-	c.nc.SetContext(c)
 	err := s.poller.Register(&c.nc, fd, func(*netpoll.Conn) {
-		c.lastActive.Store(s.now())
+		c.lastActive.Store(s.nowMs() | 1)
 		c.timer = s.wheel.Schedule(s.cfg.HandshakeTimeout, c.ID())
 	})
 	if err != nil {
@@ -266,13 +266,13 @@ func (s *Server) acceptError(err error) {
 // OnData is netpoll's callback for bytes read; it runs on the worker that
 // holds the connection.
 func (s *Server) OnData(nc *netpoll.Conn, p []byte) error {
-	c := nc.Context().(*Conn)
+	c := connOf(nc)
 	s.metrics.bytesIn.Add(float64(len(p)))
 	switch c.phase.Load() {
 	case phaseHandshake:
 		s.handshake(c, p)
 	case phaseOpen, phaseClosing:
-		c.lastActive.Store(s.now())
+		c.lastActive.Store(s.nowMs() | 1)
 		c.feed(p)
 	}
 	// phaseDraining: discard until the peer closes.
@@ -281,7 +281,7 @@ func (s *Server) OnData(nc *netpoll.Conn, p []byte) error {
 
 // OnClose is netpoll's callback after a socket is closed.
 func (s *Server) OnClose(nc *netpoll.Conn, err error) {
-	c := nc.Context().(*Conn)
+	c := connOf(nc)
 	s.wheel.Stop(c.timer)
 	if c.dec != nil {
 		c.dec.Release()
@@ -289,12 +289,12 @@ func (s *Server) OnClose(nc *netpoll.Conn, err error) {
 		c.dec = nil
 	}
 	s.releaseHandshakeBuf(c)
-	if c.opened.Load() {
+	if c.route != nil {
 		code := c.closeCode()
 		s.open.Add(-1)
 		s.metrics.connections.Dec()
 		s.metrics.closed(int(code))
-		c.h.OnClose(c, code)
+		c.route.h.OnClose(c, code)
 	} else if c.phase.Load() == phaseHandshake {
 		s.metrics.handshakeFailures.WithLabelValues("peer_closed").Inc()
 	}
@@ -319,7 +319,7 @@ func (s *Server) handshake(c *Conn, p []byte) {
 		s.reject(c, err)
 		return
 	}
-	h, ok := s.handlers[req.Path]
+	rt, ok := s.routes[req.Path]
 	switch {
 	case !ok:
 		s.reject(c, frame.NewHTTPError(http.StatusNotFound, "no WebSocket endpoint at "+req.Path))
@@ -331,6 +331,7 @@ func (s *Server) handshake(c *Conn, p []byte) {
 		s.reject(c, frame.NewHTTPError(http.StatusServiceUnavailable, "server at connection capacity"))
 		return
 	}
+	h := rt.h
 	if err := h.Accept(c, req); err != nil {
 		s.reject(c, err)
 		return
@@ -339,8 +340,8 @@ func (s *Server) handshake(c *Conn, p []byte) {
 		c.terminate(0)
 		return
 	}
-	c.h = h
-	c.opened.Store(true)
+	c.route = rt
+	c.lastActive.Store(s.nowMs() | 1)
 	c.phase.Store(phaseOpen)
 	s.open.Add(1)
 	s.metrics.connections.Inc()
@@ -415,10 +416,10 @@ func (s *Server) onExpire(batch []wheel.Expired) {
 }
 
 func (s *Server) runTimers(tb *timerBatch) {
-	now := s.now()
+	now := s.nowMs()
 	for _, e := range tb.items {
 		if nc := s.poller.Lookup(e.Data); nc != nil {
-			nc.Context().(*Conn).onTimer(now)
+			connOf(nc).onTimer(now)
 		}
 	}
 	tb.items = tb.items[:0]
@@ -427,17 +428,20 @@ func (s *Server) runTimers(tb *timerBatch) {
 
 // onTimer is the connection's one wheel entry firing. Activity only stamped
 // lastActive; here the stamp decides between re-arming, a ping, and a close.
-func (c *Conn) onTimer(now int64) {
+func (c *Conn) onTimer(now uint32) {
 	s := c.srv
 	cfg := &s.cfg
+	since := func(stamp uint32) time.Duration { return time.Duration(max(int32(now-stamp), 0)) * time.Millisecond }
 	switch c.phase.Load() {
 	case phaseHandshake:
 		s.metrics.handshakeFailures.WithLabelValues("timeout").Inc()
 		c.terminate(0)
 	case phaseOpen:
 		last, sent := c.lastActive.Load(), c.pingSent.Load()
-		if sent != 0 && last < sent {
-			if waited := time.Duration(now - sent); waited < cfg.PongTimeout {
+		// Stamps are ms|1; life in the ping's own millisecond counts as
+		// an answer (the conservative side: the next ping asks again).
+		if sent != 0 && int32(last-sent) < 0 {
+			if waited := since(sent); waited < cfg.PongTimeout {
 				s.wheel.Reset(c.timer, cfg.PongTimeout-waited)
 				return
 			}
@@ -445,11 +449,11 @@ func (c *Conn) onTimer(now int64) {
 			c.terminate(ws.StatusGoingAway)
 			return
 		}
-		if idle := time.Duration(now - last); idle < cfg.PingInterval {
+		if idle := since(last); idle < cfg.PingInterval {
 			s.wheel.Reset(c.timer, cfg.PingInterval-idle)
 			return
 		}
-		c.pingSent.Store(now)
+		c.pingSent.Store(now | 1)
 		s.metrics.pingsSent.Inc()
 		c.writeControl(ws.OpPing, nil)
 		s.wheel.Reset(c.timer, cfg.PongTimeout)
@@ -475,7 +479,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.ln.Close()
 		s.ln.Wait()
 		s.poller.Range(func(nc *netpoll.Conn) bool {
-			nc.Context().(*Conn).Close(ws.StatusGoingAway, "server shutting down")
+			connOf(nc).Close(ws.StatusGoingAway, "server shutting down")
 			return true
 		})
 		tick := time.NewTicker(10 * time.Millisecond)

@@ -54,10 +54,7 @@ func Listen(addr string, backlog int) (*Listener, error) {
 		return nil, err
 	}
 	l := &Listener{fd: fd, epfd: -1, efd: -1, stop: make(chan struct{}), done: make(chan struct{})}
-	l.accept = func(fd int) (int, error) {
-		nfd, _, err := unix.Accept4(fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-		return nfd, err
-	}
+	l.accept = accept4
 	l.pause = l.sleep
 	if err := l.init(); err != nil {
 		l.closeFDs()
@@ -252,4 +249,15 @@ func (l *Listener) closeFDs() {
 			*fd = -1
 		}
 	}
+}
+
+// accept4 accepts without asking for the peer's address: unix.Accept4
+// allocates a sockaddr per connection that we would throw away (RemoteAddr
+// asks the kernel when someone wants it).
+func accept4(fd int) (int, error) {
+	nfd, _, errno := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(fd), 0, 0, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(nfd), nil
 }

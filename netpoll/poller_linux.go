@@ -21,6 +21,7 @@ type Poller struct {
 	reg    registry
 	gen    atomic.Uint32
 	open   atomic.Int64
+	queued atomic.Int64 // bytes in all outbound queues
 	bufs   sync.Pool
 	closed atomic.Bool
 	wg     sync.WaitGroup
@@ -68,6 +69,9 @@ func New(cfg Config) (*Poller, error) {
 	}
 	return p, nil
 }
+
+// QueuedBytes is the total of every connection's outbound queue.
+func (p *Poller) QueuedBytes() int64 { return p.queued.Load() }
 
 // Open is the number of registered connections.
 func (p *Poller) Open() int64 { return p.open.Load() }
@@ -240,23 +244,29 @@ func (p *Poller) readSome(c *Conn, buf []byte) (capped bool, err error) {
 
 // Write sends b, queueing what the kernel does not take (copied). It returns
 // ErrQueueFull, having sent nothing, when the queue would exceed its bound.
-func (c *Conn) Write(b []byte) error { return c.write(b, false) }
+func (c *Conn) Write(b []byte) error { return c.write(b, false, false) }
 
 // WriteShared is Write for a buffer that is never modified again (a
 // broadcast frame): if queued, it is referenced instead of copied.
-func (c *Conn) WriteShared(b []byte) error { return c.write(b, true) }
+func (c *Conn) WriteShared(b []byte) error { return c.write(b, true, false) }
 
-func (c *Conn) write(b []byte, shared bool) error {
+// WriteFinal is Write that ignores the queue bound, for the last small frame
+// a connection gets (a close frame) so that it is not lost behind a full
+// queue. It is not for data.
+func (c *Conn) WriteFinal(b []byte) error { return c.write(b, false, true) }
+
+func (c *Conn) write(b []byte, shared, final bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.wrShut || c.state.Load()&(stClosing|stDead) != 0 {
 		return ErrClosed
 	}
 	if c.out != nil {
-		if c.out.size+len(b) > c.poller.cfg.WriteQueue {
+		if !final && c.out.size+len(b) > c.poller.cfg.WriteQueue {
 			return ErrQueueFull
 		}
 		c.out.push(b, shared)
+		c.poller.queued.Add(int64(len(b)))
 		return nil
 	}
 	for len(b) > 0 {
@@ -276,6 +286,7 @@ func (c *Conn) write(b []byte, shared bool) error {
 		// The kernel is full; EPOLLOUT will fire when it drains.
 		c.out = &outbound{}
 		c.out.push(b, shared)
+		c.poller.queued.Add(int64(len(b)))
 	}
 	return nil
 }
@@ -305,6 +316,7 @@ func (c *Conn) flushLocked() error {
 			return os.NewSyscallError("writev", err)
 		}
 		q.advance(n)
+		c.poller.queued.Add(int64(-n))
 		if q.size == 0 {
 			c.out = nil
 			if c.wrShut {
@@ -366,6 +378,9 @@ func (c *Conn) teardown(err error) {
 	}
 	if c.out != nil {
 		_ = c.flushLocked()
+	}
+	if c.out != nil {
+		c.poller.queued.Add(int64(-c.out.size))
 		c.out = nil
 	}
 	c.state.Store(stDead | stBusy)

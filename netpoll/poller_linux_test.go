@@ -101,6 +101,7 @@ func TestManyConnections(t *testing.T) {
 func TestOneTaskPerConnection(t *testing.T) {
 	const conns, total = 8, 32 << 10
 	type state struct {
+		Conn   // first field: the handler gets its state back from *Conn
 		inData atomic.Int32
 		got    atomic.Int64
 	}
@@ -110,7 +111,7 @@ func TestOneTaskPerConnection(t *testing.T) {
 		ReadBufferSize: 64,
 		ReadCap:        128,
 		Handler: &funcHandler{data: func(c *Conn, b []byte) error {
-			st := c.Context().(*state)
+			st := (*state)(unsafe.Pointer(c))
 			// Two tasks at once would both get here before either leaves.
 			if st.inData.Add(1) != 1 {
 				overlap.Store(true)
@@ -127,9 +128,8 @@ func TestOneTaskPerConnection(t *testing.T) {
 	var peers []net.Conn
 	for range conns {
 		fd, peer := pair(t)
-		c := new(Conn)
 		st := new(state)
-		c.SetContext(st)
+		c := &st.Conn
 		if err := p.Register(c, fd, nil); err != nil {
 			t.Fatal(err)
 		}

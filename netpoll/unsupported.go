@@ -32,6 +32,12 @@ func (p *Poller) Serve(c *Conn) {}
 // Write returns ErrUnsupported: no connection is ever registered here.
 func (c *Conn) Write(b []byte) error { return ErrUnsupported }
 
+// WriteFinal returns ErrUnsupported.
+func (c *Conn) WriteFinal(b []byte) error { return ErrUnsupported }
+
+// QueuedBytes is 0.
+func (p *Poller) QueuedBytes() int64 { return 0 }
+
 // WriteShared returns ErrUnsupported.
 func (c *Conn) WriteShared(b []byte) error { return ErrUnsupported }
 

@@ -39,7 +39,7 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int
 	fs.StringVar(&cfg.AdminAddr, "admin", "127.0.0.1:9090", `admin HTTP listen address for /healthz, /readyz, /metrics; "off" disables it`)
 	fs.IntVar(&cfg.Backlog, "backlog", 0, "listen backlog (0: the system's SOMAXCONN)")
 	fs.IntVar(&cfg.Pollers, "pollers", runtime.GOMAXPROCS(0), "epoll shards, one goroutine each")
-	fs.IntVar(&cfg.Workers, "workers", 128, "worker pool size: goroutines that decode and handle readable connections")
+	fs.IntVar(&cfg.Workers, "workers", edge.DefaultWorkers(), "worker pool size: goroutines that decode and handle readable connections (8 per CPU, at least 16)")
 	fs.IntVar(&cfg.ReadBufferSize, "read-buffer", 16<<10, "bytes of a worker's pooled read buffer")
 	fs.DurationVar(&cfg.WheelTick, "wheel-tick", 100*time.Millisecond, "timing wheel resolution: timers fire at most this late")
 	fs.IntVar(&cfg.WheelSlots, "wheel-slots", 4096, "timing wheel slots (rounded up to a power of two)")
