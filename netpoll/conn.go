@@ -53,6 +53,7 @@ const (
 	stClosing                    // close requested; the busy holder tears down
 	stDead                       // torn down: fd closed, OnClose called
 	stHup                        // the peer hung up or the socket failed; sticky
+	stQueued                     // a write may be queued: EPOLLOUT matters (set before the write that may queue)
 )
 
 // Conn is one registered connection. It is meant to be the first field of

@@ -269,6 +269,11 @@ func (c *Conn) write(b []byte, shared, final bool) error {
 		c.poller.queued.Add(int64(len(b)))
 		return nil
 	}
+	// Set before the write, so that the EPOLLOUT edge that follows an
+	// EAGAIN always finds it (the shard ignores EPOLLOUT without it: ET
+	// sockets raise one after most writes, and a task for each would double
+	// the work of every echo).
+	c.state.Or(stQueued)
 	for len(b) > 0 {
 		n, err := unix.Write(int(c.fd), b)
 		if err == unix.EINTR {
@@ -278,11 +283,14 @@ func (c *Conn) write(b []byte, shared, final bool) error {
 			break
 		}
 		if err != nil {
+			c.state.And(^stQueued)
 			return os.NewSyscallError("write", err)
 		}
 		b = b[n:]
 	}
-	if len(b) > 0 {
+	if len(b) == 0 {
+		c.state.And(^stQueued)
+	} else {
 		// The kernel is full; EPOLLOUT will fire when it drains.
 		c.out = &outbound{}
 		c.out.push(b, shared)
@@ -319,6 +327,7 @@ func (c *Conn) flushLocked() error {
 		c.poller.queued.Add(int64(-n))
 		if q.size == 0 {
 			c.out = nil
+			c.state.And(^stQueued)
 			if c.wrShut {
 				return os.NewSyscallError("shutdown", unix.Shutdown(int(c.fd), unix.SHUT_WR))
 			}
@@ -531,10 +540,12 @@ func (s *shard) run() {
 			if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 				bits |= stHup
 			}
-			if ev.Events&unix.EPOLLOUT != 0 {
+			if ev.Events&unix.EPOLLOUT != 0 && c.state.Load()&stQueued != 0 {
 				bits |= stWrite
 			}
-			s.notify(c, bits)
+			if bits != 0 {
+				s.notify(c, bits)
+			}
 		}
 		if s.p.closed.Load() {
 			return
