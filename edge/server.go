@@ -25,12 +25,12 @@ import (
 // Server is one wsedge node. Create it with New, then Start; Shutdown ends
 // it. Two servers can run in one process.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	routes   map[string]*route
-	hsCfg    frame.HandshakeConfig
-	decCfg   frame.DecoderConfig
-	epoch    time.Time
+	cfg    Config
+	log    *slog.Logger
+	routes map[string]*route
+	hsCfg  frame.HandshakeConfig
+	decCfg frame.DecoderConfig
+	epoch  time.Time
 
 	poller  *netpoll.Poller
 	ln      *netpoll.Listener
@@ -67,13 +67,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		routes:   make(map[string]*route),
-		hsCfg:    frame.HandshakeConfig{MaxHeaderBytes: cfg.MaxHeaderBytes},
-		decCfg:   frame.DecoderConfig{MaxMessage: cfg.MaxMessage},
-		done:     make(chan struct{}),
-		mux:      http.NewServeMux(),
+		cfg:    cfg,
+		log:    cfg.Logger,
+		routes: make(map[string]*route),
+		hsCfg:  frame.HandshakeConfig{MaxHeaderBytes: cfg.MaxHeaderBytes},
+		decCfg: frame.DecoderConfig{MaxMessage: cfg.MaxMessage},
+		done:   make(chan struct{}),
+		mux:    http.NewServeMux(),
 	}
 	for path, h := range cfg.Handlers {
 		s.routes[path] = &route{h}
