@@ -36,7 +36,7 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int
 	var cfg edge.Config
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.StringVar(&cfg.Addr, "addr", ":8080", "WebSocket listen address (host:port)")
-	fs.StringVar(&cfg.AdminAddr, "admin", "127.0.0.1:9090", `admin HTTP listen address for /healthz, /readyz, /metrics; "off" disables it`)
+	fs.StringVar(&cfg.AdminAddr, "admin", "127.0.0.1:9090", `admin HTTP listen address for the /v1/ push API, /healthz, /readyz, /metrics; "off" disables it`)
 	fs.IntVar(&cfg.Backlog, "backlog", 0, "listen backlog (0: the system's SOMAXCONN)")
 	fs.IntVar(&cfg.Pollers, "pollers", runtime.GOMAXPROCS(0), "epoll shards, one goroutine each")
 	fs.IntVar(&cfg.Workers, "workers", edge.DefaultWorkers(), "worker pool size: goroutines that decode and handle readable connections (8 per CPU, at least 16)")

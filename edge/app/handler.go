@@ -111,6 +111,14 @@ func (a *App) OnOpen(c *edge.Conn) {
 		a.m.evicted("replaced")
 		old.conn.Close(CloseReplaced, "replaced")
 	}
+	// OnClose may run on another goroutine; if it already detached u, it
+	// found nothing to unregister, so undo the put here.
+	u.mu.Lock()
+	closed := u.closed
+	u.mu.Unlock()
+	if closed {
+		a.users.remove(u)
+	}
 }
 
 // OnClose forgets the user, unless a newer connection already took its id.
