@@ -132,6 +132,9 @@ func isString(v json.RawMessage) bool { return len(v) > 0 && v[0] == '"' }
 
 // unquote decodes a JSON string already validated by json.Unmarshal.
 func unquote(v json.RawMessage) string {
+	if len(v) >= 2 && bytes.IndexByte(v, '\\') < 0 {
+		return string(v[1 : len(v)-1]) // no escapes: the bytes are the string
+	}
 	var s string
 	if json.Unmarshal(v, &s) != nil {
 		return ""

@@ -45,17 +45,21 @@ func (ts *testServer) dialSlow(user string) *websocket.Conn {
 }
 
 // floodRoom pushes 32 KiB messages to room "feed" until a push reaches only
-// want connections; the fast client must read them all, in order.
+// want connections. The fast client reads them all, in order; the pusher
+// stays at most two messages ahead of it, so that only the client that does
+// not read can fill its queue, however slowly this machine runs the reader.
 func floodRoom(t *testing.T, ts *testServer, fast *client, want int) int {
 	t.Helper()
 	payload := strings.Repeat("x", 32<<10)
 	var (
 		wg     sync.WaitGroup
 		pushed = make(chan int, 1024)
+		read   = make(chan int, 1024)
 	)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer close(read)
 		_ = fast.SetReadDeadline(time.Now().Add(30 * time.Second))
 		for seq := range pushed {
 			_, p, err := fast.ReadMessage()
@@ -64,11 +68,17 @@ func floodRoom(t *testing.T, ts *testServer, fast *client, want int) int {
 				t.Errorf("fast client, message %d: %.60s %v", seq, p, err)
 				return
 			}
+			read <- seq
 		}
 	}()
 	defer wg.Wait()
 	defer close(pushed)
 	for seq := range 1000 {
+		if seq >= 2 {
+			if _, ok := <-read; !ok {
+				t.Fatal("the fast client stopped reading")
+			}
+		}
 		status, _, body := ts.adminDo("POST", "/v1/rooms/feed/messages", fmt.Sprintf(`"%d %s"`, seq, payload), "")
 		var got deliveredAnswer
 		if status != http.StatusOK || json.Unmarshal([]byte(body), &got) != nil {

@@ -1,0 +1,52 @@
+package app
+
+import (
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// BenchmarkHubMemory holds a million users, each in one of a million rooms
+// (the shape of a million one-to-one conversations), and reports the
+// application's bytes per user: the user struct, its registry entry, its
+// room slice and its share of the room index.
+func BenchmarkHubMemory(b *testing.B) {
+	const n = 1 << 20
+	a := &App{cfg: Config{MaxRoomsPerConn: 64}}
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = "user-" + strconv.Itoa(i)
+	}
+	for b.Loop() {
+		a.users, a.rooms = newUsers(), newRooms()
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		now := time.Now().UnixNano()
+		for i, id := range ids {
+			u := &user{id: id, connectedAt: now}
+			a.users.put(u)
+			if err := a.join(u, ids[i^1]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/user")
+		if a.users.count.Load() != n || a.rooms.count.Load() != n {
+			b.Fatalf("%d users, %d rooms", a.users.count.Load(), a.rooms.count.Load())
+		}
+	}
+}
+
+func BenchmarkParseClientMessage(b *testing.B) {
+	msg := []byte(`{"type":"publish","room":"lobby","data":{"text":"hello, world","n":[1,2,3]},"id":"c42"}`)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		if _, perr := parseClientMessage(msg); perr != nil {
+			b.Fatal(perr.message)
+		}
+	}
+}
