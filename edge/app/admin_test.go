@@ -307,3 +307,16 @@ func TestStats(t *testing.T) {
 		t.Errorf("stats %v", st)
 	}
 }
+
+func TestMaxConnsAndPprof(t *testing.T) {
+	ts := start(t, Config{}, func(c *edge.Config) { c.MaxConns = 2; c.Pprof = true })
+	ts.dial("a")
+	ts.dial("b")
+	if got := ts.dialStatus("user=c", nil); got != http.StatusServiceUnavailable {
+		t.Errorf("over -max-conns: %d, want 503", got)
+	}
+	status, _, body := ts.adminDo("GET", "/debug/pprof/", "", "")
+	if status != http.StatusOK || !strings.Contains(body, "goroutine") {
+		t.Errorf("/debug/pprof/: %d", status)
+	}
+}
