@@ -14,14 +14,15 @@ import (
 
 // A connection's phase. Transitions only go down this list:
 //
-//	handshake --101--> open --our close frame--> closing --their close / timeout--> (closed)
-//	    |                |                                                  ^
-//	    |                +--their close: we answer and close ---------------+
-//	    +--HTTP error / protocol error--> draining --EOF / timeout----------+
+//	handshake --101--> open --our close frame--> closing --their close--> draining --EOF / timeout--> (closed)
+//	    |                |                           +--timeout--------------------------------------^
+//	    |                +--their close: we answer --------------------> draining
+//	    +--HTTP error / protocol error---------------------------------> draining
 //
-// In draining our final answer is written and our write side shut (FIN); the
-// peer's input is read and discarded until it closes, so the answer is not
-// lost to a reset caused by unread input.
+// In draining our final answer is written and our write side shut (FIN)
+// once the outbound queue has drained; the peer's input is read and
+// discarded until it closes, so neither the queue nor the answer is lost to
+// an early close(2) or to a reset caused by unread input.
 const (
 	phaseHandshake uint32 = iota
 	phaseOpen
@@ -179,6 +180,14 @@ func (c *Conn) fail(code ws.StatusCode, reason string) {
 	if old == phaseOpen {
 		_ = c.nc.WriteFinal(frame.AppendClose(nil, code, reason))
 	}
+	c.linger()
+}
+
+// linger ends our side in phaseDraining: FIN once everything queued (our
+// close frame last) is sent, then input is discarded until the peer closes
+// or the close timeout. Closing the fd at once instead would drop what is
+// still queued, and unread input would turn our close into a reset.
+func (c *Conn) linger() {
 	if c.nc.Shutdown() != nil {
 		c.nc.Close()
 		return
@@ -228,20 +237,16 @@ func (c *Conn) onFrame(m frame.Message) {
 			c.writeControl(ws.OpPong, m.Payload)
 		}
 	case ws.OpClose:
-		switch c.phase.Load() {
-		case phaseOpen:
-			code := m.Code
-			c.code.CompareAndSwap(0, uint32(code))
-			reply := code
-			if code == ws.StatusNoStatusRcvd {
+		if c.phase.CompareAndSwap(phaseOpen, phaseDraining) {
+			c.code.CompareAndSwap(0, uint32(m.Code))
+			reply := m.Code
+			if reply == ws.StatusNoStatusRcvd {
 				reply = ws.StatusNormalClosure
 			}
-			if c.phase.CompareAndSwap(phaseOpen, phaseDraining) {
-				_ = c.nc.WriteFinal(frame.AppendClose(nil, reply, ""))
-			}
-			c.nc.Close()
-		case phaseClosing:
-			c.nc.Close() // the answer to our close: the handshake is done
+			_ = c.nc.WriteFinal(frame.AppendClose(nil, reply, ""))
+			c.linger()
+		} else if c.phase.CompareAndSwap(phaseClosing, phaseDraining) {
+			c.linger() // the answer to our close: the handshake is done
 		}
 	}
 	// OpPong: any inbound byte already counted as life.
