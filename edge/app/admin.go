@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gobwas/ws"
 	dto "github.com/prometheus/client_model/go"
@@ -55,6 +54,7 @@ func (a *App) mountAdmin(mux *http.ServeMux) {
 	a.route(mux, "/v1/users/{id}", map[string]http.HandlerFunc{http.MethodGet: a.getUser, http.MethodDelete: a.kickUser})
 	a.route(mux, "/v1/rooms/{room}", map[string]http.HandlerFunc{http.MethodGet: a.getRoom})
 	a.route(mux, "/v1/stats", map[string]http.HandlerFunc{http.MethodGet: a.getStats})
+	a.route(mux, "/v1/cluster", map[string]http.HandlerFunc{http.MethodGet: a.getCluster})
 	mux.HandleFunc("/", a.unrouted)
 }
 
@@ -152,6 +152,7 @@ func writeError(w http.ResponseWriter, status int, code, message string) {
 type deliveredAnswer struct {
 	Error     string `json:"error,omitempty"`
 	Delivered int    `json:"delivered"`
+	Nodes     int    `json:"nodes,omitempty"` // cluster mode: the nodes whose deliveries are counted
 }
 
 // readPush checks that pushes are accepted and reads the body, one JSON
@@ -203,6 +204,10 @@ func (a *App) pushUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u := a.users.get(id)
+	if u == nil && a.bus != nil {
+		a.bus.pushUser(w, id, appendMessage(nil, "", "", data))
+		return
+	}
 	if u == nil {
 		a.m.dropped("not_connected", 1)
 		writeJSON(w, http.StatusNotFound, deliveredAnswer{Error: "not_connected"})
@@ -229,10 +234,17 @@ func (a *App) pushRoom(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n := 0
+	fr := frame.AppendFrame(nil, ws.OpText, appendMessage(nil, "", room, data))
 	if members := a.rooms.members(room); len(members) > 0 {
-		n = a.fanout(members, frame.AppendFrame(nil, ws.OpText, appendMessage(nil, "", room, data)), kindRoom)
+		n = a.fanout(members, fr, kindRoom)
 	}
-	writeJSON(w, http.StatusOK, deliveredAnswer{Delivered: n})
+	ans := deliveredAnswer{Delivered: n}
+	if a.bus != nil {
+		remote, nodes := a.bus.pushFrame(a.bus.roomPrefix+subjectToken(room), room, fr)
+		ans.Delivered += remote
+		ans.Nodes = nodes + 1
+	}
+	writeJSON(w, http.StatusOK, ans)
 }
 
 // POST /v1/broadcast
@@ -241,8 +253,14 @@ func (a *App) pushAll(w http.ResponseWriter, r *http.Request) {
 	if data == nil {
 		return
 	}
-	n := a.broadcast(frame.AppendFrame(nil, ws.OpText, appendMessage(nil, "", "", data)))
-	writeJSON(w, http.StatusOK, deliveredAnswer{Delivered: n})
+	fr := frame.AppendFrame(nil, ws.OpText, appendMessage(nil, "", "", data))
+	ans := deliveredAnswer{Delivered: a.broadcast(fr)}
+	if a.bus != nil {
+		remote, nodes := a.bus.pushFrame(a.bus.allSubject, "", fr)
+		ans.Delivered += remote
+		ans.Nodes = nodes + 1
+	}
+	writeJSON(w, http.StatusOK, ans)
 }
 
 // GET /v1/users/{id}
@@ -252,20 +270,15 @@ func (a *App) getUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u := a.users.get(id)
+	if u == nil && a.bus != nil {
+		a.bus.getUser(w, id)
+		return
+	}
 	if u == nil {
 		writeError(w, http.StatusNotFound, "not_connected", "user "+id+" is not connected")
 		return
 	}
-	remote := ""
-	if addr := u.conn.RemoteAddr(); addr != nil {
-		remote = addr.String()
-	}
-	writeJSON(w, http.StatusOK, struct {
-		User        string   `json:"user"`
-		ConnectedAt string   `json:"connected_at"`
-		RemoteAddr  string   `json:"remote_addr"`
-		Rooms       []string `json:"rooms"`
-	}{u.id, u.connectedTime().UTC().Format(time.RFC3339), remote, u.roomList()})
+	writeJSON(w, http.StatusOK, a.userInfo(u))
 }
 
 // DELETE /v1/users/{id}
@@ -274,15 +287,15 @@ func (a *App) kickUser(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	u := a.users.get(id)
-	if u == nil || !a.users.remove(u) {
-		writeError(w, http.StatusNotFound, "not_connected", "user "+id+" is not connected")
+	if a.kickLocal(id) {
+		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	a.detach(u)
-	a.m.evicted("kicked")
-	u.conn.Close(CloseKicked, "kicked")
-	w.WriteHeader(http.StatusNoContent)
+	if a.bus != nil {
+		a.bus.kickUser(w, id)
+		return
+	}
+	writeError(w, http.StatusNotFound, "not_connected", "user "+id+" is not connected")
 }
 
 // GET /v1/rooms/{room}
@@ -296,8 +309,12 @@ func (a *App) getRoom(w http.ResponseWriter, r *http.Request) {
 	for i, u := range members {
 		ids[i] = u.id
 	}
+	count := len(members)
+	if a.bus != nil {
+		ids, count = a.bus.roomMembers(room, ids, count)
+	}
 	slices.Sort(ids)
-	truncated := len(ids) > maxListedUsers
+	truncated := len(ids) > maxListedUsers || len(ids) < count // a node lists at most maxListedUsers
 	if truncated {
 		ids = ids[:maxListedUsers]
 	}
@@ -306,7 +323,7 @@ func (a *App) getRoom(w http.ResponseWriter, r *http.Request) {
 		Members   int      `json:"members"`
 		Users     []string `json:"users"`
 		Truncated bool     `json:"truncated,omitempty"`
-	}{room, len(members), ids, truncated})
+	}{room, count, ids, truncated})
 }
 
 // GET /v1/stats

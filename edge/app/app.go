@@ -27,6 +27,7 @@ type App struct {
 	rooms   *rooms
 	m       *metrics
 	admin   adminAuth
+	bus     *bus // nil on a single node
 }
 
 // New checks cfg and builds the application.
@@ -77,6 +78,11 @@ func (a *App) Mount(srv *edge.Server) error {
 		return err
 	}
 	a.m = m
+	if a.cfg.Cluster != nil {
+		if a.bus, err = newBus(a, *a.cfg.Cluster, srv.Registry()); err != nil {
+			return err
+		}
+	}
 	a.mountAdmin(srv.Mux())
 	if a.verify == nil {
 		a.log.Warn("no JWT key configured: development mode, the ?user= query parameter is the identity and anyone can claim any user")

@@ -37,6 +37,10 @@ type Config struct {
 	// loopback address.
 	AdminToken   string
 	AdminMaxBody int64 // largest admin request body; default 1 MiB
+
+	// Cluster, when set, joins this node to others through NATS
+	// (docs/cluster.md); nil runs a single node.
+	Cluster *ClusterConfig
 }
 
 func (c Config) withDefaults() (Config, error) {

@@ -119,6 +119,13 @@ func (a *App) OnOpen(c *edge.Conn) {
 	if closed {
 		a.users.remove(u)
 	}
+	if a.bus != nil {
+		if closed {
+			a.bus.userDown(u.id)
+		} else {
+			a.bus.userUp(u)
+		}
+	}
 }
 
 // OnClose forgets the user, unless a newer connection already took its id.
@@ -129,6 +136,9 @@ func (a *App) OnClose(c *edge.Conn, _ ws.StatusCode) {
 	}
 	a.users.remove(u)
 	a.detach(u)
+	if a.bus != nil {
+		a.bus.userDown(u.id)
+	}
 }
 
 // OnMessage handles one client message on the connection's worker.
@@ -172,6 +182,9 @@ func (a *App) OnMessage(c *edge.Conn, op ws.OpCode, p []byte) {
 		}
 		fr := frame.AppendFrame(nil, ws.OpText, appendMessage(nil, u.id, msg.room, msg.data))
 		a.fanout(a.rooms.members(msg.room), fr, kindRoom)
+		if a.bus != nil {
+			a.bus.publishRoom(msg.room, fr)
+		}
 		a.ack(u, msg.id)
 	}
 }
@@ -203,6 +216,10 @@ func (a *App) allow(u *user, p []byte) bool {
 // send delivers a direct message to one user.
 func (a *App) send(from *user, msg *clientMessage) {
 	to := a.users.get(msg.to)
+	if to == nil && a.bus != nil {
+		a.bus.sendRemote(from, msg)
+		return
+	}
 	if to == nil {
 		a.m.dropped("not_connected", 1)
 		a.replyError(from, msg.id, codeNotConnected, "user "+msg.to+" is not connected")

@@ -212,6 +212,9 @@ func (a *App) join(u *user, room string) error {
 	}
 	u.rooms = append(u.rooms, room)
 	a.rooms.add(room, u)
+	if a.bus != nil {
+		a.bus.roomUp(room)
+	}
 	return nil
 }
 
@@ -225,6 +228,9 @@ func (a *App) leave(u *user, room string) {
 	}
 	u.rooms = slices.Delete(u.rooms, i, i+1)
 	a.rooms.remove(room, u)
+	if a.bus != nil {
+		a.bus.roomDown(room)
+	}
 }
 
 // detach takes u out of every room and refuses its later joins. It is
@@ -235,6 +241,9 @@ func (a *App) detach(u *user) {
 	u.closed = true
 	for _, room := range u.rooms {
 		a.rooms.remove(room, u)
+		if a.bus != nil {
+			a.bus.roomDown(room)
+		}
 	}
 	u.rooms = nil
 }

@@ -24,6 +24,7 @@ const (
 	codeNotMember    = "not_member"
 	codeRateLimited  = "rate_limited"
 	codeDropped      = "dropped"
+	codeUnavailable  = "unavailable" // cluster: the user's node could not be asked in time
 )
 
 // maxNameLen bounds user ids and room names.

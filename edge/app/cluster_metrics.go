@@ -1,0 +1,65 @@
+package app
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// busMetrics are the cluster bus's series, on the server's registry.
+type busMetrics struct {
+	messages      *prometheus.CounterVec // by direction: in, out
+	publishErrors prometheus.Counter
+	errors        *prometheus.CounterVec // by kind
+	disconnects   prometheus.Counter
+	reconnects    prometheus.Counter
+	remote        *prometheus.CounterVec // by kind: user, room, broadcast
+	lookups       *prometheus.CounterVec // by result
+}
+
+func newBusMetrics(b *bus, reg prometheus.Registerer) (*busMetrics, error) {
+	opts := func(name, help string) prometheus.CounterOpts {
+		return prometheus.CounterOpts{Namespace: "wsedge", Name: name, Help: help}
+	}
+	m := &busMetrics{
+		messages:      prometheus.NewCounterVec(opts("bus_messages_total", "NATS messages this node published (out) and received (in)."), []string{"direction"}),
+		publishErrors: prometheus.NewCounter(opts("bus_publish_errors_total", "NATS publishes that failed (connection closed, reconnect buffer full, ...).")),
+		errors:        prometheus.NewCounterVec(opts("bus_errors_total", "Other cluster bus errors, by kind (subscribe, slow_consumer, bad_message, late_reply, too_many_pending, async, panic)."), []string{"kind"}),
+		disconnects:   prometheus.NewCounter(opts("bus_disconnects_total", "Times the NATS connection was lost.")),
+		reconnects:    prometheus.NewCounter(opts("bus_reconnects_total", "Times the NATS connection was re-established.")),
+		remote:        prometheus.NewCounterVec(opts("bus_remote_deliveries_total", "Messages written to this node's clients on behalf of another node, by kind (user, room, broadcast)."), []string{"kind"}),
+		lookups:       prometheus.NewCounterVec(opts("bus_lookups_total", "Requests for a user held by another node (sends, pushes, presence, kicks), by result (found, not_connected, timeout, unavailable)."), []string{"result"}),
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsedge", Name: name, Help: help}, f)
+	}
+	cs := []prometheus.Collector{
+		m.messages, m.publishErrors, m.errors, m.disconnects, m.reconnects, m.remote, m.lookups,
+		gauge("bus_connected", "1 while the NATS connection is up, 0 while the node is degraded to local delivery.", func() float64 {
+			if b.nc != nil && b.connected() {
+				return 1
+			}
+			return 0
+		}),
+		gauge("cluster_nodes", "Live nodes this node knows of, itself included.", func() float64 { return float64(b.peers() + 1) }),
+		gauge("bus_subscriptions", "Per-user and per-room NATS subscriptions this node holds.", func() float64 {
+			return float64(b.users.len() + b.rooms.len())
+		}),
+		gauge("bus_pending_requests", "Requests waiting for another node's answer.", func() float64 {
+			b.pmu.Lock()
+			defer b.pmu.Unlock()
+			return float64(len(b.pending))
+		}),
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range []string{"in", "out"} {
+		m.messages.WithLabelValues(d)
+	}
+	for _, k := range []string{kindUser, kindRoom, kindBroadcast} {
+		m.remote.WithLabelValues(k)
+	}
+	for _, r := range []string{"found", "not_connected", "timeout", "unavailable"} {
+		m.lookups.WithLabelValues(r)
+	}
+	return m, nil
+}
