@@ -3,6 +3,7 @@ package app
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"testing"
@@ -64,10 +65,27 @@ func (c *cluster) waitNodes(n int) {
 	}
 }
 
+// dial connects user to node i and waits until every other node can reach
+// it: the node's subscription reaches NATS just after the user's OnOpen.
+func (c *cluster) dial(i int, user string) *client {
+	c.t.Helper()
+	cl := c.nodes[i].dial(user)
+	for _, ts := range c.nodes {
+		if ts == c.nodes[i] {
+			continue
+		}
+		eventually(c.t, 5*time.Second, user+" visible from "+ts.app.bus.node, func() bool {
+			status, _, _ := ts.adminDo(http.MethodGet, "/v1/users/"+user, "", "")
+			return status == http.StatusOK
+		})
+	}
+	return cl
+}
+
 func TestClusterSendAcrossNodes(t *testing.T) {
 	c := startCluster(t, 3)
-	alice := c.nodes[0].dial("alice")
-	bob := c.nodes[1].dial("bob")
+	alice := c.dial(0, "alice")
+	bob := c.dial(1, "bob")
 
 	alice.send(`{"type":"send","to":"bob","data":{"text":"hi"},"id":"c1"}`)
 	bob.expect(`{"type":"message","from":"alice","data":{"text":"hi"}}`)
@@ -90,7 +108,7 @@ func TestClusterSendAcrossNodes(t *testing.T) {
 
 func TestClusterAdminPushUser(t *testing.T) {
 	c := startCluster(t, 3)
-	bob := c.nodes[2].dial("bob")
+	bob := c.dial(2, "bob")
 	for _, ts := range c.nodes {
 		if got := ts.admin(http.MethodPost, "/v1/users/bob/messages", `{"n":1}`, http.StatusOK); got != `{"delivered":1}`+"\n" {
 			t.Fatalf("push via %s: %s", ts.app.bus.node, got)
@@ -106,13 +124,19 @@ func TestClusterAdminPushUser(t *testing.T) {
 func TestClusterRooms(t *testing.T) {
 	c := startCluster(t, 3)
 	var members []*client
-	for i, ts := range c.nodes {
-		u := ts.dial(fmt.Sprintf("u%d", i))
+	for i := range c.nodes {
+		u := c.dial(i, fmt.Sprintf("u%d", i))
 		u.send(`{"type":"join","room":"lobby","id":1}`)
 		u.expect(`{"type":"ack","id":1}`)
 		members = append(members, u)
 	}
-	outsider := c.nodes[0].dial("outsider")
+	outsider := c.dial(0, "outsider")
+	for _, ts := range c.nodes { // a join's subscription reaches NATS just after the ack
+		eventually(t, 5*time.Second, "3 members seen by "+ts.app.bus.node, func() bool {
+			var room struct{ Members int }
+			return json.Unmarshal([]byte(ts.admin(http.MethodGet, "/v1/rooms/lobby", "", http.StatusOK)), &room) == nil && room.Members == 3
+		})
+	}
 
 	// A client's publish reaches the members on every node.
 	members[0].send(`{"type":"publish","room":"lobby","data":"hello","id":2}`)
@@ -169,5 +193,101 @@ func mustJSON(t testing.TB, s string, v any) {
 	t.Helper()
 	if err := json.Unmarshal([]byte(s), v); err != nil {
 		t.Fatalf("%s: %v", s, err)
+	}
+}
+
+func TestClusterReplaceAndPresence(t *testing.T) {
+	c := startCluster(t, 3)
+	old := c.dial(0, "alice")
+	old.send(`{"type":"join","room":"r","id":1}`)
+	old.expect(`{"type":"ack","id":1}`)
+
+	// alice connects again on node1: node0 closes the old connection.
+	alice := c.dial(1, "alice")
+	if code := old.expectClose(); code != int(CloseReplaced) {
+		t.Fatalf("old connection closed with %d, want 4000", code)
+	}
+	eventually(t, 5*time.Second, "node0 forgets alice and her room", func() bool {
+		return c.nodes[0].app.users.get("alice") == nil && c.nodes[0].app.bus.users.len() == 0 && c.nodes[0].app.bus.rooms.len() == 0
+	})
+	alice.send(`{"type":"join","room":"s","id":2}`)
+	alice.expect(`{"type":"ack","id":2}`)
+
+	// Presence from every node: the user on node1, in room s only.
+	for _, ts := range c.nodes {
+		var info userInfo
+		mustJSON(t, ts.admin(http.MethodGet, "/v1/users/alice", "", http.StatusOK), &info)
+		if info.User != "alice" || info.Node != "node1" || !slices.Equal(info.Rooms, []string{"s"}) || info.RemoteAddr != alice.LocalAddr().String() {
+			t.Fatalf("GET alice via %s: %+v", ts.app.bus.node, info)
+		}
+		ts.admin(http.MethodGet, "/v1/users/nobody", "", http.StatusNotFound)
+		var room struct {
+			Members int      `json:"members"`
+			Users   []string `json:"users"`
+		}
+		mustJSON(t, ts.admin(http.MethodGet, "/v1/rooms/r", "", http.StatusOK), &room)
+		if room.Members != 0 || len(room.Users) != 0 {
+			t.Fatalf("room r via %s: %+v", ts.app.bus.node, room)
+		}
+	}
+
+	// A kick from node2 closes alice on node1 with 4001.
+	c.nodes[2].admin(http.MethodDelete, "/v1/users/alice", "", http.StatusNoContent)
+	if code := alice.expectClose(); code != int(CloseKicked) {
+		t.Fatalf("kicked connection closed with %d, want 4001", code)
+	}
+	c.nodes[2].admin(http.MethodDelete, "/v1/users/alice", "", http.StatusNotFound)
+	c.nodes[0].admin(http.MethodGet, "/v1/users/alice", "", http.StatusNotFound)
+}
+
+func TestClusterSurvivesNATSRestart(t *testing.T) {
+	c := startCluster(t, 3)
+	alice := c.dial(0, "alice")
+	bob := c.dial(0, "bob")
+	carol := c.dial(1, "carol")
+	alice.send(`{"type":"send","to":"carol","data":0,"id":0}`)
+	carol.expect(`{"type":"message","from":"alice","data":0}`)
+	alice.expect(`{"type":"ack","id":0}`)
+
+	port := c.ns.Addr().(*net.TCPAddr).Port
+	c.ns.Shutdown()
+	for _, ts := range c.nodes {
+		eventually(t, 5*time.Second, ts.app.bus.node+" degraded", func() bool { return ts.app.ClusterStatus().Status == "degraded" })
+	}
+	var st ClusterState
+	mustJSON(t, c.nodes[0].admin(http.MethodGet, "/v1/cluster", "", http.StatusOK), &st)
+	if st.Status != "degraded" || st.Node != "node0" {
+		t.Fatalf("/v1/cluster while NATS is down: %+v", st)
+	}
+	if got := c.nodes[0].scrape("wsedge_bus_connected", ""); got != 0 {
+		t.Fatalf("wsedge_bus_connected %v while NATS is down", got)
+	}
+
+	// Local delivery goes on; a remote user cannot be asked.
+	alice.send(`{"type":"send","to":"bob","data":1,"id":1}`)
+	bob.expect(`{"type":"message","from":"alice","data":1}`)
+	alice.expect(`{"type":"ack","id":1}`)
+	alice.send(`{"type":"send","to":"carol","data":2,"id":2}`)
+	if m := alice.readJSON(); m["code"] != "unavailable" {
+		t.Fatalf("send to a remote user while NATS is down: %v", m)
+	}
+	var ans deliveredAnswer
+	mustJSON(t, c.nodes[0].admin(http.MethodPost, "/v1/broadcast", `3`, http.StatusOK), &ans)
+	if ans.Delivered != 2 || ans.Nodes != 1 {
+		t.Fatalf("broadcast while NATS is down: %+v", ans)
+	}
+	alice.expect(`{"type":"message","data":3}`)
+	bob.expect(`{"type":"message","data":3}`)
+
+	// NATS comes back on the same port: the nodes reconnect and resubscribe.
+	c.ns = startNATS(t, port)
+	c.waitNodes(3)
+	alice.send(`{"type":"send","to":"carol","data":4,"id":4}`)
+	carol.expect(`{"type":"message","from":"alice","data":4}`)
+	alice.expect(`{"type":"ack","id":4}`)
+	for _, ts := range c.nodes {
+		if got := ts.scrape("wsedge_bus_reconnects_total", ""); got < 1 {
+			t.Fatalf("%s: wsedge_bus_reconnects_total %v", ts.app.bus.node, got)
+		}
 	}
 }
