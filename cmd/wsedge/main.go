@@ -64,6 +64,10 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int
 	fs.IntVar(&appCfg.ClientBurst, "client-burst", 0, "burst allowed over -client-rate (0: the rate rounded up)")
 	fs.StringVar(&appCfg.AdminToken, "admin-token", "", "bearer token required on the admin /v1/ API (required when -admin is not loopback; prefer WSEDGE_ADMIN_TOKEN)")
 	fs.Int64Var(&appCfg.AdminMaxBody, "admin-max-body", 1<<20, "largest admin API request body in bytes (413 above)")
+	natsURLs := fs.String("nats", "", "comma-separated NATS server URLs (nats://host:4222): join the other nodes on them as one cluster (default: a single node, no NATS)")
+	nodeID := fs.String("node-id", "", "this node's name in the cluster (default: hostname-<random>)")
+	clusterTimeout := fs.Duration("cluster-timeout", 500*time.Millisecond, "how long a node waits for other nodes' answers (remote sends, admin pushes, presence)")
+	clusterPrefix := fs.String("cluster-prefix", "wsedge", "first token of the cluster's NATS subjects (one per cluster sharing a NATS)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
@@ -113,11 +117,21 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int
 			appCfg.AllowedOrigins = append(appCfg.AllowedOrigins, o)
 		}
 	}
-	srv, _, err := app.NewServer(cfg, appCfg)
+	if *natsURLs != "" {
+		cc := &app.ClusterConfig{NodeID: *nodeID, Timeout: *clusterTimeout, Prefix: *clusterPrefix}
+		for _, u := range strings.Split(*natsURLs, ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				cc.URLs = append(cc.URLs, u)
+			}
+		}
+		appCfg.Cluster = cc
+	}
+	srv, a, err := app.NewServer(cfg, appCfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "wsedge: %v\n", err)
 		return 2
 	}
+	defer a.Close()
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sig)
