@@ -128,6 +128,7 @@ type bus struct {
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	closed   sync.Once
+	closing  atomic.Bool
 }
 
 // pendingReq is one request awaiting answers: a client send waits for one
@@ -242,6 +243,7 @@ func newBus(a *App, cfg ClusterConfig, reg prometheus.Registerer) (*bus, error) 
 // close says goodbye to the other nodes and drops the NATS connection.
 func (b *bus) close() {
 	b.closed.Do(func() {
+		b.closing.Store(true)
 		_ = b.nc.Publish(b.hbSubject, append([]byte{'-'}, b.node...))
 		_ = b.nc.FlushTimeout(time.Second)
 		close(b.stop)
@@ -264,6 +266,9 @@ func (b *bus) reconnectDelay(attempts int) time.Duration {
 }
 
 func (b *bus) onDisconnect(_ *nats.Conn, err error) {
+	if b.closing.Load() {
+		return
+	}
 	b.m.disconnects.Inc()
 	b.a.log.Warn("cluster: lost NATS; serving local clients only until it is back", "node", b.node, "err", err)
 }
