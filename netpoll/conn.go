@@ -70,6 +70,7 @@ type Conn struct {
 	fd     int32
 	gen    uint32
 	wrShut bool       // Shutdown was called: no more writes; FIN after out; guarded by mu
+	wrDone bool       // WriteFinal was called: no more writes; guarded by mu
 	mu     sync.Mutex // guards out, wrShut and every write(2) on fd
 	out    *outbound  // nil when nothing is queued
 	poller *Poller

@@ -252,15 +252,17 @@ func (c *Conn) WriteShared(b []byte) error { return c.write(b, true, false) }
 
 // WriteFinal is Write that ignores the queue bound, for the last small frame
 // a connection gets (a close frame) so that it is not lost behind a full
-// queue. It is not for data.
+// queue. It is not for data. It is final: any later write returns
+// ErrClosed, so nothing another goroutine writes can follow b.
 func (c *Conn) WriteFinal(b []byte) error { return c.write(b, false, true) }
 
 func (c *Conn) write(b []byte, shared, final bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.wrShut || c.state.Load()&(stClosing|stDead) != 0 {
+	if c.wrShut || c.wrDone || c.state.Load()&(stClosing|stDead) != 0 {
 		return ErrClosed
 	}
+	c.wrDone = final
 	if c.out != nil {
 		if !final && c.out.size+len(b) > c.poller.cfg.WriteQueue {
 			return ErrQueueFull

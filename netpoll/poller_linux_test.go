@@ -538,6 +538,37 @@ func TestShutdownAfterQueue(t *testing.T) {
 	}
 }
 
+// WriteFinal is the last write: a write racing with it from another
+// goroutine either goes before it or fails, never after it on the wire (a
+// data frame after a close frame).
+func TestNothingAfterWriteFinal(t *testing.T) {
+	p := newTestPoller(t, Config{Handler: &funcHandler{}}, 2)
+	fd, peer := pair(t)
+	c := new(Conn)
+	if err := p.Register(c, fd, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Write([]byte("data ")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteFinal([]byte("final")); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []func([]byte) error{c.Write, c.WriteShared, c.WriteFinal} {
+		if err := w([]byte(" late")); err != ErrClosed {
+			t.Fatalf("write after WriteFinal = %v, want ErrClosed", err)
+		}
+	}
+	if err := c.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(peer)
+	if err != nil || string(got) != "data final" {
+		t.Fatalf("peer read %q, %v; want %q then EOF", got, err, "data final")
+	}
+}
+
 func TestLookupStaleID(t *testing.T) {
 	p := newTestPoller(t, Config{Handler: &funcHandler{}}, 2)
 	fd, _ := pair(t)
