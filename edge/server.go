@@ -340,13 +340,19 @@ func (s *Server) handshake(c *Conn, p []byte) {
 		c.terminate(0)
 		return
 	}
-	c.route = rt
 	c.lastActive.Store(s.nowMs() | 1)
-	c.phase.Store(phaseOpen)
+	// Close (Shutdown's, or the handshake timeout's) may have come since the
+	// 101: then the connection never opens and no OnOpen/OnClose is owed.
+	if !c.phase.CompareAndSwap(phaseHandshake, phaseOpen) {
+		return
+	}
+	c.route = rt
 	s.open.Add(1)
 	s.metrics.connections.Inc()
-	h.OnOpen(c)
+	// Armed before OnOpen: a Close from OnOpen arms the close timeout, which
+	// this must not overwrite.
 	s.wheel.Reset(c.timer, s.cfg.PingInterval)
+	h.OnOpen(c)
 	if len(req.Rest) > 0 && c.phase.Load() == phaseOpen {
 		c.feed(req.Rest)
 	}
