@@ -198,10 +198,13 @@ func (s *Server) Done() <-chan struct{} { return s.done }
 // days; compare stamps only by (wrap-safe) differences.
 func (s *Server) nowMs() uint32 { return uint32(time.Since(s.epoch) / time.Millisecond) }
 
+// closeEngines stops the shards, the wheel and the pool, waiting (bounded)
+// for the tasks still running: once it returns no Handler call is in
+// flight, so every OnClose has run.
 func (s *Server) closeEngines() {
 	s.poller.Close()
 	s.wheel.Close()
-	s.pool.Release()
+	_ = s.pool.ReleaseTimeout(5 * time.Second)
 }
 
 // dispatch hands a connection's task to the pool; false makes the shard run
