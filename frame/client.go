@@ -101,6 +101,7 @@ func ParseResponse(buf []byte, key string, cfg HandshakeConfig) (*Response, erro
 		resp                         Response
 		upgrade, connection, accepts string
 		nAccept                      int
+		cf                           handshakeFields // no block: its strings are copies
 	)
 	for rest := block[nl+2:]; len(rest) > 0; {
 		i := bytes.Index(rest, crlf)
@@ -110,16 +111,16 @@ func ParseResponse(buf []byte, key string, cfg HandshakeConfig) (*Response, erro
 		case !ok:
 			return nil, fmt.Errorf("%w: malformed header field", ErrBadResponse)
 		case fieldIs(k, "Upgrade"):
-			upgrade = join(upgrade, v)
+			upgrade = cf.join(upgrade, v)
 		case fieldIs(k, "Connection"):
-			connection = join(connection, v)
+			connection = cf.join(connection, v)
 		case fieldIs(k, "Sec-WebSocket-Accept"):
 			nAccept++
 			accepts = string(v)
 		case fieldIs(k, "Sec-WebSocket-Protocol"):
-			resp.Protocol = join(resp.Protocol, v)
+			resp.Protocol = cf.join(resp.Protocol, v)
 		case fieldIs(k, "Sec-WebSocket-Extensions"):
-			resp.Extensions = join(resp.Extensions, v)
+			resp.Extensions = cf.join(resp.Extensions, v)
 		}
 	}
 	switch {

@@ -37,7 +37,9 @@ func (c HandshakeConfig) maxHeaderBytes() int {
 var ErrIncomplete = errors.New("frame: handshake incomplete")
 
 // Request is a valid WebSocket opening handshake (RFC 6455 §4.2.1). Its
-// strings are copies; only Rest aliases the input.
+// strings are copies (substrings of one copy of the header block, so keeping
+// any one of them keeps that block, a few hundred bytes, alive); only Rest
+// aliases the input.
 type Request struct {
 	Method, Path, RawQuery string // from the request-target; Path is decoded
 	Host                   string
@@ -107,7 +109,7 @@ func ParseRequest(buf []byte, cfg HandshakeConfig) (*Request, error) {
 		// Refuse garbage (a TLS hello, a stray protocol) as soon as its
 		// first line is in, rather than at the limit.
 		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
-			if _, err := parseRequestLine(buf[:i+1]); err != nil {
+			if _, err := (&handshakeFields{}).parseRequestLine(buf[:i+1]); err != nil {
 				return nil, err
 			}
 		}
@@ -118,11 +120,14 @@ func ParseRequest(buf []byte, cfg HandshakeConfig) (*Request, error) {
 	}
 	block := buf[:end+2] // every line with its CRLF
 	nl := bytes.Index(block, crlf)
-	req, err := parseRequestLine(block[:nl+2])
+	// One copy of the header block; every string of the Request is a
+	// substring of it, so a handshake costs one allocation here instead of
+	// one per field (what an idle-connection server pays on every connect).
+	h := handshakeFields{block: block, text: string(block)}
+	req, err := h.parseRequestLine(block[:nl+2])
 	if err != nil {
 		return nil, err
 	}
-	var h handshakeFields
 	for rest := block[nl+2:]; len(rest) > 0; {
 		i := bytes.Index(rest, crlf)
 		if err := h.add(rest[:i]); err != nil {
@@ -143,7 +148,7 @@ var (
 )
 
 // parseRequestLine parses line, which ends in LF, as an HTTP/1.1 request line.
-func parseRequestLine(line []byte) (*Request, error) {
+func (h *handshakeFields) parseRequestLine(line []byte) (*Request, error) {
 	if !bytes.HasSuffix(line, crlf) || !validFieldBytes(line[:len(line)-2]) {
 		return nil, NewHTTPError(http.StatusBadRequest, "malformed request line")
 	}
@@ -153,6 +158,16 @@ func parseRequestLine(line []byte) (*Request, error) {
 	}
 	if rl.Version.Major != 1 || rl.Version.Minor < 1 {
 		return nil, NewHTTPError(http.StatusBadRequest, "HTTP/1.1 or later is required")
+	}
+	req := &Request{Method: h.str(rl.Method)}
+	if target := rl.URI; len(target) > 0 && target[0] == '/' && bytes.IndexAny(target, "%#") < 0 {
+		// The usual origin-form with nothing to decode: no URL parser.
+		path, query, _ := bytes.Cut(target, []byte{'?'})
+		if bytes.HasPrefix(path, []byte("//")) {
+			return nil, NewHTTPError(http.StatusBadRequest, "malformed request-target")
+		}
+		req.Path, req.RawQuery = h.str(path), h.str(query)
+		return req, nil
 	}
 	u, err := url.ParseRequestURI(string(rl.URI))
 	if err != nil || u.Fragment != "" {
@@ -165,7 +180,8 @@ func parseRequestLine(line []byte) (*Request, error) {
 	if !strings.HasPrefix(path, "/") {
 		return nil, NewHTTPError(http.StatusBadRequest, "malformed request-target")
 	}
-	return &Request{Method: string(rl.Method), Path: path, RawQuery: u.RawQuery}, nil
+	req.Path, req.RawQuery = path, u.RawQuery
+	return req, nil
 }
 
 // validFieldBytes reports whether line holds no control byte but HTAB.
@@ -180,6 +196,9 @@ func validFieldBytes(line []byte) bool {
 
 // handshakeFields collects the header fields a handshake needs.
 type handshakeFields struct {
+	block []byte // the header block being parsed
+	text  string // string(block): fields are substrings of it
+
 	hosts, keys          int
 	sawUpgrade           bool
 	upgrade, connection  string
@@ -203,31 +222,31 @@ func (h *handshakeFields) add(line []byte) error {
 	switch {
 	case fieldIs(k, "Host"):
 		h.hosts++
-		h.host = string(v)
+		h.host = h.str(v)
 	case fieldIs(k, "Upgrade"):
 		h.sawUpgrade = true
-		h.upgrade = join(h.upgrade, v)
+		h.upgrade = h.join(h.upgrade, v)
 	case fieldIs(k, "Connection"):
-		h.connection = join(h.connection, v)
+		h.connection = h.join(h.connection, v)
 	case fieldIs(k, "Sec-WebSocket-Version"):
-		h.version = join(h.version, v)
+		h.version = h.join(h.version, v)
 	case fieldIs(k, "Sec-WebSocket-Key"):
 		h.keys++
-		h.key = string(v)
+		h.key = h.str(v)
 	case fieldIs(k, "Sec-WebSocket-Protocol"):
-		h.protocol = join(h.protocol, v)
+		h.protocol = h.join(h.protocol, v)
 	case fieldIs(k, "Sec-WebSocket-Extensions"):
-		h.extensions = join(h.extensions, v)
+		h.extensions = h.join(h.extensions, v)
 	case fieldIs(k, "Origin"):
 		if h.origin == "" {
-			h.origin = string(v)
+			h.origin = h.str(v)
 		}
 	case fieldIs(k, "Authorization"):
 		if h.auth == "" {
-			h.auth = string(v)
+			h.auth = h.str(v)
 		}
 	case fieldIs(k, "X-Forwarded-For"):
-		h.xff = join(h.xff, v)
+		h.xff = h.join(h.xff, v)
 	}
 	return nil
 }
@@ -236,10 +255,24 @@ func fieldIs(k []byte, name string) bool {
 	return len(k) == len(name) && strings.EqualFold(string(k), name)
 }
 
+// str returns b, a subslice of the header block, as the same bytes of
+// h.text without copying; bytes from elsewhere are copied.
+func (h *handshakeFields) str(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	// A reslice of block has the capacity block has left after its start.
+	off := cap(h.block) - cap(b)
+	if h.text != "" && off >= 0 && off+len(b) <= len(h.block) && &h.block[off] == &b[0] {
+		return h.text[off : off+len(b)]
+	}
+	return string(b)
+}
+
 // join appends a repeated field's value as RFC 7230 §3.2.2 combines them.
-func join(list string, v []byte) string {
+func (h *handshakeFields) join(list string, v []byte) string {
 	if list == "" {
-		return string(v)
+		return h.str(v)
 	}
 	if len(v) == 0 {
 		return list
@@ -302,17 +335,34 @@ func validKey(key string) bool {
 // acceptKey is the Sec-WebSocket-Accept value for key (RFC 6455 §4.2.2).
 // gobwas/ws computes it only inside its blocking Upgrader and Dialer.
 func acceptKey(key string) string {
-	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-	return base64.StdEncoding.EncodeToString(sum[:])
+	var b [28]byte
+	return string(appendAcceptKey(b[:0], key))
+}
+
+// appendAcceptKey appends acceptKey(key) to dst without allocating.
+func appendAcceptKey(dst []byte, key string) []byte {
+	const guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+	var in [64 + len(guid)]byte
+	n := copy(in[:64], key)
+	n += copy(in[n:], guid)
+	sum := sha1.Sum(in[:n])
+	var enc [28]byte
+	base64.StdEncoding.Encode(enc[:], sum[:])
+	return append(dst, enc[:]...)
 }
 
 // AcceptResponse returns the 101 Switching Protocols response for req.
 // protocol is "" or the subprotocol the server chose among
 // req.Protocols(); a value that is not an HTTP token is not sent.
 func AcceptResponse(req *Request, protocol string) []byte {
-	b := make([]byte, 0, 160+len(protocol))
-	b = append(b, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
-	b = append(b, acceptKey(req.Key)...)
+	return AppendAcceptResponse(make([]byte, 0, 160+len(protocol)), req, protocol)
+}
+
+// AppendAcceptResponse is AcceptResponse appending to dst: with a reused
+// buffer it allocates nothing.
+func AppendAcceptResponse(dst []byte, req *Request, protocol string) []byte {
+	b := append(dst, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	b = appendAcceptKey(b, req.Key)
 	b = append(b, "\r\n"...)
 	if protocol != "" && isToken(protocol) {
 		b = append(b, "Sec-WebSocket-Protocol: "...)

@@ -1,0 +1,47 @@
+package frame
+
+import (
+	"strings"
+	"testing"
+)
+
+// The Request's strings share one copy of the header block; none may alias
+// the caller's buffer, which the server reuses for the next connection.
+func TestRequestStringsDoNotAliasInput(t *testing.T) {
+	for _, target := range []string{"/ws?user=alice", "/w%73?user=alice", "http://example.com/ws?user=alice"} {
+		buf := []byte("GET " + target + " HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: https://a.example\r\n" +
+			"Authorization: Bearer tok\r\nSec-WebSocket-Protocol: chat\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n")
+		req, err := ParseRequest(buf, HandshakeConfig{})
+		if err != nil {
+			t.Fatalf("%s: %v", target, err)
+		}
+		fields := func(r *Request) [10]string {
+			return [10]string{r.Method, r.Path, r.RawQuery, r.Host, r.Origin, r.Authorization, r.Protocol, r.Extensions, r.XForwardedFor, r.Key}
+		}
+		before := fields(req)
+		for i := range buf {
+			buf[i] = 'X'
+		}
+		if after := fields(req); before != after {
+			t.Fatalf("%s: request changed with its input:\n%+v\n%+v", target, before, after)
+		}
+		if req.Path != "/ws" || req.Query("user") != "alice" || req.Origin != "https://a.example" || req.Protocol != "chat" {
+			t.Fatalf("%s: parsed %+v", target, before)
+		}
+		if req.Key != "dGhlIHNhbXBsZSBub25jZQ==" || req.Host != "example.com" {
+			t.Fatalf("%s: fields %+v", target, before)
+		}
+	}
+}
+
+func TestAppendAcceptResponseAllocatesNothing(t *testing.T) {
+	req := &Request{Key: "dGhlIHNhbXBsZSBub25jZQ=="}
+	buf := make([]byte, 0, 256)
+	if n := testing.AllocsPerRun(100, func() { buf = AppendAcceptResponse(buf[:0], req, "") }); n != 0 {
+		t.Fatalf("%v allocations", n)
+	}
+	if !strings.Contains(string(buf), "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n") {
+		t.Fatalf("response %q", buf)
+	}
+}
