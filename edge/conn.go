@@ -14,15 +14,17 @@ import (
 
 // A connection's phase. Transitions only go down this list:
 //
-//	handshake --101--> open --our close frame--> closing --their close--> draining --EOF / timeout--> (closed)
-//	    |                |                           +--timeout--------------------------------------^
-//	    |                +--their close: we answer --------------------> draining
-//	    +--HTTP error / protocol error---------------------------------> draining
+//	handshake --101--> open --our close frame--> closing --their close--> draining --queue sent--> (closed)
+//	    |                |                           +--close timeout-------------------------------^
+//	    |                +--their close: we answer --------------------> draining --queue sent-----^
+//	    +--HTTP error / protocol error---------------------------------> draining --EOF / timeout---^
 //
-// In draining our final answer is written and our write side shut (FIN)
-// once the outbound queue has drained; the peer's input is read and
-// discarded until it closes, so neither the queue nor the answer is lost to
-// an early close(2) or to a reset caused by unread input.
+// After a completed close handshake the server closes TCP as soon as its
+// outbound queue (our close frame last) has reached the kernel. After an
+// HTTP error or a protocol failure it sends its answer, shuts its write side
+// (FIN) and reads and discards the peer's input until the peer closes, so
+// the answer is not lost to a reset caused by unread input. The close
+// timeout bounds every wait.
 const (
 	phaseHandshake uint32 = iota
 	phaseOpen
@@ -183,6 +185,16 @@ func (c *Conn) fail(code ws.StatusCode, reason string) {
 	c.linger()
 }
 
+// closeAfterHandshake ends a completed close handshake: the server closes
+// TCP first (RFC 6455 §7.1.1, so the TIME_WAIT is ours, not the client's),
+// but only once everything queued - the tail of a message, our close frame
+// last - has reached the kernel, which delivers it before the FIN. A client
+// that stops reading is cut off by the close timeout.
+func (c *Conn) closeAfterHandshake() {
+	c.nc.CloseWhenFlushed()
+	c.srv.wheel.Reset(c.timer, c.srv.cfg.CloseTimeout)
+}
+
 // linger ends our side in phaseDraining: FIN once everything queued (our
 // close frame last) is sent, then input is discarded until the peer closes
 // or the close timeout. Closing the fd at once instead would drop what is
@@ -244,9 +256,9 @@ func (c *Conn) onFrame(m frame.Message) {
 				reply = ws.StatusNormalClosure
 			}
 			_ = c.nc.WriteFinal(frame.AppendClose(nil, reply, ""))
-			c.linger()
+			c.closeAfterHandshake()
 		} else if c.phase.CompareAndSwap(phaseClosing, phaseDraining) {
-			c.linger() // the answer to our close: the handshake is done
+			c.closeAfterHandshake() // the answer to our close: the handshake is done
 		}
 	}
 	// OpPong: any inbound byte already counted as life.

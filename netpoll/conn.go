@@ -71,6 +71,7 @@ type Conn struct {
 	gen    uint32
 	wrShut bool       // Shutdown was called: no more writes; FIN after out; guarded by mu
 	wrDone bool       // WriteFinal was called: no more writes; guarded by mu
+	closeQ bool       // CloseWhenFlushed was called: close once out is empty; guarded by mu
 	mu     sync.Mutex // guards out, wrShut and every write(2) on fd
 	out    *outbound  // nil when nothing is queued
 	poller *Poller

@@ -180,6 +180,9 @@ func (p *Poller) Serve(c *Conn) {
 		}
 		if bits&stWrite != 0 {
 			if err := c.flush(); err != nil {
+				if err == errFlushedClose {
+					err = nil // CloseWhenFlushed: the queue is out, close as asked
+				}
 				c.teardown(err)
 				return
 			}
@@ -259,7 +262,7 @@ func (c *Conn) WriteFinal(b []byte) error { return c.write(b, false, true) }
 func (c *Conn) write(b []byte, shared, final bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.wrShut || c.wrDone || c.state.Load()&(stClosing|stDead) != 0 {
+	if c.wrShut || c.wrDone || c.closeQ || c.state.Load()&(stClosing|stDead) != 0 {
 		return ErrClosed
 	}
 	c.wrDone = final
@@ -330,6 +333,9 @@ func (c *Conn) flushLocked() error {
 		if q.size == 0 {
 			c.out = nil
 			c.state.And(^stQueued)
+			if c.closeQ {
+				return errFlushedClose
+			}
 			if c.wrShut {
 				return os.NewSyscallError("shutdown", unix.Shutdown(int(c.fd), unix.SHUT_WR))
 			}
@@ -358,6 +364,26 @@ func (c *Conn) Close() {
 			return
 		}
 	}
+}
+
+// errFlushedClose tells the task that flushed the last queued byte of a
+// connection marked CloseWhenFlushed to close it.
+var errFlushedClose = errors.New("netpoll: queue flushed; closing as asked")
+
+// CloseWhenFlushed closes the connection once its outbound queue is written
+// to the kernel: at once when nothing is queued, else on the task that
+// flushes the last byte. Later writes return ErrClosed. The kernel still
+// delivers what it has taken before the FIN; the caller bounds the wait for
+// a peer that never reads (wsedge: the close timeout, then Close).
+func (c *Conn) CloseWhenFlushed() {
+	c.mu.Lock()
+	if c.out != nil && c.state.Load()&stDead == 0 {
+		c.closeQ = true
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.Close()
 }
 
 // Shutdown half-closes the write side (FIN) while reads go on; used to

@@ -32,6 +32,9 @@ func (p *Poller) Serve(c *Conn) {}
 // Write returns ErrUnsupported: no connection is ever registered here.
 func (c *Conn) Write(b []byte) error { return ErrUnsupported }
 
+// CloseWhenFlushed does nothing.
+func (c *Conn) CloseWhenFlushed() {}
+
 // WriteFinal returns ErrUnsupported.
 func (c *Conn) WriteFinal(b []byte) error { return ErrUnsupported }
 
