@@ -29,6 +29,14 @@ func (s *Server) startAdmin() error {
 			_, _ = w.Write([]byte("draining\n"))
 			return
 		}
+		if s.readiness != nil {
+			if err := s.readiness(); err != nil {
+				// Still 200: the node serves its own clients; the body and
+				// the application's metrics say what is missing.
+				_, _ = fmt.Fprintf(w, "degraded: %v\n", err)
+				return
+			}
+		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{Registry: s.metrics.reg}))

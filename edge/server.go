@@ -47,6 +47,7 @@ type Server struct {
 	hsBufs   sync.Pool // *[]byte, upgrade requests that arrive in pieces
 	batches  sync.Pool // *timerBatch
 
+	readiness  func() error // nil: always ready
 	callerRuns atomic.Int64
 	open       atomic.Int64 // WebSocket connections past the handshake
 	draining   atomic.Bool
@@ -167,6 +168,12 @@ func (s *Server) AdminAddr() net.Addr {
 	}
 	return s.adminLn.Addr()
 }
+
+// SetReadinessCheck installs check, asked on every GET /readyz: an error
+// makes /readyz answer 200 "degraded: <error>" (the node still serves its
+// own clients, so it stays in the load balancer). While draining /readyz is
+// 503 whatever check says. Call it before Start.
+func (s *Server) SetReadinessCheck(check func() error) { s.readiness = check }
 
 // Stats is a point-in-time view of the server for the admin API.
 type Stats struct {
@@ -339,7 +346,11 @@ func (s *Server) handshake(c *Conn, p []byte) {
 		s.reject(c, err)
 		return
 	}
-	if err := c.nc.Write(frame.AcceptResponse(req, "")); err != nil {
+	bp := s.frames.Get().(*[]byte)
+	*bp = frame.AppendAcceptResponse((*bp)[:0], req, "")
+	err = c.nc.Write(*bp)
+	s.frames.Put(bp)
+	if err != nil {
 		c.terminate(0)
 		return
 	}

@@ -82,6 +82,12 @@ func (a *App) Mount(srv *edge.Server) error {
 		if a.bus, err = newBus(a, *a.cfg.Cluster, srv.Registry()); err != nil {
 			return err
 		}
+		srv.SetReadinessCheck(func() error {
+			if !a.bus.connected() {
+				return errors.New("cluster bus (NATS) disconnected: local delivery only")
+			}
+			return nil
+		})
 	}
 	a.mountAdmin(srv.Mux())
 	if a.verify == nil {

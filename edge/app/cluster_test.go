@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -263,6 +264,9 @@ func TestClusterSurvivesNATSRestart(t *testing.T) {
 	if got := c.nodes[0].scrape("wsedge_bus_connected", ""); got != 0 {
 		t.Fatalf("wsedge_bus_connected %v while NATS is down", got)
 	}
+	if code, _, got := c.nodes[0].adminDo(http.MethodGet, "/readyz", "", ""); code != http.StatusOK || !strings.HasPrefix(got, "degraded: ") {
+		t.Fatalf("/readyz while NATS is down: %d %q", code, got)
+	}
 
 	// Local delivery goes on; a remote user cannot be asked.
 	alice.send(`{"type":"send","to":"bob","data":1,"id":1}`)
@@ -283,6 +287,10 @@ func TestClusterSurvivesNATSRestart(t *testing.T) {
 	// NATS comes back on the same port: the nodes reconnect and resubscribe.
 	c.ns = startNATS(t, port)
 	c.waitNodes(3)
+	eventually(t, 5*time.Second, "/readyz ready again", func() bool {
+		code, _, got := c.nodes[0].adminDo(http.MethodGet, "/readyz", "", "")
+		return code == http.StatusOK && got == "ready\n"
+	})
 	alice.send(`{"type":"send","to":"carol","data":4,"id":4}`)
 	carol.expect(`{"type":"message","from":"alice","data":4}`)
 	alice.expect(`{"type":"ack","id":4}`)
