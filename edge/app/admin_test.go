@@ -281,9 +281,15 @@ func TestStats(t *testing.T) {
 	alice.send(`{"type":"join","room":"r","id":1}`)
 	alice.expect(`{"type":"ack","id":1}`)
 	var raw map[string]any
-	if err := json.Unmarshal([]byte(ts.admin("GET", "/v1/stats", "", http.StatusOK)), &raw); err != nil {
-		t.Fatal(err)
-	}
+	// The core counts a message once its write returns, which can be after
+	// the client already read it: poll until the ack is counted.
+	eventually(t, 5*time.Second, "the ack counted in messages_out", func() bool {
+		raw = nil
+		if err := json.Unmarshal([]byte(ts.admin("GET", "/v1/stats", "", http.StatusOK)), &raw); err != nil {
+			t.Fatal(err)
+		}
+		return raw["messages_out"] == float64(1)
+	})
 	if raw["draining"] != false {
 		t.Errorf("draining %v", raw["draining"])
 	}
