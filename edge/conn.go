@@ -131,11 +131,7 @@ func (c *Conn) send(b []byte, shared, message bool) error {
 			})
 			return ErrDropped
 		}
-		s.metrics.slowConsumers.WithLabelValues("close").Inc()
-		s.logSlow.Do(func() {
-			s.log.Warn("slow consumer: connection closed", "conn", c.ID(), "queued", c.nc.QueuedBytes())
-		})
-		c.terminate(ws.StatusPolicyViolation)
+		c.closeSlowConsumer()
 		return ErrClosed
 	default:
 		c.terminate(0)
@@ -160,6 +156,27 @@ func (c *Conn) Close(code ws.StatusCode, reason string) {
 		return
 	}
 	c.srv.wheel.Reset(c.timer, c.srv.cfg.CloseTimeout)
+}
+
+// closeSlowConsumer ends a connection whose outbound queue is full: close
+// 1008 "slow consumer" goes behind what is queued (past the bound, it is
+// the last frame), then FIN; the socket closes when the client closes or
+// after the close timeout. Counted once, however many writers hit the bound.
+func (c *Conn) closeSlowConsumer() {
+	if !c.phase.CompareAndSwap(phaseOpen, phaseDraining) {
+		return
+	}
+	s := c.srv
+	s.metrics.slowConsumers.WithLabelValues("close").Inc()
+	s.logSlow.Do(func() {
+		s.log.Warn("slow consumer: connection closed", "conn", c.ID(), "queued", c.nc.QueuedBytes())
+	})
+	c.code.CompareAndSwap(0, uint32(ws.StatusPolicyViolation))
+	_ = c.nc.WriteFinal(frame.AppendClose(nil, ws.StatusPolicyViolation, "slow consumer"))
+	// The client may still be sending: linger (FIN after the queue, input
+	// discarded) so that unread input does not turn the close into a reset
+	// that destroys what is queued.
+	c.linger()
 }
 
 // terminate closes the socket now, recording code (0 keeps 1006).

@@ -394,18 +394,22 @@ func TestStalledClientsDoNotHoldWorkers(t *testing.T) {
 }
 
 // A client that never reads is bounded by the write queue and closed (and
-// counted) while another client is unaffected.
+// counted) while another client is unaffected; when it does read, it gets
+// what was queued and then close 1008 "slow consumer".
 func TestSlowConsumerClosedOthersUnaffected(t *testing.T) {
-	s := startServer(t, func(c *Config) { c.WriteQueue = 64 << 10 })
-	slow, _ := upgradeRaw(t, s, "/echo")
+	s := startServer(t, func(c *Config) { c.WriteQueue = 64 << 10; c.CloseTimeout = 30 * time.Second })
+	slow, slowBr := upgradeRaw(t, s, "/echo")
+	// A small receive buffer fills the server's queue sooner. Not smaller
+	// than a loopback segment: a window below half the MSS stalls TCP on
+	// its persist timer once the client reads again.
 	if tc, ok := slow.(*net.TCPConn); ok {
-		tc.SetReadBuffer(4096)
+		tc.SetReadBuffer(128 << 10)
 	}
 	fast := dial(t, s, "/echo")
-	// The slow client sends many messages and never reads the echoes.
+	// The slow client sends many messages and does not read the echoes.
 	msg := rawFrame(true, 0, 0x2, make([]byte, 16<<10), true)
 	go func() {
-		for i := 0; i < 400; i++ {
+		for i := 0; i < 2000; i++ {
 			if _, err := slow.Write(msg); err != nil {
 				return
 			}
@@ -419,8 +423,34 @@ func TestSlowConsumerClosedOthersUnaffected(t *testing.T) {
 	if _, p, err := fast.ReadMessage(); err != nil || string(p) != "ok" {
 		t.Fatalf("fast client affected: %q %v", p, err)
 	}
-	if got := scrape(t, s, "wsedge_closes_total", "code=1008"); got != 1 {
-		t.Fatalf("closes with 1008: %v", got)
+	// Now read: whole echoes, then the close frame.
+	slow.SetDeadline(time.Now().Add(20 * time.Second))
+	echoes := 0
+	for {
+		op, p := readServerFrame(t, slowBr)
+		if op == 0x8 {
+			if code := binary.BigEndian.Uint16(p); code != 1008 || string(p[2:]) != "slow consumer" {
+				t.Fatalf("close %d %q, want 1008 slow consumer", code, p[2:])
+			}
+			break
+		}
+		if op != 0x2 || len(p) != 16<<10 {
+			t.Fatalf("echo %d: op %x len %d", echoes, op, len(p))
+		}
+		echoes++
+	}
+	if echoes == 0 {
+		t.Fatal("no echo before the close")
+	}
+	if _, err := slowBr.ReadByte(); err != io.EOF {
+		t.Fatalf("after the close frame: %v, want EOF (the server's FIN)", err)
+	}
+	slow.Close() // the server lingers until the client closes too
+	eventually(t, 10*time.Second, "close 1008 counted", func() bool {
+		return scrape(t, s, "wsedge_closes_total", "code=1008") == 1
+	})
+	if got := scrape(t, s, "wsedge_slow_consumer_total", "action=close"); got != 1 {
+		t.Fatalf("slow-consumer closes counted %v, want 1", got)
 	}
 }
 

@@ -94,7 +94,8 @@ func floodRoom(t *testing.T, ts *testServer, fast *client, want int) int {
 }
 
 func TestSlowConsumerClosed(t *testing.T) {
-	ts := start(t, Config{}, func(c *edge.Config) { c.WriteQueue = 64 << 10 })
+	// The close frame waits behind the full queue for the close timeout.
+	ts := start(t, Config{}, func(c *edge.Config) { c.WriteQueue = 64 << 10; c.CloseTimeout = time.Second })
 	fast := ts.dial("fast")
 	fast.send(`{"type":"join","room":"feed","id":1}`)
 	fast.expect(`{"type":"ack","id":1}`)
