@@ -8,13 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+
+	"github.com/wsedge/wsedge/internal/promtest"
 )
 
 // startServer runs a real server on 127.0.0.1:0 with test-friendly timeouts;
@@ -108,36 +107,5 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 // "k=v,k2=v2", "" for none); -1 when absent.
 func scrape(t testing.TB, s *Server, name, labels string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + s.AdminAddr().String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse metrics: %v", err)
-	}
-	fam, ok := fams[name]
-	if !ok {
-		return -1
-	}
-	for _, m := range fam.Metric {
-		var parts []string
-		for _, lp := range m.Label {
-			parts = append(parts, lp.GetName()+"="+lp.GetValue())
-		}
-		if strings.Join(parts, ",") != labels {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		case m.Untyped != nil:
-			return m.Untyped.GetValue()
-		}
-	}
-	return -1
+	return promtest.Sample(t, "http://"+s.AdminAddr().String()+"/metrics", name, labels)
 }

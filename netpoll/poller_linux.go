@@ -348,20 +348,27 @@ func (c *Conn) flushLocked() error {
 // non-blocking flush; then the fd is closed and OnClose runs, either here or
 // on the task that owns the connection now.
 func (c *Conn) Close() {
+	if c.mark(stClosing, stClosing|stDead) {
+		c.teardown(nil)
+	}
+}
+
+// mark sets bits in the state word and takes the busy flag if it is free,
+// unless one of the skip bits is set. It reports whether the caller took
+// busy: then the caller owns the connection and must run (or dispatch) the
+// task that sees the bits; otherwise the task that holds busy will.
+func (c *Conn) mark(bits, skip uint32) (owner bool) {
 	for {
 		old := c.state.Load()
-		if old&(stClosing|stDead) != 0 {
-			return
+		if old&skip != 0 {
+			return false
 		}
-		nw := old | stClosing
+		nw := old | bits
 		if old&stBusy == 0 {
 			nw |= stBusy
 		}
 		if c.state.CompareAndSwap(old, nw) {
-			if old&stBusy == 0 {
-				c.teardown(nil)
-			}
-			return
+			return old&stBusy == 0
 		}
 	}
 }
@@ -590,21 +597,8 @@ func (s *shard) run() {
 
 // notify records readiness and dispatches c unless a task already owns it.
 func (s *shard) notify(c *Conn, bits uint32) {
-	for {
-		old := c.state.Load()
-		if old&stDead != 0 {
-			return
-		}
-		nw := old | bits
-		if old&stBusy == 0 {
-			nw |= stBusy
-		}
-		if c.state.CompareAndSwap(old, nw) {
-			if old&stBusy == 0 {
-				s.dispatch(c)
-			}
-			return
-		}
+	if c.mark(bits, stDead) {
+		s.dispatch(c)
 	}
 }
 

@@ -13,10 +13,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/wsedge/wsedge/edge"
+	"github.com/wsedge/wsedge/internal/promtest"
 )
 
 // testServer is a real server with the app, started on 127.0.0.1:0.
@@ -272,36 +271,5 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 // in the exposition's order, "" for none); -1 when absent.
 func (ts *testServer) scrape(name, labels string) float64 {
 	ts.t.Helper()
-	resp, err := http.Get(ts.adminURL("/metrics"))
-	if err != nil {
-		ts.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		ts.t.Fatalf("parse metrics: %v", err)
-	}
-	fam, ok := fams[name]
-	if !ok {
-		return -1
-	}
-	for _, m := range fam.Metric {
-		var parts []string
-		for _, lp := range m.Label {
-			parts = append(parts, lp.GetName()+"="+lp.GetValue())
-		}
-		if strings.Join(parts, ",") != labels {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		case m.Untyped != nil:
-			return m.Untyped.GetValue()
-		}
-	}
-	return -1
+	return promtest.Sample(ts.t, ts.adminURL("/metrics"), name, labels)
 }

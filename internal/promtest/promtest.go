@@ -1,0 +1,52 @@
+// Package promtest reads one sample from a Prometheus /metrics endpoint, for
+// end-to-end tests that assert what an operator would see. It is test
+// support: it never runs in the server.
+package promtest
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// Sample fetches url (a /metrics endpoint) and returns the value of the
+// sample name{labels}, labels written "k=v,k2=v2" in the order the
+// endpoint lists them ("" for none); -1 when there is no such sample.
+func Sample(t testing.TB, url, name, labels string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse %s: %v", url, err)
+	}
+	fam, ok := fams[name]
+	if !ok {
+		return -1
+	}
+	for _, m := range fam.Metric {
+		var parts []string
+		for _, lp := range m.Label {
+			parts = append(parts, lp.GetName()+"="+lp.GetValue())
+		}
+		if strings.Join(parts, ",") != labels {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		case m.Untyped != nil:
+			return m.Untyped.GetValue()
+		}
+	}
+	return -1
+}
