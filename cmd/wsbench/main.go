@@ -1,7 +1,3 @@
-// Command wsbench is the load generator that ships with wsedge: it measures
-// how many connections a server holds, what each costs, and how fast
-// messages and broadcasts get through. Run "wsbench -h" for the scenarios,
-// flags, the -fail-on grammar and the exit codes.
 package main
 
 import (

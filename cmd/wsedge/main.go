@@ -1,6 +1,3 @@
-// Command wsedge is the WebSocket edge server. Every flag has an environment
-// fallback WSEDGE_<FLAG> (dashes become underscores): -max-conns reads
-// WSEDGE_MAX_CONNS when the flag is not given.
 package main
 
 import (

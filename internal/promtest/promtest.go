@@ -1,6 +1,3 @@
-// Package promtest reads one sample from a Prometheus /metrics endpoint, for
-// end-to-end tests that assert what an operator would see. It is test
-// support: it never runs in the server.
 package promtest
 
 import (
