@@ -49,14 +49,21 @@
 //
 // Any goroutine may write to or close a connection. Writes take the
 // connection's small mutex, try write(2) directly and queue what the kernel
-// does not take; the queue is flushed by a task on EPOLLOUT. The queue is
-// bounded in bytes: a write that would exceed it returns ErrQueueFull and
-// queues nothing, and the caller applies its slow-consumer policy. Close
-// marks the connection closing; the fd is torn down (epoll removal,
-// close(2), OnClose) by whoever holds the busy flag, so a read never races
-// with a close and an fd is closed exactly once. This is the same guarantee
-// as a request queue plus an eventfd wake-up, with one uncontended lock per
-// write instead of a hop through the shard.
+// does not take; the queue is flushed by a task on EPOLLOUT. Edge-triggered
+// sockets raise EPOLLOUT after most writes, so a shard acts on it only while
+// a write may be queued (a state bit set before the write that may queue,
+// so the edge after its EAGAIN is never missed). The queue is bounded in
+// bytes: a write that would exceed it returns ErrQueueFull and queues
+// nothing, and the caller applies its slow-consumer policy. WriteFinal
+// queues a last small frame past the bound and refuses every later write.
+//
+// Close marks the connection closing; the fd is torn down (close(2), which
+// also leaves the epoll set, then OnClose) by whoever holds the busy flag,
+// so a read never races with a close and an fd is closed exactly once.
+// CloseWhenFlushed does the same once the queue has reached the kernel;
+// Shutdown sends FIN after the queue and keeps reading. This is the same
+// guarantee as a request queue plus an eventfd wake-up, with one
+// uncontended lock per write instead of a hop through the shard.
 //
 // # Stale ids
 //
