@@ -37,9 +37,10 @@ func (c HandshakeConfig) maxHeaderBytes() int {
 var ErrIncomplete = errors.New("frame: handshake incomplete")
 
 // Request is a valid WebSocket opening handshake (RFC 6455 §4.2.1). Its
-// strings are copies (substrings of one copy of the header block, so keeping
-// any one of them keeps that block, a few hundred bytes, alive); only Rest
-// aliases the input.
+// strings are copies: substrings of one copy of the header block, so
+// keeping any one of them keeps that block (a few hundred bytes) alive —
+// strings.Clone what you keep for a connection's life. Query's results are
+// copies of their own. Only Rest aliases the input.
 type Request struct {
 	Method, Path, RawQuery string // from the request-target; Path is decoded
 	Host                   string
@@ -66,7 +67,10 @@ func (r *Request) Query(name string) string {
 			continue
 		}
 		if v, err := url.QueryUnescape(v); err == nil {
-			return v
+			// A copy: an unescaped value would otherwise be a substring of
+			// the header block and keep all of it alive for as long as the
+			// caller keeps the value (a user id, for a connection's life).
+			return strings.Clone(v)
 		}
 		return ""
 	}

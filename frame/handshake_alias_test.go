@@ -3,6 +3,7 @@ package frame
 import (
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // The Request's strings share one copy of the header block; none may alias
@@ -43,5 +44,22 @@ func TestAppendAcceptResponseAllocatesNothing(t *testing.T) {
 	}
 	if !strings.Contains(string(buf), "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n") {
 		t.Fatalf("response %q", buf)
+	}
+}
+
+// Query's result is kept for a connection's life (a user id): it must not
+// be a substring of the header block, which it would keep alive.
+func TestQueryReturnsACopy(t *testing.T) {
+	buf := []byte("GET /ws?user=alice HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	req, err := ParseRequest(buf, HandshakeConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := req.Query("user")
+	start := uintptr(unsafe.Pointer(unsafe.StringData(req.RawQuery)))
+	p := uintptr(unsafe.Pointer(unsafe.StringData(v)))
+	if v != "alice" || (p >= start && p < start+uintptr(len(req.RawQuery))) {
+		t.Fatalf("Query = %q aliases the request's query", v)
 	}
 }
