@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -52,6 +53,7 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int
 	fs.StringVar(&cfg.SlowConsumer, "slow-consumer", "close", "when a client's write queue is full: close (1008) or drop the message")
 	echo := fs.Bool("echo", true, "serve GET /echo (echoes every message; for conformance suites and benchmarks)")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "mount /debug/pprof/ on the admin listener")
+	gcPercent := fs.Int("gc-percent", defaultGCPercent, "garbage collector target (as GOGC): the heap may grow this many percent over live data before a collection; lower holds idle connections in less memory (a GOGC environment variable wins over the default)")
 	var appCfg app.Config
 	jwtSecret := fs.String("jwt-secret", "", "HS256 secret: clients must present a JWT (?token= or Authorization: Bearer) whose sub is the user id (prefer WSEDGE_JWT_SECRET)")
 	jwtPublicKey := fs.String("jwt-public-key", "", "PEM file with an RSA (RS256) or P-256 ECDSA (ES256) public key for client JWTs")
@@ -96,6 +98,7 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int
 		return 2
 	}
 	cfg.Logger = logger
+	setGCPercent(fs, *gcPercent, os.LookupEnv)
 
 	nofile, err := edge.RaiseOpenFileLimit()
 	if err != nil {
@@ -184,4 +187,22 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("-log-format %q: want text or json", format)
+}
+
+// defaultGCPercent is lower than Go's 100 because wsedge's steady state is
+// many idle connections and few allocations: the hot paths (echo, fan-out
+// of a frame encoded once, keepalive) allocate nothing, so collections are
+// rare and cheap, while the heap's headroom over live data is most of the
+// memory an idle connection costs. docs/operations.md has the figures.
+const defaultGCPercent = 50
+
+// setGCPercent applies -gc-percent, unless it was left at its default and
+// GOGC is set in the environment (the runtime already applied that).
+func setGCPercent(fs *flag.FlagSet, percent int, lookup func(string) (string, bool)) {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "gc-percent" })
+	if _, env := lookup("GOGC"); env && !given {
+		return
+	}
+	debug.SetGCPercent(percent)
 }

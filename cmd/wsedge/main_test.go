@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"flag"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"testing"
@@ -136,5 +138,37 @@ func TestServesEchoAndDrainsOnSIGTERM(t *testing.T) {
 	err = <-closed
 	if ce, ok := err.(*websocket.CloseError); !ok || ce.Code != 1001 {
 		t.Fatalf("client saw %v, want close 1001", err)
+	}
+}
+
+func TestGCPercent(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	parse := func(args ...string) *flag.FlagSet {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		fs.Int("gc-percent", defaultGCPercent, "")
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return fs
+	}
+	noEnv := func(string) (string, bool) { return "", false }
+	withEnv := func(k string) (string, bool) { return "200", k == "GOGC" }
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		lookup func(string) (string, bool)
+		flag   int
+		want   int
+	}{
+		{"default", nil, noEnv, defaultGCPercent, defaultGCPercent},
+		{"flag", []string{"-gc-percent", "30"}, noEnv, 30, 30},
+		{"GOGC wins over the default", nil, withEnv, defaultGCPercent, 77},
+		{"the flag wins over GOGC", []string{"-gc-percent", "40"}, withEnv, 40, 40},
+	} {
+		debug.SetGCPercent(77) // what the runtime took from GOGC, say
+		setGCPercent(parse(tc.args...), tc.flag, tc.lookup)
+		if got := debug.SetGCPercent(77); got != tc.want {
+			t.Errorf("%s: GC percent %d, want %d", tc.name, got, tc.want)
+		}
 	}
 }
