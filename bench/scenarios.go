@@ -386,9 +386,11 @@ func (w *chatWorker) load(ctx context.Context, stop <-chan struct{}) {
 	w.ended = time.Now()
 	wg.Wait()
 	// Let the replies to messages in flight arrive (bounded), so that sent,
-	// acked and errors add up.
+	// acked and errors add up, and so that every acked message, already
+	// written to its recipient, is read before the sockets close.
 	drain := time.Now().Add(2 * time.Second)
-	for w.acks.Load()+w.replyErrors() < w.sent.Load() && time.Now().Before(drain) && ctx.Err() == nil {
+	for (w.acks.Load()+w.replyErrors() < w.sent.Load() || w.received.Load() < w.acks.Load()) &&
+		time.Now().Before(drain) && ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
