@@ -43,15 +43,13 @@ var (
 
 // Conn is one client connection. Its methods are safe for concurrent use.
 // It holds no buffer while idle: the decoder is pooled between messages and
-// the outbound queue exists only while the kernel refuses bytes. It is 112
+// the outbound queue exists only while the kernel refuses bytes. It is 96
 // bytes (a Go size class); fields are ordered and sized for that.
 type Conn struct {
 	nc         netpoll.Conn // first field: connOf converts back
-	srv        *Server
-	route      *route // nil until the handshake succeeds; then OnClose is owed
+	route      *route       // nil until the handshake succeeds; then OnClose is owed
 	timer      wheel.Handle
 	dec        *frame.Decoder // only while a partial frame or message is held
-	hs         *[]byte        // the upgrade request so far; nil once it is parsed
 	value      atomic.Value
 	lastActive atomic.Uint32 // s.nowMs()|1 of the last inbound bytes
 	pingSent   atomic.Uint32 // s.nowMs()|1 when the outstanding ping went out; 0 when none
@@ -59,8 +57,18 @@ type Conn struct {
 	code       atomic.Uint32 // close code sent or received; 0 until then
 }
 
-// route is a path's handler (a pointer is half an interface's size).
-type route struct{ h Handler }
+// route is a path's handler and its server: an open connection reaches its
+// server through it, so the Conn needs no pointer of its own (a request that
+// arrives in pieces is kept in Server.partial, not in the Conn, for the same
+// reason: 16 bytes a connection).
+type route struct {
+	h   Handler
+	srv *Server
+}
+
+// server is the connection's server; only valid once it is open (route set
+// before the phase leaves handshake, and read after an atomic phase load).
+func (c *Conn) server() *Server { return c.route.srv }
 
 // connOf returns the Conn whose first field is nc.
 func connOf(nc *netpoll.Conn) *Conn { return (*Conn)(unsafe.Pointer(nc)) }
@@ -84,7 +92,10 @@ func (c *Conn) RemoteAddr() *net.TCPAddr { return c.nc.RemoteAddr() }
 
 // WriteMessage sends one unfragmented message, encoded into a pooled buffer.
 func (c *Conn) WriteMessage(op ws.OpCode, payload []byte) error {
-	s := c.srv
+	if c.phase.Load() != phaseOpen {
+		return ErrClosed // also before OnOpen: no server to encode with yet
+	}
+	s := c.server()
 	bp := s.frames.Get().(*[]byte)
 	b := frame.AppendFrame((*bp)[:0], op, payload)
 	err := c.send(b, false, true)
@@ -115,7 +126,7 @@ func (c *Conn) send(b []byte, shared, message bool) error {
 	} else {
 		err = c.nc.Write(b)
 	}
-	s := c.srv
+	s := c.server()
 	switch err {
 	case nil:
 		s.metrics.bytesOut.Add(float64(len(b)))
@@ -155,7 +166,8 @@ func (c *Conn) Close(code ws.StatusCode, reason string) {
 		c.nc.Close()
 		return
 	}
-	c.srv.wheel.Reset(c.timer, c.srv.cfg.CloseTimeout)
+	s := c.server()
+	s.wheel.Reset(c.timer, s.cfg.CloseTimeout)
 }
 
 // closeSlowConsumer ends a connection whose outbound queue is full: close
@@ -166,7 +178,7 @@ func (c *Conn) closeSlowConsumer() {
 	if !c.phase.CompareAndSwap(phaseOpen, phaseDraining) {
 		return
 	}
-	s := c.srv
+	s := c.server()
 	s.metrics.slowConsumers.WithLabelValues("close").Inc()
 	s.logSlow.Do(func() {
 		s.log.Warn("slow consumer: connection closed", "conn", c.ID(), "queued", c.nc.QueuedBytes())
@@ -209,7 +221,8 @@ func (c *Conn) fail(code ws.StatusCode, reason string) {
 // that stops reading is cut off by the close timeout.
 func (c *Conn) closeAfterHandshake() {
 	c.nc.CloseWhenFlushed()
-	c.srv.wheel.Reset(c.timer, c.srv.cfg.CloseTimeout)
+	s := c.server()
+	s.wheel.Reset(c.timer, s.cfg.CloseTimeout)
 }
 
 // linger ends our side in phaseDraining: FIN once everything queued (our
@@ -221,13 +234,14 @@ func (c *Conn) linger() {
 		c.nc.Close()
 		return
 	}
-	c.srv.wheel.Reset(c.timer, c.srv.cfg.CloseTimeout)
+	s := c.server()
+	s.wheel.Reset(c.timer, s.cfg.CloseTimeout)
 }
 
 // feed runs the decoder over bytes read on an open connection. It runs on
 // the worker holding the connection.
 func (c *Conn) feed(p []byte) {
-	s := c.srv
+	s := c.server()
 	d := c.dec
 	if d == nil {
 		d = s.decoders.Get().(*frame.Decoder)
@@ -253,7 +267,7 @@ func (c *Conn) feed(p []byte) {
 
 // onFrame handles one decoded message or control frame.
 func (c *Conn) onFrame(m frame.Message) {
-	s := c.srv
+	s := c.server()
 	switch m.Op {
 	case ws.OpText, ws.OpBinary:
 		if c.phase.Load() != phaseOpen {

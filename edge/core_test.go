@@ -563,9 +563,47 @@ func TestConnectDisconnectReturnsToBaseline(t *testing.T) {
 }
 
 // The per-connection struct is the headline cost of an idle connection;
-// keep it in the 112-byte size class.
+// keep it in the 96-byte size class.
 func TestConnSize(t *testing.T) {
-	if got := unsafe.Sizeof(Conn{}); got > 112 {
-		t.Fatalf("Conn is %d bytes, want <= 112", got)
+	if got := unsafe.Sizeof(Conn{}); got > 96 {
+		t.Fatalf("Conn is %d bytes, want <= 96", got)
 	}
+}
+
+// An upgrade request that arrives a byte at a time is accumulated off the
+// Conn and released once parsed; a slowloris's partial request is released
+// when its connection closes.
+func TestHandshakeInPieces(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.HandshakeTimeout = 300 * time.Millisecond })
+	c := rawConn(t, s)
+	req := "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	for i := range req {
+		if _, err := io.WriteString(c, req[i:i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("handshake in pieces: %v %v", resp, err)
+	}
+	c.Write(rawFrame(true, 0, 0x1, []byte("pieces"), true))
+	if op, p := readServerFrame(t, br); op != 1 || string(p) != "pieces" {
+		t.Fatalf("echo: %x %q", op, p)
+	}
+	partials := func() int {
+		n := 0
+		s.partial.Range(func(any, any) bool { n++; return true })
+		return n
+	}
+	if n := partials(); n != 0 {
+		t.Fatalf("%d partial requests kept after the handshake", n)
+	}
+	slow := rawConn(t, s)
+	io.WriteString(slow, "GET /echo HTTP/1.1\r\n")
+	eventually(t, 5*time.Second, "the partial request kept", func() bool { return partials() == 1 })
+	if _, err := slow.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("slowloris: %v, want EOF after the handshake timeout", err)
+	}
+	eventually(t, 5*time.Second, "the partial request released", func() bool { return partials() == 0 })
 }

@@ -45,6 +45,7 @@ type Server struct {
 	decoders sync.Pool // *frame.Decoder, between messages
 	frames   sync.Pool // *[]byte, encode buffers
 	hsBufs   sync.Pool // *[]byte, upgrade requests that arrive in pieces
+	partial  sync.Map  // *Conn -> *[]byte: requests not complete yet (rare, and bounded by the handshake timeout)
 	batches  sync.Pool // *timerBatch
 
 	readiness  func() error // nil: always ready
@@ -77,11 +78,11 @@ func New(cfg Config) (*Server, error) {
 		mux:    http.NewServeMux(),
 	}
 	for path, h := range cfg.Handlers {
-		s.routes[path] = &route{h}
+		s.routes[path] = &route{h: h, srv: s}
 	}
 	if !cfg.DisableEcho {
 		if _, taken := s.routes["/echo"]; !taken {
-			s.routes["/echo"] = &route{echoHandler{}}
+			s.routes["/echo"] = &route{h: echoHandler{}, srv: s}
 		}
 	}
 	for _, st := range []*rate.Sometimes{&s.logSlow, &s.logAccept, &s.logPanic} {
@@ -250,7 +251,7 @@ func (s *Server) Submit(fn func()) {
 // its handshake timeout.
 func (s *Server) accept(fd int) {
 	s.metrics.accepted.Inc()
-	c := &Conn{srv: s}
+	c := &Conn{}
 	err := s.poller.Register(&c.nc, fd, func(*netpoll.Conn) {
 		c.lastActive.Store(s.nowMs() | 1)
 		c.timer = s.wheel.Schedule(s.cfg.HandshakeTimeout, c.ID())
@@ -313,15 +314,18 @@ func (s *Server) OnClose(nc *netpoll.Conn, err error) {
 // handshake accumulates the upgrade request and answers it.
 func (s *Server) handshake(c *Conn, p []byte) {
 	buf := p
-	if c.hs != nil {
-		*c.hs = append(*c.hs, p...)
-		buf = *c.hs
+	var hs *[]byte
+	if v, ok := s.partial.Load(c); ok {
+		hs = v.(*[]byte)
+		*hs = append(*hs, p...)
+		buf = *hs
 	}
 	req, err := frame.ParseRequest(buf, s.hsCfg)
 	if errors.Is(err, frame.ErrIncomplete) {
-		if c.hs == nil {
-			c.hs = s.hsBufs.Get().(*[]byte)
-			*c.hs = append((*c.hs)[:0], p...)
+		if hs == nil {
+			hs = s.hsBufs.Get().(*[]byte)
+			*hs = append((*hs)[:0], p...)
+			s.partial.Store(c, hs)
 		}
 		return
 	}
@@ -373,13 +377,14 @@ func (s *Server) handshake(c *Conn, p []byte) {
 	s.releaseHandshakeBuf(c)
 }
 
+// releaseHandshakeBuf drops the connection's partial request, if any.
 func (s *Server) releaseHandshakeBuf(c *Conn) {
-	if c.hs != nil {
-		if cap(*c.hs) <= 2*s.cfg.MaxHeaderBytes {
-			*c.hs = (*c.hs)[:0]
-			s.hsBufs.Put(c.hs)
+	if v, ok := s.partial.LoadAndDelete(c); ok {
+		hs := v.(*[]byte)
+		if cap(*hs) <= 2*s.cfg.MaxHeaderBytes {
+			*hs = (*hs)[:0]
+			s.hsBufs.Put(hs)
 		}
-		c.hs = nil
 	}
 }
 
@@ -439,7 +444,7 @@ func (s *Server) runTimers(tb *timerBatch) {
 	now := s.nowMs()
 	for _, e := range tb.items {
 		if nc := s.poller.Lookup(e.Data); nc != nil {
-			connOf(nc).onTimer(now)
+			connOf(nc).onTimer(s, now)
 		}
 	}
 	tb.items = tb.items[:0]
@@ -448,8 +453,7 @@ func (s *Server) runTimers(tb *timerBatch) {
 
 // onTimer is the connection's one wheel entry firing. Activity only stamped
 // lastActive; here the stamp decides between re-arming, a ping, and a close.
-func (c *Conn) onTimer(now uint32) {
-	s := c.srv
+func (c *Conn) onTimer(s *Server, now uint32) {
 	cfg := &s.cfg
 	since := func(stamp uint32) time.Duration { return time.Duration(max(int32(now-stamp), 0)) * time.Millisecond }
 	switch c.phase.Load() {
