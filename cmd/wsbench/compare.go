@@ -42,6 +42,7 @@ type compareOptions struct {
 	servers             string
 	noBuild             bool
 	idleConns           int
+	idlePath            string
 	idleRate            float64
 	hold                time.Duration
 	echoConns           int
@@ -71,6 +72,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.StringVar(&o.servers, "servers", strings.Join(compareServers, ","), "servers to run, in order")
 	fs.IntVar(&o.idleConns, "conns", 1000, "idle: connections held (one process holds about 19,900; more use -procs)")
 	fs.Float64Var(&o.idleRate, "rate", 2000, "idle: connections per second")
+	fs.StringVar(&o.idlePath, "idle-path", "/ws", "idle: path to hold connections on (/echo measures the transport alone, with no user record)")
 	fs.DurationVar(&o.hold, "hold", 5*time.Second, "idle: hold time")
 	fs.IntVar(&o.fanoutConns, "fanout-conns", 0, "fanout: connections (default -conns)")
 	fs.IntVar(&o.messages, "messages", 20, "fanout: broadcasts")
@@ -236,8 +238,9 @@ func compareOne(ctx context.Context, o *compareOptions, server string, stderr io
 		return fail(fmt.Errorf("%s did not come up (log %s): %w", server, logf.Name(), err))
 	}
 	base := "ws://" + addr
-	idlePath := "/ws"
-	if !endpointExists(ctx, base+"/ws?user=probe") {
+	idlePath := o.idlePath
+	hasWS := endpointExists(ctx, base+"/ws?user=probe")
+	if idlePath == "/ws" && !hasWS {
 		idlePath = "/echo"
 		run.Notes = append(run.Notes, "no /ws: idle measured on /echo, fanout skipped")
 	}
@@ -245,7 +248,7 @@ func compareOne(ctx context.Context, o *compareOptions, server string, stderr io
 		Scenario: bench.ScenarioIdle, URLs: []string{base + idlePath}, Admin: []string{admin},
 		Conns: o.idleConns, Rate: o.idleRate, Hold: o.hold, Procs: o.procs,
 	}}
-	if idlePath == "/ws" {
+	if hasWS {
 		scen = append(scen, bench.Config{
 			Scenario: bench.ScenarioFanout, URLs: []string{base + "/ws"}, Admin: []string{admin},
 			Conns: o.fanoutConns, ConnectRate: o.idleRate, Messages: o.messages, Interval: 100 * time.Millisecond, Procs: o.procs,
@@ -433,8 +436,8 @@ func printCompare(w io.Writer, o *compareOptions, runs []*compareRun) {
 		fmt.Fprintln(tw, line+" "+ratio+"\t")
 	}
 	_ = tw.Flush()
-	fmt.Fprintf(w, "\nidle: %d conns at %.0f/s held %s; fanout: %d conns, %d broadcasts; echo: %d conns closed loop, %d B, %s; %d CPUs\n",
-		o.idleConns, o.idleRate, o.hold, o.fanoutConns, o.messages, o.echoConns, o.echoSize, o.duration, numCPU())
+	fmt.Fprintf(w, "\nidle: %d conns on %s at %.0f/s held %s; fanout: %d conns, %d broadcasts; echo: %d conns closed loop, %d B, %s; %d CPUs\n",
+		o.idleConns, o.idlePath, o.idleRate, o.hold, o.fanoutConns, o.messages, o.echoConns, o.echoSize, o.duration, numCPU())
 	for _, r := range runs {
 		if r.Error != "" {
 			fmt.Fprintf(w, "%s: FAILED: %s\n", r.Server, r.Error)
