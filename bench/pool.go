@@ -249,17 +249,28 @@ func pace(ctx context.Context, n int, rate float64, fn func(i int), stop <-chan 
 		}
 		if rate > 0 {
 			due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
-			if wait := time.Until(due); wait > 0 {
-				timer.Reset(wait)
-				select {
-				case <-ctx.Done():
-					return
-				case <-stop:
-					return
-				case <-timer.C:
-				}
+			if !sleepUntil(ctx, stop, timer, due) {
+				return
 			}
 		}
 		fn(i)
+	}
+}
+
+// sleepUntil waits on timer until due (at once if it has passed); false
+// when ctx ends or stop closes first. Pacing loops share one timer.
+func sleepUntil(ctx context.Context, stop <-chan struct{}, timer *time.Timer, due time.Time) bool {
+	wait := time.Until(due)
+	if wait <= 0 {
+		return true
+	}
+	timer.Reset(wait)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-stop:
+		return false
+	case <-timer.C:
+		return true
 	}
 }

@@ -172,26 +172,18 @@ func (w *echoWorker) sendOpenLoop(ctx context.Context, stop <-chan struct{}, con
 			k = s
 		}
 		due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
-		if wait := time.Until(due); wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-ctx.Done():
-				return
-			case <-stop:
-				return
-			case <-timer.C:
-			}
-		} else {
-			if wait < -10*time.Millisecond {
-				w.late.Add(1)
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-stop:
-				return
-			default:
-			}
+		if time.Until(due) < -10*time.Millisecond {
+			w.late.Add(1) // the sender fell behind its schedule
+		}
+		if !sleepUntil(ctx, stop, timer, due) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-stop:
+			return
+		default:
 		}
 		binary.LittleEndian.PutUint64(buf, uint64(due.UnixNano()))
 		if err := conns[k].write(ws.OpBinary, buf); err != nil {
