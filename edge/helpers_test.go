@@ -13,7 +13,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/wsedge/wsedge/internal/promtest"
+	"github.com/wsedge/wsedge/internal/testkit"
 )
 
 // startServer runs a real server on 127.0.0.1:0 with test-friendly timeouts;
@@ -91,21 +91,15 @@ func upgradeRaw(t testing.TB, s *Server, path string) (net.Conn, *bufio.Reader) 
 	return c, br
 }
 
-// eventually polls cond until it holds or the deadline passes.
+// eventually polls cond until it holds or d passes.
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not a wait for an event
-	}
+	testkit.Eventually(t, d, what, cond)
 }
 
 // scrape reads the admin /metrics and returns a sample's value (labels as
 // "k=v,k2=v2", "" for none); -1 when absent.
 func scrape(t testing.TB, s *Server, name, labels string) float64 {
 	t.Helper()
-	return promtest.Sample(t, "http://"+s.AdminAddr().String()+"/metrics", name, labels)
+	return testkit.Sample(t, "http://"+s.AdminAddr().String()+"/metrics", name, labels)
 }

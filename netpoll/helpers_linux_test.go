@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wsedge/wsedge/internal/testkit"
 )
 
 // funcHandler adapts two funcs to Handler; a nil func does nothing.
@@ -137,16 +139,10 @@ func pair(t testing.TB) (int, net.Conn) {
 	return fds[0], peer
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor polls cond until it holds or 10 s pass.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // polling interval, not a wait for an event
-	}
+	testkit.Eventually(t, 10*time.Second, what, cond)
 }
 
 // recv waits for a value on ch with a deadline.

@@ -15,7 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsedge/wsedge/edge"
-	"github.com/wsedge/wsedge/internal/promtest"
+	"github.com/wsedge/wsedge/internal/testkit"
 )
 
 // testServer is a real server with the app, started on 127.0.0.1:0.
@@ -258,18 +258,12 @@ func (ts *testServer) admin(method, path, body string, wantStatus int) string {
 // eventually polls cond until it holds or d passes.
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not a wait for an event
-	}
+	testkit.Eventually(t, d, what, cond)
 }
 
 // scrape reads /metrics and returns a sample's value (labels "k=v,k2=v2"
 // in the exposition's order, "" for none); -1 when absent.
 func (ts *testServer) scrape(name, labels string) float64 {
 	ts.t.Helper()
-	return promtest.Sample(ts.t, ts.adminURL("/metrics"), name, labels)
+	return testkit.Sample(ts.t, ts.adminURL("/metrics"), name, labels)
 }

@@ -1,0 +1,5 @@
+// Package testkit is test support for the end-to-end tests of several
+// packages: polling for a condition with a deadline, and reading one sample
+// from a Prometheus /metrics endpoint the way an operator would. The server
+// never imports it, and it never starts anything.
+package testkit
