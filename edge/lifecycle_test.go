@@ -62,10 +62,11 @@ func TestCloseFromOnOpenKeepsCloseTimeout(t *testing.T) {
 // task was still running when the shutdown timeout ended the wait.
 func TestShutdownWaitsForRunningTasks(t *testing.T) {
 	release := make(chan struct{})
+	running := make(chan struct{})
 	var closed atomic.Bool
 	s := startServer(t, func(c *Config) {
 		c.Handlers = map[string]Handler{"/hold": &hooks{
-			message: func(*Conn, ws.OpCode, []byte) { <-release }, // a task still running at shutdown
+			message: func(*Conn, ws.OpCode, []byte) { close(running); <-release }, // a task still running at shutdown
 			close:   func(*Conn, ws.StatusCode) { closed.Store(true) },
 		}}
 	})
@@ -73,7 +74,11 @@ func TestShutdownWaitsForRunningTasks(t *testing.T) {
 	if _, err := c.Write(textFrame("hold the worker")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the task running", func() bool { return s.pool.Running() > 0 })
+	select {
+	case <-running:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler never ran")
+	}
 	// The task ends only once the pool is being released, i.e. after
 	// Shutdown has given up waiting for the client.
 	go func() {
