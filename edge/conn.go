@@ -144,8 +144,12 @@ func (c *Conn) send(b []byte, shared, message bool) error {
 		}
 		c.closeSlowConsumer()
 		return ErrClosed
+	case netpoll.ErrClosed:
+		// Closing already (our close frame went out after the phase check):
+		// leave the close handshake to finish.
+		return ErrClosed
 	default:
-		c.terminate(0)
+		c.terminate(0) // the socket failed (EPIPE, ECONNRESET)
 		return ErrClosed
 	}
 }
