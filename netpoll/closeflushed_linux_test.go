@@ -14,11 +14,7 @@ func TestCloseWhenFlushed(t *testing.T) {
 	p := newTestPoller(t, Config{Shards: 1, WriteQueue: 64 << 20, Handler: &funcHandler{
 		close: func(c *Conn, err error) { closed <- err },
 	}}, 2)
-	fd, peer := pair(t)
-	c := new(Conn)
-	if err := p.Register(c, fd, nil); err != nil {
-		t.Fatal(err)
-	}
+	c, _, peer := registerPair(t, p)
 	want := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB: more than the socket buffers
 	if err := c.Write(want); err != nil {
 		t.Fatal(err)
@@ -56,11 +52,7 @@ func TestCloseWhenFlushedEmptyQueueClosesAtOnce(t *testing.T) {
 	p := newTestPoller(t, Config{Shards: 1, Handler: &funcHandler{
 		close: func(c *Conn, err error) { closed <- err },
 	}}, 2)
-	fd, peer := pair(t)
-	c := new(Conn)
-	if err := p.Register(c, fd, nil); err != nil {
-		t.Fatal(err)
-	}
+	c, _, peer := registerPair(t, p)
 	c.CloseWhenFlushed()
 	recv(t, closed, "OnClose")
 	peer.SetReadDeadline(time.Now().Add(5 * time.Second))

@@ -139,6 +139,18 @@ func pair(t testing.TB) (int, net.Conn) {
 	return fds[0], peer
 }
 
+// registerPair registers the poller's end of a new pair as a Conn and
+// returns it, its fd and the peer.
+func registerPair(t testing.TB, p *Poller) (*Conn, int, net.Conn) {
+	t.Helper()
+	fd, peer := pair(t)
+	c := new(Conn)
+	if err := p.Register(c, fd, nil); err != nil {
+		t.Fatal(err)
+	}
+	return c, fd, peer
+}
+
 // waitFor polls cond until it holds or 10 s pass.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()

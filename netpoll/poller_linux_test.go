@@ -300,11 +300,7 @@ func TestCloseWhileTaskRuns(t *testing.T) {
 		},
 		close: func(c *Conn, err error) { closes <- err },
 	}}, 2)
-	fd, peer := pair(t)
-	c := new(Conn)
-	if err := p.Register(c, fd, nil); err != nil {
-		t.Fatal(err)
-	}
+	c, fd, peer := registerPair(t, p)
 	peer.Write([]byte("x"))
 	recv(t, inData, "OnData")
 	done := make(chan struct{})
@@ -425,11 +421,7 @@ func fillKernel(t *testing.T, c *Conn, fd int, seq *byte) (sent []byte) {
 func TestWriteQueueBound(t *testing.T) {
 	const bound = 64 << 10
 	p := newTestPoller(t, Config{WriteQueue: bound, Handler: &funcHandler{}}, 2)
-	fd, peer := pair(t)
-	c := new(Conn)
-	if err := p.Register(c, fd, nil); err != nil {
-		t.Fatal(err)
-	}
+	c, fd, peer := registerPair(t, p)
 	var seq byte
 	sent := fillKernel(t, c, fd, &seq)
 	chunk := make([]byte, 10000)
@@ -484,11 +476,7 @@ func TestWriteQueueBound(t *testing.T) {
 
 func TestWriteSharedDoesNotCopy(t *testing.T) {
 	p := newTestPoller(t, Config{Handler: &funcHandler{}}, 2)
-	fd, _ := pair(t)
-	c := new(Conn)
-	if err := p.Register(c, fd, nil); err != nil {
-		t.Fatal(err)
-	}
+	c, fd, _ := registerPair(t, p)
 	var seq byte
 	fillKernel(t, c, fd, &seq)
 	last := func() []byte {
@@ -515,11 +503,7 @@ func TestWriteSharedDoesNotCopy(t *testing.T) {
 // TestShutdownAfterQueue: the FIN of Shutdown follows the queued bytes.
 func TestShutdownAfterQueue(t *testing.T) {
 	p := newTestPoller(t, Config{Handler: &funcHandler{}}, 2)
-	fd, peer := pair(t)
-	c := new(Conn)
-	if err := p.Register(c, fd, nil); err != nil {
-		t.Fatal(err)
-	}
+	c, fd, peer := registerPair(t, p)
 	var seq byte
 	sent := fillKernel(t, c, fd, &seq)
 	if err := c.Shutdown(); err != nil {
@@ -543,11 +527,7 @@ func TestShutdownAfterQueue(t *testing.T) {
 // data frame after a close frame).
 func TestNothingAfterWriteFinal(t *testing.T) {
 	p := newTestPoller(t, Config{Handler: &funcHandler{}}, 2)
-	fd, peer := pair(t)
-	c := new(Conn)
-	if err := p.Register(c, fd, nil); err != nil {
-		t.Fatal(err)
-	}
+	c, _, peer := registerPair(t, p)
 	if err := c.Write([]byte("data ")); err != nil {
 		t.Fatal(err)
 	}
@@ -617,11 +597,7 @@ func TestRange(t *testing.T) {
 	p := newTestPoller(t, Config{Handler: &funcHandler{}}, 2)
 	want := map[*Conn]bool{}
 	for range 10 {
-		fd, _ := pair(t)
-		c := new(Conn)
-		if err := p.Register(c, fd, nil); err != nil {
-			t.Fatal(err)
-		}
+		c, _, _ := registerPair(t, p)
 		want[c] = true
 	}
 	seen := map[*Conn]bool{}
@@ -677,11 +653,7 @@ func TestCloseDuringRegister(t *testing.T) {
 func TestCloseAfterPollerClose(t *testing.T) {
 	closes := make(chan error, 2)
 	p := newTestPoller(t, Config{Handler: &funcHandler{close: func(c *Conn, err error) { closes <- err }}}, 2)
-	fd, _ := pair(t)
-	c := new(Conn)
-	if err := p.Register(c, fd, nil); err != nil {
-		t.Fatal(err)
-	}
+	c, fd, _ := registerPair(t, p)
 	p.Close()
 	// As a task does when it yields at the read cap: busy, read pending.
 	waitFor(t, "the connection to be idle", func() bool { return c.state.Load() == 0 })
