@@ -6,16 +6,21 @@ import "time"
 // what expires to Expire on the calling goroutine before it returns. It is
 // how a Manual wheel moves (tests pass a fake Clock's time). It must not be
 // called from Expire. Calls are serialised; a now at or before the last
-// processed tick does nothing.
+// processed tick does nothing. On a driven wheel it also places the timers
+// staged since the last call, Resets made by Expire included.
 func (w *Wheel) Advance(now time.Time) {
 	w.advanceMu.Lock()
 	defer w.advanceMu.Unlock()
 	w.advanceTo(w.tickAt(now))
+	if w.stage {
+		w.sweep()
+	}
 }
 
-// drive is the wheel's one goroutine. The ticker only wakes it: which ticks
-// are due is read from the clock, so a late wake-up catches up on every tick
-// it missed and no timer is skipped.
+// drive is the wheel's one goroutine. The ticker (at the wheel's resolution,
+// half of Config.Tick) only wakes it: which ticks are due is read from the
+// clock, so a late wake-up catches up on every tick it missed and no timer
+// is skipped.
 func (w *Wheel) drive(ticker *time.Ticker) {
 	defer close(w.done)
 	defer ticker.Stop()

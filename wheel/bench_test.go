@@ -31,11 +31,11 @@ func xorshift(x uint64) uint64 {
 	return x
 }
 
-// newBenchWheel returns a default Manual wheel on the real clock (so every
-// Schedule and Reset pays for a clock read, as runtime timers do) holding
-// benchResident timers.
+// newBenchWheel returns a default wheel, driven and on the real clock as the
+// server runs it, holding benchResident timers, once its driver has placed
+// them all in their slots.
 func newBenchWheel(b *testing.B, delays []time.Duration) (*Wheel, []Handle) {
-	w, err := New(Config{Expire: func([]Expired) {}, Manual: true})
+	w, err := New(Config{Expire: func([]Expired) {}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -44,7 +44,21 @@ func newBenchWheel(b *testing.B, delays []time.Duration) (*Wheel, []Handle) {
 	for i := range handles {
 		handles[i] = w.Schedule(delays[i&(len(delays)-1)], uint64(i))
 	}
+	for w.stagedCount() != 0 {
+		time.Sleep(time.Millisecond)
+	}
 	return w, handles
+}
+
+// stagedCount walks the staging list.
+func (w *Wheel) stagedCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for idx := w.staged; idx != nilIndex; idx = w.nodes.at(idx).next {
+		n++
+	}
+	return n
 }
 
 func nop() {}
@@ -88,6 +102,44 @@ func BenchmarkScheduleStop(b *testing.B) {
 	})
 }
 
+// BenchmarkScheduleSweepStop counts what ScheduleStop leaves to the driver:
+// each timer is scheduled, placed in its slot by a sweep (one clock read per
+// sweep, as the driver does every half tick) and then stopped out of the
+// slot. Its ns/op is the whole CPU cost of a timer that lives past a sweep,
+// to compare with BenchmarkScheduleStop/runtime.
+func BenchmarkScheduleSweepStop(b *testing.B) {
+	delays := benchDelays()
+	mask := len(delays) - 1
+	b.Run("wheel", func(b *testing.B) {
+		w, err := newWheel(Config{Expire: func([]Expired) {}, Manual: true}, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(w.Close)
+		for i := range benchResident {
+			w.Schedule(delays[i&mask], uint64(i))
+		}
+		w.Advance(time.Now())
+		batch := make([]Handle, 0, sweepChunk)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			batch = append(batch, w.Schedule(delays[i&mask], uint64(i)))
+			i++
+			if len(batch) == cap(batch) {
+				w.Advance(time.Now())
+				for _, h := range batch {
+					w.Stop(h)
+				}
+				batch = batch[:0]
+			}
+		}
+		if w.Len() != benchResident+len(batch) {
+			b.Fatalf("Len = %d", w.Len())
+		}
+	})
+}
+
 func BenchmarkReset(b *testing.B) {
 	delays := benchDelays()
 	mask := len(delays) - 1
@@ -113,7 +165,7 @@ func BenchmarkReset(b *testing.B) {
 	})
 }
 
-// BenchmarkExpire measures delivery: one op is one tick of a default wheel
+// BenchmarkExpire measures delivery: one op is one Tick of a default wheel
 // whose resident timers are due evenly over one revolution, so a tick
 // expires about benchResident/4096 of them. Like the server, Expire re-arms
 // every expired timer for a revolution later, so the load stays resident.
@@ -123,12 +175,14 @@ func BenchmarkExpire(b *testing.B) {
 		var w *Wheel
 		var expired int
 		revolution := DefaultTick * DefaultSlots
-		w, err := New(Config{Clock: clock, Manual: true, Expire: func(batch []Expired) {
+		// A staging wheel, as the server's driven one: the Resets made in
+		// Expire are placed by the sweep that ends each Advance.
+		w, err := newWheel(Config{Clock: clock, Manual: true, Expire: func(batch []Expired) {
 			expired += len(batch)
 			for _, e := range batch {
 				w.Reset(e.Handle, revolution)
 			}
-		}})
+		}}, true)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package wheel
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,12 @@ import (
 // wheel over their deadlines: every timer must end up fired or stopped,
 // never both and never neither.
 func TestStopRacesExpiry(t *testing.T) {
+	for _, stage := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stage=%v", stage), func(t *testing.T) { stopRacesExpiry(t, stage) })
+	}
+}
+
+func stopRacesExpiry(t *testing.T, stage bool) {
 	const (
 		timers   = 4000
 		stoppers = 4
@@ -20,13 +27,13 @@ func TestStopRacesExpiry(t *testing.T) {
 	for round := range 5 {
 		var mu sync.Mutex
 		fired := map[Handle]int{}
-		w, clock := newManual(t, time.Millisecond, 16, func(batch []Expired) {
+		w, clock := newManualWheel(t, time.Millisecond, 16, func(batch []Expired) {
 			mu.Lock()
 			for _, e := range batch {
 				fired[e.Handle]++
 			}
 			mu.Unlock()
-		})
+		}, stage)
 		rng := rand.New(rand.NewPCG(uint64(round), 1))
 		handles := make([]Handle, timers)
 		for i := range handles {
@@ -123,19 +130,25 @@ func TestStopRacesRealDriver(t *testing.T) {
 // disturbed by another's operations, even as nodes are recycled, and every
 // short timer must be fired or stopped, exactly one of the two.
 func TestConcurrentScheduleStopReset(t *testing.T) {
+	for _, stage := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stage=%v", stage), func(t *testing.T) { concurrentScheduleStopReset(t, stage) })
+	}
+}
+
+func concurrentScheduleStopReset(t *testing.T, stage bool) {
 	const (
 		workers = 8
 		ops     = 4000
 	)
 	var mu sync.Mutex
 	fired := map[Handle]int{}
-	w, clock := newManual(t, time.Millisecond, 64, func(batch []Expired) {
+	w, clock := newManualWheel(t, time.Millisecond, 64, func(batch []Expired) {
 		mu.Lock()
 		for _, e := range batch {
 			fired[e.Handle]++
 		}
 		mu.Unlock()
-	})
+	}, stage)
 	stopAdvancing := make(chan struct{})
 	var advancer sync.WaitGroup
 	advancer.Go(func() {

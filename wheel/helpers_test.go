@@ -49,8 +49,16 @@ func (r *recorder) take() []Expired {
 
 func newManual(t testing.TB, tick time.Duration, slots int, expire func([]Expired)) (*Wheel, *fakeClock) {
 	t.Helper()
+	return newManualWheel(t, tick, slots, expire, false)
+}
+
+// newManualWheel returns a Manual wheel on a fake clock; with stage set it
+// stages Schedules and Resets as a driven wheel does, and Advance places
+// them, so the driven wheel's path can be tested without sleeping.
+func newManualWheel(t testing.TB, tick time.Duration, slots int, expire func([]Expired), stage bool) (*Wheel, *fakeClock) {
+	t.Helper()
 	clock := newFakeClock()
-	w, err := New(Config{Tick: tick, Slots: slots, Expire: expire, Clock: clock, Manual: true})
+	w, err := newWheel(Config{Tick: tick, Slots: slots, Expire: expire, Clock: clock, Manual: true}, stage)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package wheel
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -55,11 +56,13 @@ func TestKeepalivePattern(t *testing.T) {
 		name string
 		mode handoff
 	}{{"reset in Expire", resetInExpire}, {"reset on worker", resetOnWorker}, {"reset on racing worker", resetOnWorkerAsync}} {
-		t.Run(mode.name, func(t *testing.T) { runKeepalive(t, mode.mode) })
+		for _, stage := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/stage=%v", mode.name, stage), func(t *testing.T) { runKeepalive(t, mode.mode, stage) })
+		}
 	}
 }
 
-func runKeepalive(t *testing.T, mode handoff) {
+func runKeepalive(t *testing.T, mode handoff, stage bool) {
 	const (
 		tick     = 100 * time.Millisecond
 		idle     = time.Second
@@ -78,14 +81,14 @@ func runKeepalive(t *testing.T, mode handoff) {
 			}
 		}
 	}
-	s.w, s.clock = newManual(t, tick, 16, func(batch []Expired) {
+	s.w, s.clock = newManualWheel(t, tick, 16, func(batch []Expired) {
 		if mode == resetInExpire {
 			handle(batch)
 			return
 		}
 		pendingWork.Add(1)
 		work <- append([]Expired(nil), batch...) // the batch is only valid during the call
-	})
+	}, stage)
 	var worker sync.WaitGroup
 	worker.Go(func() {
 		for batch := range work {

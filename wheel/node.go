@@ -20,14 +20,19 @@ const (
 	stateFree    nodeState = iota // on the free list; handles to it are stale
 	statePending                  // linked in the slot of its deadline
 	stateFired                    // delivered (or being delivered); in no list until Reset or Stop
+	stateStaged                   // armed, on the staging list; deadline holds the delay
 )
+
+// armed reports whether a node will fire unless stopped: pending in a slot
+// or staged for the driver to place.
+func (s nodeState) armed() bool { return s == statePending || s == stateStaged }
 
 // node is one timer: 32 bytes, so a cache line holds two.
 type node struct {
-	next, prev int32  // slot list links; next also links the free list
+	next, prev int32  // slot or staging list links; next also links the free list
 	gen        uint32 // bumped on release; never 0
 	state      nodeState
-	deadline   int64 // absolute tick; the slot is deadline & mask
+	deadline   int64 // absolute tick (the slot is deadline & mask); the delay in ns while staged
 	data       uint64
 }
 

@@ -12,40 +12,58 @@ import (
 // refWheel is the naive reference: a list of pending timers kept sorted by
 // firing time, driven by the same fake clock. A timer scheduled at s with
 // delay d fires at the first tick boundary at or after s+d that the wheel
-// has not already passed.
+// has not already passed. In staging mode a timer is placed only at the
+// next advance, as if scheduled then: at the first boundary at or after
+// that advance's time plus d.
 type refWheel struct {
 	tick    time.Duration
+	stage   bool
 	now     time.Duration // clock, relative to the wheel's start
 	passed  time.Duration // last tick boundary advanced over
 	pending []refTimer    // sorted by fireAt, then seq
+	staged  []refTimer    // staging mode: not yet placed
 	seq     int
 }
 
 type refTimer struct {
 	id       int
 	seq      int
+	d        time.Duration
 	deadline time.Duration // s+d: must not fire before it
+	placed   time.Duration // placement time + d: at most a tick before fireAt
 	fireAt   time.Duration
 }
 
 func (r *refWheel) insert(id int, d time.Duration) {
 	d = max(d, 0)
-	deadline := r.now + d
-	fireAt := (deadline + r.tick - 1) / r.tick * r.tick
+	t := refTimer{id: id, d: d, deadline: r.now + d}
+	if r.stage {
+		r.staged = append(r.staged, t)
+		return
+	}
+	r.place(t)
+}
+
+// place puts t in the pending list for the current time.
+func (r *refWheel) place(t refTimer) {
+	t.placed = r.now + t.d
+	fireAt := (t.placed + r.tick - 1) / r.tick * r.tick
 	if fireAt <= r.passed {
 		fireAt = r.passed + r.tick
 	}
 	r.seq++
-	t := refTimer{id: id, seq: r.seq, deadline: deadline, fireAt: fireAt}
+	t.seq, t.fireAt = r.seq, fireAt
 	i := sort.Search(len(r.pending), func(i int) bool { return r.pending[i].fireAt > fireAt })
 	r.pending = slices.Insert(r.pending, i, t)
 }
 
 func (r *refWheel) remove(id int) bool {
-	for i, t := range r.pending {
-		if t.id == id {
-			r.pending = slices.Delete(r.pending, i, i+1)
-			return true
+	for _, list := range []*[]refTimer{&r.pending, &r.staged} {
+		for i, t := range *list {
+			if t.id == id {
+				*list = slices.Delete(*list, i, i+1)
+				return true
+			}
 		}
 	}
 	return false
@@ -62,6 +80,10 @@ func (r *refWheel) advance() ([]refTimer, time.Duration) {
 	}
 	due := slices.Clone(r.pending[:n])
 	r.pending = r.pending[n:]
+	for _, t := range r.staged {
+		r.place(t)
+	}
+	r.staged = nil
 	return due, r.passed - before
 }
 
@@ -85,13 +107,15 @@ func (o op) String() string {
 	return fmt.Sprintf("%v(id=%d,d=%v)", [...]string{"schedule", "stop", "reset", "advance", "clock"}[o.kind], o.id, o.d)
 }
 
-// runAgainstReference applies ops to a Manual wheel and to the reference and
-// fails on the first difference in a return value or in what fires.
-func runAgainstReference(t *testing.T, tick time.Duration, slots int, ops []op) {
+// runAgainstReference applies ops to a Manual wheel (a staging one if stage)
+// and to the reference and fails on the first difference in a return value
+// or in what fires.
+func runAgainstReference(t *testing.T, tick time.Duration, slots int, ops []op, stage bool) {
 	t.Helper()
 	var rec recorder
-	w, clock := newManual(t, tick, slots, rec.expire)
-	ref := &refWheel{tick: tick}
+	w, clock := newManualWheel(t, tick, slots, rec.expire, stage)
+	ref := &refWheel{tick: w.tick, stage: stage}
+	tick = w.tick
 	handles := map[int]Handle{}  // id -> live handle (pending or fired)
 	refLive := map[int]bool{}    // id -> scheduled and not stopped
 	refPending := map[int]bool{} // id -> pending in the reference
@@ -154,8 +178,8 @@ func runAgainstReference(t *testing.T, tick time.Duration, slots int, ops []op) 
 				fireAt[r.id] = r.fireAt
 				delete(refPending, r.id)
 				// The promise itself, independent of the reference:
-				// never early, and at most a tick late.
-				if r.deadline > ref.now || r.fireAt-r.deadline > tick {
+				// never early, and at most a tick after placement.
+				if r.deadline > ref.now || r.placed < r.deadline || r.fireAt-r.placed > tick {
 					t.Fatalf("bad reference: %+v at %v", r, ref.now)
 				}
 			}
@@ -174,7 +198,7 @@ func runAgainstReference(t *testing.T, tick time.Duration, slots int, ops []op) 
 				}
 			}
 		}
-		if want := len(ref.pending); w.Len() != want {
+		if want := len(ref.pending) + len(ref.staged); w.Len() != want {
 			t.Fatalf("step %d %v: Len = %d, want %d", step, o, w.Len(), want)
 		}
 	}
@@ -286,9 +310,11 @@ func TestAgainstReference(t *testing.T) {
 			ops   []op
 		}{fmt.Sprintf("random seed %d slots %d", seed, slots), 7 * ms, slots, randomOps(seed, 3000, 7*ms, slots)})
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			runAgainstReference(t, tc.tick, tc.slots, tc.ops)
-		})
+	for _, stage := range []bool{false, true} {
+		for _, tc := range tests {
+			t.Run(fmt.Sprintf("%s/stage=%v", tc.name, stage), func(t *testing.T) {
+				runAgainstReference(t, tc.tick, tc.slots, tc.ops, stage)
+			})
+		}
 	}
 }

@@ -59,6 +59,7 @@ var ErrInvalidConfig = errors.New("wheel: invalid config")
 type Config struct {
 	// Tick is the wheel's resolution: a timer fires no earlier than its
 	// deadline and, when the driver is on time, within one Tick after it.
+	// The driver wakes every half Tick (see the package doc, Staging).
 	// Zero means DefaultTick.
 	Tick time.Duration
 	// Slots is the number of buckets, rounded up to a power of two. Zero
@@ -75,7 +76,8 @@ type Config struct {
 	// Clock supplies time; nil means the real clock.
 	Clock Clock
 	// Manual starts no driving goroutine: the wheel moves only when the
-	// caller calls Advance. Tests use it with a fake Clock.
+	// caller calls Advance. Tests use it with a fake Clock. With no driver
+	// to place staged timers, Schedule and Reset read the Clock themselves.
 	Manual bool
 }
 
@@ -85,12 +87,14 @@ type Wheel struct {
 	// Guarded by mu.
 	nodes   nodeStore
 	heads   []int32 // first node of each slot's list, or nilIndex
+	staged  int32   // first node of the staging list, or nilIndex
 	cur     int64   // last tick processed; every deadline in a slot is > cur
-	pending int
+	pending int     // armed timers: in a slot or staged
 	closed  bool
 
 	// Fixed at New.
-	tick     time.Duration
+	stage    bool          // Schedule and Reset stage nodes; sweep places them
+	tick     time.Duration // the wheel's resolution: Config.Tick, halved when staging
 	mask     int64
 	start    time.Time
 	clock    Clock
@@ -108,8 +112,15 @@ type Wheel struct {
 }
 
 // New returns a wheel. Unless cfg.Manual is set it starts one goroutine that
-// advances the wheel every tick until Close.
-func New(cfg Config) (*Wheel, error) {
+// advances the wheel every half tick until Close.
+func New(cfg Config) (*Wheel, error) { return newWheel(cfg, !cfg.Manual) }
+
+// newWheel is New with the staging choice open, so tests can drive a staging
+// wheel by hand. A staging wheel works at half the configured tick with
+// twice the slots (the same revolution): the half tick a staged timer may
+// wait to be placed plus the half tick of rounding add up to the one Tick of
+// lateness Config promises.
+func newWheel(cfg Config, stage bool) (*Wheel, error) {
 	if cfg.Expire == nil {
 		return nil, fmt.Errorf("%w: Expire is required", ErrInvalidConfig)
 	}
@@ -131,6 +142,10 @@ func New(cfg Config) (*Wheel, error) {
 	for n < slots {
 		n <<= 1
 	}
+	if stage {
+		tick = max(tick/2, 1)
+		n *= 2
+	}
 	clock := cfg.Clock
 	if clock == nil {
 		clock = realClock{}
@@ -139,6 +154,8 @@ func New(cfg Config) (*Wheel, error) {
 	w := &Wheel{
 		nodes:    newNodeStore(),
 		heads:    make([]int32, n),
+		staged:   nilIndex,
+		stage:    stage,
 		tick:     tick,
 		mask:     int64(n - 1),
 		start:    clock.Now(),
@@ -164,7 +181,7 @@ func New(cfg Config) (*Wheel, error) {
 // of firings and Resets, until Stop. Schedule returns the zero Handle only
 // after Close (or if the wheel already holds 2^31-1 nodes).
 func (w *Wheel) Schedule(d time.Duration, data uint64) Handle {
-	now := w.elapsed() // read outside the lock: a clock read is the slowest step
+	now := w.callerNow()
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -176,9 +193,7 @@ func (w *Wheel) Schedule(d time.Duration, data uint64) Handle {
 		return 0
 	}
 	n.data = data
-	n.state = statePending
-	n.deadline = w.deadlineTick(now, d)
-	w.link(idx, n)
+	w.arm(idx, n, now, d)
 	w.pending++
 	h := makeHandle(idx, n.gen)
 	w.mu.Unlock()
@@ -197,7 +212,7 @@ func (w *Wheel) Stop(h Handle) bool {
 		w.mu.Unlock()
 		return false
 	}
-	wasPending := n.state == statePending
+	wasPending := n.state.armed()
 	if wasPending {
 		w.unlink(idx, n)
 		w.pending--
@@ -212,23 +227,77 @@ func (w *Wheel) Stop(h Handle) bool {
 // a stale or zero handle or after Close. Resetting a timer whose batch is
 // being delivered re-arms it; that delivery still happens.
 func (w *Wheel) Reset(h Handle, d time.Duration) bool {
-	now := w.elapsed()
+	now := w.callerNow()
 	w.mu.Lock()
 	idx, n := w.lookup(h)
 	if n == nil || w.closed {
 		w.mu.Unlock()
 		return false
 	}
-	if n.state == statePending {
+	if n.state.armed() {
 		w.unlink(idx, n)
 	} else {
-		n.state = statePending
 		w.pending++
 	}
-	n.deadline = w.deadlineTick(now, d)
-	w.link(idx, n)
+	w.arm(idx, n, now, d)
 	w.mu.Unlock()
 	return true
+}
+
+// callerNow reads the clock for Schedule and Reset, outside the lock. A
+// staging wheel skips the read (it is most of the cost of a Schedule): the
+// sweep reads the clock once for every timer staged before it.
+func (w *Wheel) callerNow() time.Duration {
+	if w.stage {
+		return 0
+	}
+	return w.elapsed()
+}
+
+// arm links an unlinked node for delay d: onto the staging list, or
+// straight into the slot of now+d. The caller holds mu.
+func (w *Wheel) arm(idx int32, n *node, now, d time.Duration) {
+	if w.stage {
+		n.state = stateStaged
+		n.deadline = int64(clampDelay(d))
+	} else {
+		n.state = statePending
+		n.deadline = w.deadlineTick(now, d)
+	}
+	w.link(idx, n)
+}
+
+// sweepChunk bounds how many staged nodes one hold of mu places, so a burst
+// of Schedules does not shut callers out for long; maxSweepChunks bounds a
+// sweep, so a flood of Schedules cannot keep the driver from its ticks
+// (what is left waits for the next sweep, half a tick later).
+const (
+	sweepChunk     = 1024
+	maxSweepChunks = 256
+)
+
+// sweep places staged nodes in the slots of their deadlines. The clock is
+// read with mu held, after every node being placed was staged, so a node's
+// deadline (that reading plus its delay) is never before the one its
+// Schedule or Reset asked for. The caller holds advanceMu.
+func (w *Wheel) sweep() {
+	for range maxSweepChunks {
+		w.mu.Lock()
+		if w.staged == nilIndex || w.closed {
+			w.mu.Unlock()
+			return
+		}
+		now := w.elapsed()
+		for i := 0; i < sweepChunk && w.staged != nilIndex; i++ {
+			idx := w.staged
+			n := w.nodes.at(idx)
+			w.unlink(idx, n)
+			n.state = statePending
+			n.deadline = w.deadlineTick(now, time.Duration(n.deadline))
+			w.link(idx, n)
+		}
+		w.mu.Unlock()
+	}
 }
 
 // Len returns the number of pending timers. Fired timers that were not yet
@@ -272,11 +341,7 @@ func (w *Wheel) elapsed() time.Duration {
 // never a tick already processed: ticks are processed only once the clock
 // has reached their start, so a timer cannot fire before its deadline.
 func (w *Wheel) deadlineTick(now, d time.Duration) int64 {
-	if d < 0 {
-		d = 0
-	} else if d > maxDelay {
-		d = maxDelay
-	}
+	d = clampDelay(d)
 	if now < 0 {
 		now = 0
 	}
@@ -291,6 +356,8 @@ func (w *Wheel) deadlineTick(now, d time.Duration) int64 {
 	return k
 }
 
+func clampDelay(d time.Duration) time.Duration { return min(max(d, 0), maxDelay) }
+
 // lookup returns the node h names, or nil if h is zero or stale.
 func (w *Wheel) lookup(h Handle) (int32, *node) {
 	idx := h.index()
@@ -304,24 +371,32 @@ func (w *Wheel) lookup(h Handle) (int32, *node) {
 	return int32(idx), n
 }
 
-// link pushes a pending node onto the front of its deadline's slot.
-func (w *Wheel) link(idx int32, n *node) {
-	s := n.deadline & w.mask
-	head := w.heads[s]
-	n.prev = nilIndex
-	n.next = head
-	if head != nilIndex {
-		w.nodes.at(head).prev = idx
+// list returns the head of the list an armed node belongs in: the staging
+// list, or the slot of its deadline.
+func (w *Wheel) list(n *node) *int32 {
+	if n.state == stateStaged {
+		return &w.staged
 	}
-	w.heads[s] = idx
+	return &w.heads[n.deadline&w.mask]
 }
 
-// unlink removes a pending node from its slot.
+// link pushes an armed node onto the front of its list.
+func (w *Wheel) link(idx int32, n *node) {
+	head := w.list(n)
+	n.prev = nilIndex
+	n.next = *head
+	if *head != nilIndex {
+		w.nodes.at(*head).prev = idx
+	}
+	*head = idx
+}
+
+// unlink removes an armed node from its list.
 func (w *Wheel) unlink(idx int32, n *node) {
 	if n.prev != nilIndex {
 		w.nodes.at(n.prev).next = n.next
 	} else {
-		w.heads[n.deadline&w.mask] = n.next
+		*w.list(n) = n.next
 	}
 	if n.next != nilIndex {
 		w.nodes.at(n.next).prev = n.prev
