@@ -15,8 +15,10 @@ import (
 type Handler interface {
 	// Accept decides on a complete upgrade request before the 101 answer.
 	// Return nil to accept, or an *frame.HTTPError (frame.NewHTTPError) to
-	// refuse with that status; any other error refuses with 500. It may keep
-	// req's strings and call c.SetValue; it must not keep req.Rest.
+	// refuse with that status; any other error refuses with 500. req and its
+	// strings are valid only during the call (they alias the read buffer,
+	// so a handshake allocates nothing): strings.Clone what you keep
+	// (req.Query already returns copies). It may call c.SetValue.
 	Accept(c *Conn, req *frame.Request) error
 	// OnOpen runs once the 101 answer is written.
 	OnOpen(c *Conn)

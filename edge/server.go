@@ -45,6 +45,7 @@ type Server struct {
 	decoders sync.Pool // *frame.Decoder, between messages
 	frames   sync.Pool // *[]byte, encode buffers
 	hsBufs   sync.Pool // *[]byte, upgrade requests that arrive in pieces
+	requests sync.Pool // *frame.Request, parsed in place: a handshake leaves no garbage
 	partial  sync.Map  // *Conn -> *[]byte: requests not complete yet (rare, and bounded by the handshake timeout)
 	batches  sync.Pool // *timerBatch
 
@@ -91,6 +92,7 @@ func New(cfg Config) (*Server, error) {
 	s.decoders.New = func() any { return new(frame.Decoder) }
 	s.frames.New = func() any { b := make([]byte, 0, 512); return &b }
 	s.hsBufs.New = func() any { b := make([]byte, 0, 1024); return &b }
+	s.requests.New = func() any { return new(frame.Request) }
 	s.batches.New = func() any { return &timerBatch{items: make([]wheel.Expired, 0, wheel.MaxBatch)} }
 	s.metrics = newMetrics(s)
 	return s, nil
@@ -320,7 +322,14 @@ func (s *Server) handshake(c *Conn, p []byte) {
 		*hs = append(*hs, p...)
 		buf = *hs
 	}
-	req, err := frame.ParseRequest(buf, s.hsCfg)
+	// The request's strings alias buf, which stays put until this returns;
+	// nothing of the request outlives the call.
+	req := s.requests.Get().(*frame.Request)
+	defer func() {
+		*req = frame.Request{}
+		s.requests.Put(req)
+	}()
+	err := frame.ParseRequestInto(req, buf, s.hsCfg)
 	if errors.Is(err, frame.ErrIncomplete) {
 		if hs == nil {
 			hs = s.hsBufs.Get().(*[]byte)

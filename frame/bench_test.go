@@ -119,3 +119,16 @@ func BenchmarkParseRequest(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseRequestInto is the server's path: strings alias the input.
+func BenchmarkParseRequestInto(b *testing.B) {
+	in := handshake(append(goodLines, "User-Agent: Mozilla/5.0 (X11; Linux x86_64)", "Accept-Encoding: gzip, deflate", "Cookie: a=b; c=d")...)
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	var req Request
+	for b.Loop() {
+		if err := ParseRequestInto(&req, in, HandshakeConfig{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

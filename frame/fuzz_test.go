@@ -68,6 +68,17 @@ func FuzzHandshake(f *testing.F) {
 	f.Fuzz(func(t *testing.T, buf []byte, cut int) {
 		cfg := HandshakeConfig{MaxHeaderBytes: 1024}
 		req, err := ParseRequest(buf, cfg)
+		var into Request
+		errInto := ParseRequestInto(&into, buf, cfg)
+		if (err == nil) != (errInto == nil) || err != nil && err.Error() != errInto.Error() {
+			t.Fatalf("ParseRequest: %v, ParseRequestInto: %v", err, errInto)
+		}
+		if err == nil && (into.Method != req.Method || into.Path != req.Path || into.RawQuery != req.RawQuery ||
+			into.Host != req.Host || into.Origin != req.Origin || into.Authorization != req.Authorization ||
+			into.Protocol != req.Protocol || into.Extensions != req.Extensions || into.XForwardedFor != req.XForwardedFor ||
+			into.Key != req.Key || !bytes.Equal(into.Rest, req.Rest)) {
+			t.Fatalf("ParseRequestInto %+v, ParseRequest %+v", into, *req)
+		}
 		var he *HTTPError
 		switch {
 		case err == nil:

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/gobwas/httphead"
 )
@@ -107,43 +108,66 @@ func (r *Request) Protocols() []string {
 // and otherwise the parsed request. ParseRequest keeps nothing: call it
 // again with the longer buffer after ErrIncomplete.
 func ParseRequest(buf []byte, cfg HandshakeConfig) (*Request, error) {
+	req := new(Request)
+	if err := parseRequest(req, buf, cfg, true); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// ParseRequestInto is ParseRequest for a server that answers the handshake
+// before it reads again: it fills req, and req's strings alias buf instead
+// of copying it, so a handshake allocates nothing. They are valid only
+// while buf is unchanged; strings.Clone what outlives it (Query already
+// returns copies). req is overwritten whatever the outcome.
+func ParseRequestInto(req *Request, buf []byte, cfg HandshakeConfig) error {
+	*req = Request{}
+	return parseRequest(req, buf, cfg, false)
+}
+
+// parseRequest fills req from buf; with copy set its strings share one
+// copy of the header block, otherwise they alias buf.
+func parseRequest(req *Request, buf []byte, cfg HandshakeConfig, copy bool) error {
 	limit := cfg.maxHeaderBytes()
 	end := bytes.Index(buf, crlf2)
 	if end < 0 || end+len(crlf2) > limit {
 		// Refuse garbage (a TLS hello, a stray protocol) as soon as its
 		// first line is in, rather than at the limit.
 		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
-			if _, err := (&handshakeFields{}).parseRequestLine(buf[:i+1]); err != nil {
-				return nil, err
+			line := buf[:i+1] // req is not returned: its strings may alias
+			h := handshakeFields{block: line, text: unsafe.String(&line[0], len(line))}
+			if err := h.parseRequestLine(req, line); err != nil {
+				return err
 			}
 		}
 		if end >= 0 || len(buf) > limit {
-			return nil, NewHTTPError(http.StatusRequestHeaderFieldsTooLarge, "request header too large")
+			return NewHTTPError(http.StatusRequestHeaderFieldsTooLarge, "request header too large")
 		}
-		return nil, ErrIncomplete
+		return ErrIncomplete
 	}
 	block := buf[:end+2] // every line with its CRLF
 	nl := bytes.Index(block, crlf)
-	// One copy of the header block; every string of the Request is a
-	// substring of it, so a handshake costs one allocation here instead of
-	// one per field (what an idle-connection server pays on every connect).
-	h := handshakeFields{block: block, text: string(block)}
-	req, err := h.parseRequestLine(block[:nl+2])
-	if err != nil {
-		return nil, err
+	// Every string of the Request is a substring of text: one copy of the
+	// header block (one allocation instead of one per field), or with copy
+	// unset the block itself (none).
+	h := handshakeFields{block: block}
+	if copy {
+		h.text = string(block)
+	} else {
+		h.text = unsafe.String(&block[0], len(block))
+	}
+	if err := h.parseRequestLine(req, block[:nl+2]); err != nil {
+		return err
 	}
 	for rest := block[nl+2:]; len(rest) > 0; {
 		i := bytes.Index(rest, crlf)
 		if err := h.add(rest[:i]); err != nil {
-			return nil, err
+			return err
 		}
 		rest = rest[i+2:]
 	}
 	req.Rest = buf[end+len(crlf2):]
-	if err := h.check(req); err != nil {
-		return nil, err
-	}
-	return req, nil
+	return h.check(req)
 }
 
 var (
@@ -151,41 +175,42 @@ var (
 	crlf2 = []byte("\r\n\r\n")
 )
 
-// parseRequestLine parses line, which ends in LF, as an HTTP/1.1 request line.
-func (h *handshakeFields) parseRequestLine(line []byte) (*Request, error) {
+// parseRequestLine parses line, which ends in LF, as an HTTP/1.1 request
+// line into req's Method, Path and RawQuery.
+func (h *handshakeFields) parseRequestLine(req *Request, line []byte) error {
 	if !bytes.HasSuffix(line, crlf) || !validFieldBytes(line[:len(line)-2]) {
-		return nil, NewHTTPError(http.StatusBadRequest, "malformed request line")
+		return NewHTTPError(http.StatusBadRequest, "malformed request line")
 	}
 	rl, ok := httphead.ParseRequestLine(line[:len(line)-2])
 	if !ok {
-		return nil, NewHTTPError(http.StatusBadRequest, "malformed request line")
+		return NewHTTPError(http.StatusBadRequest, "malformed request line")
 	}
 	if rl.Version.Major != 1 || rl.Version.Minor < 1 {
-		return nil, NewHTTPError(http.StatusBadRequest, "HTTP/1.1 or later is required")
+		return NewHTTPError(http.StatusBadRequest, "HTTP/1.1 or later is required")
 	}
-	req := &Request{Method: h.str(rl.Method)}
+	req.Method = h.str(rl.Method)
 	if target := rl.URI; len(target) > 0 && target[0] == '/' && bytes.IndexAny(target, "%#") < 0 {
 		// The usual origin-form with nothing to decode: no URL parser.
 		path, query, _ := bytes.Cut(target, []byte{'?'})
 		if bytes.HasPrefix(path, []byte("//")) {
-			return nil, NewHTTPError(http.StatusBadRequest, "malformed request-target")
+			return NewHTTPError(http.StatusBadRequest, "malformed request-target")
 		}
 		req.Path, req.RawQuery = h.str(path), h.str(query)
-		return req, nil
+		return nil
 	}
 	u, err := url.ParseRequestURI(string(rl.URI))
 	if err != nil || u.Fragment != "" {
-		return nil, NewHTTPError(http.StatusBadRequest, "malformed request-target")
+		return NewHTTPError(http.StatusBadRequest, "malformed request-target")
 	}
 	path := u.Path
 	if path == "" && u.Host != "" {
 		path = "/" // absolute-form without a path
 	}
 	if !strings.HasPrefix(path, "/") {
-		return nil, NewHTTPError(http.StatusBadRequest, "malformed request-target")
+		return NewHTTPError(http.StatusBadRequest, "malformed request-target")
 	}
 	req.Path, req.RawQuery = path, u.RawQuery
-	return req, nil
+	return nil
 }
 
 // validFieldBytes reports whether line holds no control byte but HTAB.
@@ -201,7 +226,7 @@ func validFieldBytes(line []byte) bool {
 // handshakeFields collects the header fields a handshake needs.
 type handshakeFields struct {
 	block []byte // the header block being parsed
-	text  string // string(block): fields are substrings of it
+	text  string // block's bytes (a copy, or block itself): fields are substrings of it
 
 	hosts, keys          int
 	sawUpgrade           bool

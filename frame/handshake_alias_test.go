@@ -63,3 +63,37 @@ func TestQueryReturnsACopy(t *testing.T) {
 		t.Fatalf("Query = %q aliases the request's query", v)
 	}
 }
+
+// ParseRequestInto is the server's path: the same answers as ParseRequest,
+// strings aliasing the input, and no allocation for a plain request.
+func TestParseRequestInto(t *testing.T) {
+	buf := []byte("GET /ws?user=alice HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: https://a.example\r\n\r\nrest")
+	var req Request
+	if err := ParseRequestInto(&req, buf, HandshakeConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	want, err := ParseRequest(buf, HandshakeConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.Path != want.Path || req.RawQuery != want.RawQuery || req.Key != want.Key || req.Origin != want.Origin ||
+		req.Host != want.Host || req.Method != want.Method || string(req.Rest) != "rest" {
+		t.Fatalf("got %+v, want %+v", req, *want)
+	}
+	start := uintptr(unsafe.Pointer(&buf[0]))
+	if p := uintptr(unsafe.Pointer(unsafe.StringData(req.Key))); p < start || p >= start+uintptr(len(buf)) {
+		t.Fatal("Key does not alias the input")
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		if err := ParseRequestInto(&req, buf, HandshakeConfig{}); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocations", n)
+	}
+	// Overwritten whatever the outcome: nothing of the last request stays.
+	if err := ParseRequestInto(&req, []byte("GET /x HTTP/1.1\r\n"), HandshakeConfig{}); err != ErrIncomplete || req.Key != "" {
+		t.Fatalf("incomplete: err %v, req %+v", err, req)
+	}
+}
