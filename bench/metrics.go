@@ -41,10 +41,14 @@ type admin struct {
 }
 
 func newAdmin(cfg *Config) *admin {
+	// No gzip: a server that honours it allocates a compressor per scrape,
+	// and the samples would then measure the sampling.
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DisableCompression = true
 	return &admin{
 		urls:   cfg.Admin,
 		token:  cfg.AdminToken,
-		client: &http.Client{Timeout: 10 * time.Second},
+		client: &http.Client{Timeout: 10 * time.Second, Transport: t},
 	}
 }
 
