@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -143,8 +144,7 @@ func (p *Poller) Close() {
 	}
 	p.wg.Wait()
 	for _, s := range p.shards {
-		unix.Close(s.epfd)
-		unix.Close(s.efd)
+		s.close()
 	}
 }
 
@@ -454,9 +454,16 @@ func (c *Conn) RemoteAddr() *net.TCPAddr {
 }
 
 type shard struct {
-	p       *Poller
-	epfd    int
-	efd     int
+	p    *Poller
+	epfd int
+	efd  int
+	// The epoll fd as a file in the Go runtime's poller (an epoll set is
+	// itself pollable: readable while it has events), so a shard with
+	// nothing to do parks like any goroutine instead of holding a thread
+	// in epoll_wait. rc is nil if the runtime would not take the fd; the
+	// shard then blocks in epoll_wait.
+	file *os.File
+	rc   syscall.RawConn
 	mu      sync.Mutex
 	ready   []*Conn // busy connections waiting for a task; each at most once
 	stopped bool    // run has returned: ready is no longer served
@@ -478,7 +485,44 @@ func newShard(p *Poller) (*shard, error) {
 		unix.Close(efd)
 		return nil, os.NewSyscallError("epoll_ctl add eventfd", err)
 	}
-	return &shard{p: p, epfd: epfd, efd: efd}, nil
+	s := &shard{p: p, epfd: epfd, efd: efd}
+	if unix.SetNonblock(epfd, true) == nil {
+		// From here the file owns epfd: close closes it through the file.
+		s.file = os.NewFile(uintptr(epfd), "epoll")
+		if rc, err := s.file.SyscallConn(); err == nil {
+			s.rc = rc
+		}
+	}
+	return s, nil
+}
+
+func (s *shard) close() {
+	if s.file != nil {
+		s.file.Close()
+	} else {
+		unix.Close(s.epfd)
+	}
+	unix.Close(s.efd)
+}
+
+// poll waits for events and returns how many it put in events.
+func (s *shard) poll(events []unix.EpollEvent) (int, error) {
+	if s.rc != nil {
+		var n int
+		var err error
+		rerr := s.rc.Read(func(uintptr) bool {
+			n, err = unix.EpollWait(s.epfd, events, 0)
+			return n > 0 || err != nil && err != unix.EINTR
+		})
+		if rerr == nil {
+			return n, err
+		}
+		// Not pollable after all (the runtime refused the fd): block in
+		// epoll_wait from now on. Close does not reach here: it closes
+		// the file only once run has returned.
+		s.rc = nil
+	}
+	return unix.EpollWait(s.epfd, events, -1)
 }
 
 func (s *shard) wake() {
@@ -550,7 +594,7 @@ func (s *shard) run() {
 	events := make([]unix.EpollEvent, 256)
 	var ready []*Conn
 	for {
-		n, err := unix.EpollWait(s.epfd, events, -1)
+		n, err := s.poll(events)
 		if err != nil {
 			if err == unix.EINTR {
 				continue
