@@ -462,8 +462,8 @@ type shard struct {
 	// nothing to do parks like any goroutine instead of holding a thread
 	// in epoll_wait. rc is nil if the runtime would not take the fd; the
 	// shard then blocks in epoll_wait.
-	file *os.File
-	rc   syscall.RawConn
+	file    *os.File
+	rc      syscall.RawConn
 	mu      sync.Mutex
 	ready   []*Conn // busy connections waiting for a task; each at most once
 	stopped bool    // run has returned: ready is no longer served
