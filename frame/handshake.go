@@ -37,11 +37,12 @@ func (c HandshakeConfig) maxHeaderBytes() int {
 // read more bytes and call again with all of them.
 var ErrIncomplete = errors.New("frame: handshake incomplete")
 
-// Request is a valid WebSocket opening handshake (RFC 6455 §4.2.1). Its
-// strings are copies: substrings of one copy of the header block, so
-// keeping any one of them keeps that block (a few hundred bytes) alive —
-// strings.Clone what you keep for a connection's life. Query's results are
-// copies of their own. Only Rest aliases the input.
+// Request is a valid WebSocket opening handshake (RFC 6455 §4.2.1). From
+// ParseRequest its strings are copies: substrings of one copy of the header
+// block, so keeping any one of them keeps that block (a few hundred bytes)
+// alive — strings.Clone what you keep for a connection's life; from
+// ParseRequestInto they alias the input. Query's results are copies of
+// their own. Rest always aliases the input.
 type Request struct {
 	Method, Path, RawQuery string // from the request-target; Path is decoded
 	Host                   string

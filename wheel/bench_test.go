@@ -32,8 +32,7 @@ func xorshift(x uint64) uint64 {
 }
 
 // newBenchWheel returns a default wheel, driven and on the real clock as the
-// server runs it, holding benchResident timers, once its driver has placed
-// them all in their slots.
+// server runs it, holding benchResident timers placed in their slots.
 func newBenchWheel(b *testing.B, delays []time.Duration) (*Wheel, []Handle) {
 	w, err := New(Config{Expire: func([]Expired) {}})
 	if err != nil {
@@ -44,21 +43,20 @@ func newBenchWheel(b *testing.B, delays []time.Duration) (*Wheel, []Handle) {
 	for i := range handles {
 		handles[i] = w.Schedule(delays[i&(len(delays)-1)], uint64(i))
 	}
-	for w.stagedCount() != 0 {
-		time.Sleep(time.Millisecond)
+	// Place them now rather than waiting for the driver's sweeps (which
+	// take at most 256*1024 nodes each); the two are serialised.
+	w.advanceMu.Lock()
+	for w.hasStaged() {
+		w.sweep()
 	}
+	w.advanceMu.Unlock()
 	return w, handles
 }
 
-// stagedCount walks the staging list.
-func (w *Wheel) stagedCount() int {
+func (w *Wheel) hasStaged() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	n := 0
-	for idx := w.staged; idx != nilIndex; idx = w.nodes.at(idx).next {
-		n++
-	}
-	return n
+	return w.staged != nilIndex
 }
 
 func nop() {}
