@@ -56,9 +56,10 @@
 // The price is placement up to half a tick late, so a driven wheel runs at
 // half of Config.Tick with twice the slots (the same revolution): half a
 // tick of staging plus half a tick of rounding keep the promise below. The
-// sweep is bounded per wake-up, so a flood of Schedules delays placement
-// but cannot stall the ticks. Manual wheels have no driver to sweep for
-// them; they read the clock in Schedule and Reset and place nodes directly.
+// sweep is bounded per wake-up and takes the oldest staged timers first,
+// so a flood of Schedules delays placement (fairly) but cannot stall the
+// ticks. Manual wheels have no driver to sweep for them; they read the
+// clock in Schedule and Reset and place nodes directly.
 //
 // # Time
 //

@@ -41,7 +41,8 @@ const (
 	DefaultSlots = 4096
 )
 
-// MaxSlots bounds Config.Slots (the slot table costs 4 bytes a slot).
+// MaxSlots bounds Config.Slots (the slot table costs 4 bytes a slot, and a
+// driven wheel has twice Config.Slots: 128 MiB at the bound).
 const MaxSlots = 1 << 24
 
 // MaxBatch is the most entries one call of Config.Expire receives. A tick
@@ -87,7 +88,8 @@ type Wheel struct {
 	// Guarded by mu.
 	nodes   nodeStore
 	heads   []int32 // first node of each slot's list, or nilIndex
-	staged  int32   // first node of the staging list, or nilIndex
+	staged  int32   // first (oldest) node of the staging list, or nilIndex
+	stagedT int32   // last node of the staging list, or nilIndex
 	cur     int64   // last tick processed; every deadline in a slot is > cur
 	pending int     // armed timers: in a slot or staged
 	closed  bool
@@ -155,6 +157,7 @@ func newWheel(cfg Config, stage bool) (*Wheel, error) {
 		nodes:    newNodeStore(),
 		heads:    make([]int32, n),
 		staged:   nilIndex,
+		stagedT:  nilIndex,
 		stage:    stage,
 		tick:     tick,
 		mask:     int64(n - 1),
@@ -380,8 +383,21 @@ func (w *Wheel) list(n *node) *int32 {
 	return &w.heads[n.deadline&w.mask]
 }
 
-// link pushes an armed node onto the front of its list.
+// link puts an armed node in its list: at the back of the staging list, so
+// that sweeps place the oldest first and a flood cannot starve them, or at
+// the front of its slot.
 func (w *Wheel) link(idx int32, n *node) {
+	if n.state == stateStaged {
+		n.next = nilIndex
+		n.prev = w.stagedT
+		if w.stagedT != nilIndex {
+			w.nodes.at(w.stagedT).next = idx
+		} else {
+			w.staged = idx
+		}
+		w.stagedT = idx
+		return
+	}
 	head := w.list(n)
 	n.prev = nilIndex
 	n.next = *head
@@ -400,6 +416,8 @@ func (w *Wheel) unlink(idx int32, n *node) {
 	}
 	if n.next != nilIndex {
 		w.nodes.at(n.next).prev = n.prev
+	} else if n.state == stateStaged {
+		w.stagedT = n.prev
 	}
 	n.next, n.prev = nilIndex, nilIndex
 }

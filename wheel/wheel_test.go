@@ -270,3 +270,33 @@ func TestRealClockDriver(t *testing.T) {
 		t.Fatalf("Schedule after Close returned %#x", h)
 	}
 }
+
+// A sweep places at most sweepChunk*maxSweepChunks timers; under a flood
+// it must take the oldest first, or a timer staged before the flood could
+// wait for as long as the flood lasts.
+func TestSweepTakesOldestFirst(t *testing.T) {
+	w, clock := newManualWheel(t, time.Millisecond, 64, func([]Expired) {}, true)
+	first := w.Schedule(0, 1)
+	const flood = sweepChunk*maxSweepChunks + 100
+	for i := range flood {
+		w.Schedule(time.Hour, uint64(i))
+	}
+	w.Advance(clock.Add(time.Millisecond))
+	state := func(h Handle) nodeState {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		_, n := w.lookup(h)
+		return n.state
+	}
+	if got := state(first); got != statePending {
+		t.Fatalf("the first timer is in state %v after a sweep, want placed (pending)", got)
+	}
+	last := w.Schedule(time.Hour, 0)
+	w.Advance(clock.Add(time.Millisecond))
+	if got := state(last); got != statePending {
+		t.Fatalf("the last timer is in state %v after a second sweep, want placed", got)
+	}
+	if w.Len() != flood+1 {
+		t.Fatalf("Len = %d, want %d", w.Len(), flood+1)
+	}
+}
