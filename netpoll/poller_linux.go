@@ -464,6 +464,10 @@ type shard struct {
 	// shard then blocks in epoll_wait.
 	file    *os.File
 	rc      syscall.RawConn
+	drain   func(uintptr) bool // drainOnce, bound once: poll allocates nothing
+	events  []unix.EpollEvent  // drainOnce's output, owned by run
+	got     int
+	pollErr error
 	mu      sync.Mutex
 	ready   []*Conn // busy connections waiting for a task; each at most once
 	stopped bool    // run has returned: ready is no longer served
@@ -486,6 +490,7 @@ func newShard(p *Poller) (*shard, error) {
 		return nil, os.NewSyscallError("epoll_ctl add eventfd", err)
 	}
 	s := &shard{p: p, epfd: epfd, efd: efd}
+	s.drain = s.drainOnce
 	if unix.SetNonblock(epfd, true) == nil {
 		// From here the file owns epfd: close closes it through the file.
 		s.file = os.NewFile(uintptr(epfd), "epoll")
@@ -494,6 +499,18 @@ func newShard(p *Poller) (*shard, error) {
 		}
 	}
 	return s, nil
+}
+
+// drainOnce is the runtime poller's callback: it takes what the epoll set
+// has without waiting, and reports false (park until the set is readable)
+// only when it had nothing.
+func (s *shard) drainOnce(uintptr) bool {
+	for {
+		s.got, s.pollErr = unix.EpollWait(s.epfd, s.events, 0)
+		if s.pollErr != unix.EINTR {
+			return s.got > 0 || s.pollErr != nil
+		}
+	}
 }
 
 func (s *shard) close() {
@@ -508,14 +525,10 @@ func (s *shard) close() {
 // poll waits for events and returns how many it put in events.
 func (s *shard) poll(events []unix.EpollEvent) (int, error) {
 	if s.rc != nil {
-		var n int
-		var err error
-		rerr := s.rc.Read(func(uintptr) bool {
-			n, err = unix.EpollWait(s.epfd, events, 0)
-			return n > 0 || err != nil && err != unix.EINTR
-		})
+		s.events = events
+		rerr := s.rc.Read(s.drain)
 		if rerr == nil {
-			return n, err
+			return s.got, s.pollErr
 		}
 		// Not pollable after all (the runtime refused the fd): block in
 		// epoll_wait from now on. Close does not reach here: it closes
