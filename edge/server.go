@@ -405,11 +405,14 @@ func (s *Server) reject(c *Conn, err error) {
 		he = frame.NewHTTPError(http.StatusInternalServerError, "internal error")
 	}
 	s.metrics.handshakeFailures.WithLabelValues(failureReason(he.Status)).Inc()
+	// Built before the partial request goes back to its pool: a handler's
+	// reason may quote the request, whose strings alias that buffer.
+	resp := he.Response()
 	s.releaseHandshakeBuf(c)
 	if !c.phase.CompareAndSwap(phaseHandshake, phaseDraining) {
 		return
 	}
-	if c.nc.Write(he.Response()) != nil || c.nc.Shutdown() != nil {
+	if c.nc.Write(resp) != nil || c.nc.Shutdown() != nil {
 		c.nc.Close()
 		return
 	}

@@ -120,7 +120,9 @@ func ParseRequest(buf []byte, cfg HandshakeConfig) (*Request, error) {
 // before it reads again: it fills req, and req's strings alias buf instead
 // of copying it, so a handshake allocates nothing. They are valid only
 // while buf is unchanged; strings.Clone what outlives it (Query already
-// returns copies). req is overwritten whatever the outcome.
+// returns copies). req is overwritten whatever the outcome, and after an
+// error some of its fields may be set (aliasing buf too): use it only on
+// success.
 func ParseRequestInto(req *Request, buf []byte, cfg HandshakeConfig) error {
 	*req = Request{}
 	return parseRequest(req, buf, cfg, false)
