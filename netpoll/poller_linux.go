@@ -25,7 +25,12 @@ type Poller struct {
 	queued atomic.Int64 // bytes in all outbound queues
 	bufs   sync.Pool
 	closed atomic.Bool
-	wg     sync.WaitGroup
+	// life is held shared by Register from its closed check to its
+	// epoll_ctl, and exclusively by Close to set closed, so Close never
+	// closes an epoll fd that a Register is about to use (after which the
+	// number could already name another file).
+	life sync.RWMutex
+	wg   sync.WaitGroup
 }
 
 // New starts a Poller with cfg.Shards goroutines.
@@ -82,6 +87,8 @@ func (p *Poller) Open() int64 { return p.open.Load() }
 // any event for it can be dispatched (the caller sets up timers there). On
 // error the caller still owns fd.
 func (p *Poller) Register(c *Conn, fd int, init func(*Conn)) error {
+	p.life.RLock()
+	defer p.life.RUnlock()
 	if p.closed.Load() {
 		return ErrPollerClosed
 	}
@@ -136,7 +143,10 @@ func (p *Poller) Range(fn func(*Conn) bool) { p.reg.rangeAll(fn) }
 // Close stops the shards. It does not close connections: close them first
 // (Range + Close) if they should end.
 func (p *Poller) Close() {
-	if p.closed.Swap(true) {
+	p.life.Lock()
+	wasClosed := p.closed.Swap(true)
+	p.life.Unlock()
+	if wasClosed {
 		return
 	}
 	for _, s := range p.shards {

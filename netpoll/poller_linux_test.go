@@ -786,3 +786,40 @@ func TestFDsReturnToBaseline(t *testing.T) {
 	}
 	waitFor(t, "fds back to baseline", func() bool { return countFDs(t) <= base })
 }
+
+// Close waits for a Register in flight: Register checks closed and then
+// adds the fd to a shard's epoll set, and a Close in between must not
+// release that epoll fd (whose number a new socket could take at once).
+// init runs inside that window; here it gives a concurrent Close every
+// chance to finish before Register reaches epoll_ctl.
+func TestCloseWaitsForRegister(t *testing.T) {
+	tp := newTestPool(2)
+	p, err := New(Config{Handler: &funcHandler{}, Dispatch: tp.dispatch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.p.Store(p)
+	fd, _ := pair(t)
+	closed := make(chan struct{})
+	err = p.Register(new(Conn), fd, func(*Conn) {
+		go func() {
+			p.Close()
+			close(closed)
+		}()
+		select {
+		case <-closed:
+			t.Error("Close returned while a Register was between its check and epoll_ctl")
+		case <-time.After(100 * time.Millisecond):
+		}
+	})
+	if err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	<-closed
+	if err := p.Register(new(Conn), fd, nil); !errors.Is(err, ErrPollerClosed) {
+		t.Fatalf("Register after Close: %v, want ErrPollerClosed", err)
+	}
+	p.Range(func(c *Conn) bool { c.Close(); return true })
+	close(tp.ch)
+	tp.wg.Wait()
+}
