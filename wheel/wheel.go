@@ -260,13 +260,19 @@ func (w *Wheel) callerNow() time.Duration {
 // arm links an unlinked node for delay d: onto the staging list, or
 // straight into the slot of now+d. The caller holds mu.
 func (w *Wheel) arm(idx int32, n *node, now, d time.Duration) {
-	if w.stage {
-		n.state = stateStaged
-		n.deadline = int64(clampDelay(d))
-	} else {
-		n.state = statePending
-		n.deadline = w.deadlineTick(now, d)
+	if !w.stage {
+		w.place(idx, n, now, d)
+		return
 	}
+	n.state = stateStaged
+	n.deadline = int64(clampDelay(d))
+	w.link(idx, n)
+}
+
+// place links an unlinked node into the slot of now+d. The caller holds mu.
+func (w *Wheel) place(idx int32, n *node, now, d time.Duration) {
+	n.state = statePending
+	n.deadline = w.deadlineTick(now, d)
 	w.link(idx, n)
 }
 
@@ -295,9 +301,7 @@ func (w *Wheel) sweep() {
 			idx := w.staged
 			n := w.nodes.at(idx)
 			w.unlink(idx, n)
-			n.state = statePending
-			n.deadline = w.deadlineTick(now, time.Duration(n.deadline))
-			w.link(idx, n)
+			w.place(idx, n, now, time.Duration(n.deadline))
 		}
 		w.mu.Unlock()
 	}
