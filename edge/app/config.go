@@ -45,9 +45,9 @@ type Config struct {
 }
 
 // DefaultMaxRooms bounds the rooms one node holds, whatever its clients
-// join: at the measured cost (docs/operations.md) 100,000 rooms take about
-// 30 MB on a single node and 65 MB plus as many NATS subscriptions in a
-// cluster, where -max-rooms-per-conn alone would allow 64 per connection.
+// join (-max-rooms-per-conn alone allows 64 per connection): at the measured
+// cost (docs/operations.md) 100,000 rooms take about 15 MB on a single node,
+// 50 MB on a cluster node and 70 MB in NATS subscriptions.
 const DefaultMaxRooms = 100_000
 
 func (c Config) withDefaults() (Config, error) {
