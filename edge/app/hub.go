@@ -208,7 +208,8 @@ func (r *rooms) shard(name string) int {
 	return int(maphash.String(r.seed, name) & (shardCount - 1))
 }
 
-// add adds u to room name, creating the room if needed.
+// add adds u to room name, creating the room whatever the limit (tests
+// fill the index with it).
 func (r *rooms) add(name string, u *user) { r.tryAdd(name, u, math.MaxInt) }
 
 // tryAdd adds u to room name and returns the index's copy of the name. It
@@ -266,7 +267,8 @@ func (r *rooms) members(name string) []*user {
 }
 
 // join adds u to room. It fails with errTooManyRooms at the connection's
-// limit, errNodeRooms when room would be new past the node's, and errDetached once u has been replaced, kicked or closed. Joining a room
+// limit, errNodeRooms when room would be a new room past the node's, and
+// errDetached once u has been replaced, kicked or closed. Joining a room
 // twice is a no-op. Lock order: user, then room shard.
 func (a *App) join(u *user, room string) error {
 	u.mu.Lock()
