@@ -59,6 +59,7 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int
 	jwtPublicKey := fs.String("jwt-public-key", "", "PEM file with an RSA (RS256) or P-256 ECDSA (ES256) public key for client JWTs")
 	origins := fs.String("allowed-origins", "", "comma-separated exact Origin values browsers may connect from (default: any)")
 	fs.IntVar(&appCfg.MaxRoomsPerConn, "max-rooms-per-conn", 64, "rooms one connection may join")
+	fs.IntVar(&appCfg.MaxRooms, "max-rooms", app.DefaultMaxRooms, "rooms with a member on this node (each a NATS subscription in a cluster); a join that would create one more gets too_many_rooms")
 	fs.Float64Var(&appCfg.ClientRate, "client-rate", 0, "client messages per second per connection (0: no limit)")
 	fs.IntVar(&appCfg.ClientBurst, "client-burst", 0, "burst allowed over -client-rate (0: the rate rounded up)")
 	fs.StringVar(&appCfg.AdminToken, "admin-token", "", "bearer token required on the admin /v1/ API (required when -admin is not loopback; prefer WSEDGE_ADMIN_TOKEN)")

@@ -10,6 +10,7 @@ import (
 
 var (
 	errTooManyRooms = errors.New("too many rooms")
+	errNodeRooms    = errors.New("too many rooms on this node")
 	errDetached     = errors.New("connection replaced or closed")
 )
 

@@ -169,7 +169,11 @@ func (a *App) OnMessage(c *edge.Conn, op ws.OpCode, p []byte) {
 		case nil:
 			a.ack(u, msg.id)
 		case errTooManyRooms:
+			a.m.joinRefused("max_rooms_per_conn")
 			a.replyError(u, msg.id, codeTooManyRooms, "at most "+strconv.Itoa(a.cfg.MaxRoomsPerConn)+" rooms per connection")
+		case errNodeRooms:
+			a.m.joinRefused("max_rooms")
+			a.replyError(u, msg.id, codeTooManyRooms, "this server holds its maximum of "+strconv.Itoa(a.cfg.MaxRooms)+" rooms: join an existing room or try again later")
 		}
 		// errDetached: the connection is being closed; say nothing.
 	case typeLeave:
