@@ -115,6 +115,9 @@ func NewServer(edgeCfg edge.Config, appCfg Config) (*edge.Server, *App, error) {
 		handlers[p] = h
 	}
 	handlers[a.cfg.Path] = a
+	if _, taken := handlers["/echo"]; edgeCfg.Echo && !taken {
+		handlers["/echo"] = echo{a} // admits as /ws does; edge's built-in /echo admits anyone
+	}
 	edgeCfg.Handlers = handlers
 	srv, err := edge.New(edgeCfg)
 	if err != nil {

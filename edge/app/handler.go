@@ -26,11 +26,8 @@ var _ edge.Handler = (*App)(nil)
 // Accept admits a client: origin first (403), then identity (401 when
 // missing or invalid, 400 when not a valid user id).
 func (a *App) Accept(c *edge.Conn, req *frame.Request) error {
-	if a.origins != nil && req.Origin != "" {
-		if _, ok := a.origins[req.Origin]; !ok {
-			a.m.authFailure("origin")
-			return frame.NewHTTPError(http.StatusForbidden, "origin not allowed")
-		}
+	if err := a.checkOrigin(req.Origin); err != nil {
+		return err
 	}
 	id, err := a.identify(req)
 	if err != nil {
