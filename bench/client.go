@@ -58,7 +58,7 @@ func (d *dialer) userID(i int) string { return d.cfg.UserPrefix + strconv.Itoa(i
 
 // target builds the URL for user index i: ?user=ID, or ?token=JWT when a
 // secret is configured.
-func (d *dialer) target(i int) (string, error) {
+func (d *dialer) target(i int) (*url.URL, error) {
 	u := *d.urls[i%len(d.urls)]
 	q := u.Query()
 	if d.secret != nil {
@@ -69,14 +69,14 @@ func (d *dialer) target(i int) (string, error) {
 			ExpiresAt: jwt.NewNumericDate(now.Add(d.cfg.JWTTTL)),
 		}).SignedString(d.secret)
 		if err != nil {
-			return "", fmt.Errorf("mint token: %w", err)
+			return nil, fmt.Errorf("mint token: %w", err)
 		}
 		q.Set("token", tok)
 	} else {
 		q.Set("user", d.userID(i))
 	}
 	u.RawQuery = q.Encode()
-	return u.String(), nil
+	return &u, nil
 }
 
 // dial opens the connection of global user index i and returns it with the
@@ -92,14 +92,13 @@ func (d *dialer) dial(ctx context.Context, i int) (*conn, time.Duration, error) 
 	if err != nil {
 		return nil, 0, err
 	}
-	u := d.urls[i%len(d.urls)]
 	nd := net.Dialer{Timeout: d.cfg.DialTimeout}
 	if n := len(d.cfg.Sources); n > 0 {
 		nd.LocalAddr = &net.TCPAddr{IP: d.cfg.Sources[i%n].AsSlice()}
 		nd.Control = bindAddressNoPort
 	}
 	start := time.Now()
-	nc, rest, err := d.open(ctx, &nd, u, target)
+	nc, rest, err := d.open(ctx, &nd, target)
 	took := time.Since(start)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -117,10 +116,10 @@ func (d *dialer) dial(ctx context.Context, i int) (*conn, time.Duration, error) 
 	return c, took, nil
 }
 
-// open connects to u and makes the opening handshake for target (u with
-// the identity in its query), within DialTimeout and until ctx ends. It
-// returns the socket and any bytes that followed the 101 response.
-func (d *dialer) open(ctx context.Context, nd *net.Dialer, u *url.URL, target string) (net.Conn, []byte, error) {
+// open connects to u and makes the opening handshake, within DialTimeout
+// and until ctx ends. It returns the socket and any bytes that followed the
+// 101 response.
+func (d *dialer) open(ctx context.Context, nd *net.Dialer, u *url.URL) (net.Conn, []byte, error) {
 	host, port := u.Hostname(), u.Port()
 	if port == "" {
 		port = "80"
@@ -135,7 +134,7 @@ func (d *dialer) open(ctx context.Context, nd *net.Dialer, u *url.URL, target st
 	// The deadline bounds the handshake; ctx ending moves it to now.
 	_ = nc.SetDeadline(time.Now().Add(d.cfg.DialTimeout))
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
-	nc, rest, err := handshake(ctx, nc, u, target)
+	nc, rest, err := handshake(ctx, nc, u)
 	if !stop() || err != nil {
 		_ = nc.Close()
 		if err == nil {
@@ -147,9 +146,9 @@ func (d *dialer) open(ctx context.Context, nd *net.Dialer, u *url.URL, target st
 	return nc, rest, nil
 }
 
-// handshake runs TLS for wss, sends the opening request for target and
-// reads the response through frame's client side.
-func handshake(ctx context.Context, nc net.Conn, u *url.URL, target string) (net.Conn, []byte, error) {
+// handshake runs TLS for wss, sends the opening request for u and reads
+// the response through frame's client side.
+func handshake(ctx context.Context, nc net.Conn, u *url.URL) (net.Conn, []byte, error) {
 	if u.Scheme == "wss" {
 		tc := tls.Client(nc, &tls.Config{ServerName: u.Hostname()})
 		if err := tc.HandshakeContext(ctx); err != nil {
@@ -157,11 +156,7 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL, target string) (net
 		}
 		nc = tc
 	}
-	tu, err := url.Parse(target)
-	if err != nil {
-		return nc, nil, err
-	}
-	req := frame.ClientRequest{Host: u.Host, Target: tu.RequestURI(), Key: frame.NewClientKey()}
+	req := frame.ClientRequest{Host: u.Host, Target: u.RequestURI(), Key: frame.NewClientKey()}
 	buf := req.AppendRequest(make([]byte, 0, 1024))
 	if _, err := nc.Write(buf); err != nil {
 		return nc, nil, err
