@@ -1,15 +1,16 @@
 package bench
 
 import (
-	"bufio"
+	"bytes"
 	"context"
-	"encoding/binary"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/wsedge/wsedge/frame"
 )
 
 // maxMessage bounds one received message; a larger one closes the
@@ -31,7 +34,7 @@ type dialer struct {
 	urls    []*url.URL
 	secret  []byte
 	dialing chan struct{} // bounds handshakes in flight
-	// buffered readers cost 2 KiB per connection; idle runs go without.
+	// buffered: read into readSize bytes, else idleReadSize (see conn).
 	buffered bool
 }
 
@@ -55,7 +58,7 @@ func (d *dialer) userID(i int) string { return d.cfg.UserPrefix + strconv.Itoa(i
 
 // target builds the URL for user index i: ?user=ID, or ?token=JWT when a
 // secret is configured.
-func (d *dialer) target(i int) (string, error) {
+func (d *dialer) target(i int) (*url.URL, error) {
 	u := *d.urls[i%len(d.urls)]
 	q := u.Query()
 	if d.secret != nil {
@@ -66,14 +69,14 @@ func (d *dialer) target(i int) (string, error) {
 			ExpiresAt: jwt.NewNumericDate(now.Add(d.cfg.JWTTTL)),
 		}).SignedString(d.secret)
 		if err != nil {
-			return "", fmt.Errorf("mint token: %w", err)
+			return nil, fmt.Errorf("mint token: %w", err)
 		}
 		q.Set("token", tok)
 	} else {
 		q.Set("user", d.userID(i))
 	}
 	u.RawQuery = q.Encode()
-	return u.String(), nil
+	return &u, nil
 }
 
 // dial opens the connection of global user index i and returns it with the
@@ -94,30 +97,98 @@ func (d *dialer) dial(ctx context.Context, i int) (*conn, time.Duration, error) 
 		nd.LocalAddr = &net.TCPAddr{IP: d.cfg.Sources[i%n].AsSlice()}
 		nd.Control = bindAddressNoPort
 	}
-	wd := ws.Dialer{Timeout: d.cfg.DialTimeout, NetDial: nd.DialContext}
 	start := time.Now()
-	nc, br, _, err := wd.Dial(ctx, target)
+	nc, rest, err := d.open(ctx, &nd, target)
 	took := time.Since(start)
 	if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
 		return nil, took, err
 	}
-	c := &conn{idx: i, nc: nc, r: nc}
-	switch {
-	case br != nil:
-		c.r = br // the server spoke first; keep its buffered bytes
-	case d.buffered:
-		c.r = bufio.NewReaderSize(nc, 2048)
+	c := &conn{idx: i, nc: nc, readSize: idleReadSize}
+	if d.buffered {
+		c.readSize = readSize
+	}
+	if len(rest) > 0 {
+		c.early = bytes.Clone(rest) // the server spoke first
 	}
 	return c, took, nil
 }
 
+// open connects to u and makes the opening handshake, within DialTimeout
+// and until ctx ends. It returns the socket and any bytes that followed the
+// 101 response.
+func (d *dialer) open(ctx context.Context, nd *net.Dialer, u *url.URL) (net.Conn, []byte, error) {
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "wss" {
+			port = "443"
+		}
+	}
+	nc, err := nd.DialContext(ctx, "tcp", net.JoinHostPort(host, port))
+	if err != nil {
+		return nil, nil, err
+	}
+	// The deadline bounds the handshake; ctx ending moves it to now.
+	_ = nc.SetDeadline(time.Now().Add(d.cfg.DialTimeout))
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	nc, rest, err := handshake(ctx, nc, u)
+	if !stop() || err != nil {
+		_ = nc.Close()
+		if err == nil {
+			err = ctx.Err()
+		}
+		return nil, nil, err
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return nc, rest, nil
+}
+
+// handshake runs TLS for wss, sends the opening request for u and reads
+// the response through frame's client side.
+func handshake(ctx context.Context, nc net.Conn, u *url.URL) (net.Conn, []byte, error) {
+	if u.Scheme == "wss" {
+		tc := tls.Client(nc, &tls.Config{ServerName: u.Hostname()})
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return nc, nil, err
+		}
+		nc = tc
+	}
+	req := frame.ClientRequest{Host: u.Host, Target: u.RequestURI(), Key: frame.NewClientKey()}
+	buf := req.AppendRequest(make([]byte, 0, 1024))
+	if _, err := nc.Write(buf); err != nil {
+		return nc, nil, err
+	}
+	buf = buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, len(buf)) // ParseResponse bounds the header block
+		}
+		n, rerr := nc.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		resp, err := frame.ParseResponse(buf, req.Key, frame.HandshakeConfig{})
+		switch {
+		case err == nil:
+			return nc, resp.Rest, nil
+		case !errors.Is(err, frame.ErrIncomplete):
+			return nc, nil, err
+		case rerr == io.EOF:
+			return nc, nil, io.ErrUnexpectedEOF
+		case rerr != nil:
+			return nc, nil, rerr
+		}
+	}
+}
+
 // classifyDialErr names the reason a connection could not be opened.
 func classifyDialErr(err error) string {
-	var se ws.StatusError
+	var he *frame.HTTPError
 	var ne net.Error
 	switch {
-	case errors.As(err, &se):
-		return "http_" + strconv.Itoa(int(se))
+	case errors.As(err, &he):
+		return "http_" + strconv.Itoa(he.Status)
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "refused"
 	case errors.Is(err, syscall.ECONNRESET):
@@ -151,12 +222,21 @@ func classifyReadErr(err error) string {
 	return "other"
 }
 
+// Read buffer sizes: echo, fanout and chat read into 2 KiB; idle and churn,
+// which receive little more than pings, hold 128 bytes while blocked in
+// Read. A larger message still arrives whole: frame.Decoder reassembles it.
+const (
+	readSize     = 2048
+	idleReadSize = 128
+)
+
 // conn is one client WebSocket connection. One goroutine reads it (readLoop);
 // any goroutine may write through write, which serialises frames.
 type conn struct {
-	idx int
-	nc  net.Conn
-	r   io.Reader
+	idx      int
+	nc       net.Conn
+	readSize int
+	early    []byte // bytes that followed the handshake response; readLoop decodes them first
 
 	wmu  sync.Mutex
 	wbuf []byte
@@ -169,115 +249,102 @@ type conn struct {
 func (c *conn) write(op ws.OpCode, payload []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(payload)), Masked: true, Mask: ws.NewMask()}
-	n := ws.HeaderSize(h)
-	if cap(c.wbuf) < n+len(payload) {
-		c.wbuf = make([]byte, 0, n+len(payload))
-	}
-	buf := c.wbuf[:n+len(payload)]
-	if err := ws.WriteHeader(sliceWriter{buf[:0:n]}, h); err != nil {
-		return err
-	}
-	copy(buf[n:], payload)
-	ws.Cipher(buf[n:], h.Mask, 0)
-	_, err := c.nc.Write(buf)
+	c.wbuf = frame.AppendClientFrame(c.wbuf[:0], op, payload, ws.NewMask())
+	return c.flushLocked()
+}
+
+// writeClose sends a close frame with code (1005: no payload).
+func (c *conn) writeClose(code ws.StatusCode) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wbuf = frame.AppendClientClose(c.wbuf[:0], code, "", ws.NewMask())
+	return c.flushLocked()
+}
+
+func (c *conn) flushLocked() error {
+	_, err := c.nc.Write(c.wbuf)
 	if cap(c.wbuf) > 64<<10 {
 		c.wbuf = nil // do not pin a large buffer on a mostly idle connection
 	}
 	return err
 }
 
-// sliceWriter appends into a slice with enough capacity.
-type sliceWriter struct{ b []byte }
-
-func (w sliceWriter) Write(p []byte) (int, error) {
-	if len(w.b)+len(p) > cap(w.b) {
-		return 0, io.ErrShortBuffer
-	}
-	copy(w.b[len(w.b):cap(w.b)], p)
-	return len(p), nil
-}
-
 // close sends a normal close frame and closes the socket; the read loop then
 // ends without counting a drop.
-func (c *conn) close() {
+func (c *conn) close() { c.closeWith(ws.StatusNormalClosure) }
+
+// closeWith sends a close frame with code and closes the socket, once;
+// false when the connection was already closing.
+func (c *conn) closeWith(code ws.StatusCode) bool {
 	if c.closing.Swap(true) {
-		return
+		return false
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-	_ = c.write(ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))
+	_ = c.writeClose(code)
 	_ = c.nc.Close()
+	return true
 }
 
 // readLoop reads messages until the connection ends and calls onMessage for
 // each complete text or binary message (the payload is reused afterwards).
 // It answers pings and close frames. It returns "" when we closed the
-// connection, else why the server or network ended it ("close_1001", "eof").
+// connection, else why the server or network ended it ("close_1001", "eof",
+// "too_big" for a message over maxMessage, "protocol_1002" for a frame
+// that breaks RFC 6455).
 func (c *conn) readLoop(onMessage func(op ws.OpCode, payload []byte)) string {
+	var dec frame.Decoder
+	dec.Init(frame.DecoderConfig{Client: true, MaxMessage: maxMessage})
+	defer dec.Release()
 	var (
-		msg   []byte
-		msgOp ws.OpCode
-		buf   []byte
+		closed bool   // a close frame arrived
+		reason string // why, if the server closed first
 	)
-	reason := func(r string) string {
-		if c.closing.Load() {
-			return ""
-		}
-		return r
-	}
-	for {
-		h, err := ws.ReadHeader(c.r)
-		if err != nil {
-			return reason(classifyReadErr(err))
-		}
-		if h.Length > maxMessage || int64(len(msg))+h.Length > maxMessage {
-			c.close()
-			return "too_big"
-		}
-		if int64(cap(buf)) < h.Length {
-			buf = make([]byte, h.Length)
-		}
-		p := buf[:h.Length]
-		if _, err := io.ReadFull(c.r, p); err != nil {
-			return reason(classifyReadErr(err))
-		}
-		if h.Masked {
-			ws.Cipher(p, h.Mask, 0)
-		}
-		switch h.OpCode {
+	handle := func(m frame.Message) {
+		switch m.Op {
 		case ws.OpPing:
-			_ = c.write(ws.OpPong, p)
-			continue
+			_ = c.write(ws.OpPong, m.Payload)
 		case ws.OpPong:
-			continue
 		case ws.OpClose:
-			code := ws.StatusNoStatusRcvd
-			if len(p) >= 2 {
-				code = ws.StatusCode(binary.BigEndian.Uint16(p))
+			closed = true
+			if c.closeWith(m.Code) {
+				reason = "close_" + strconv.Itoa(int(m.Code))
 			}
-			if !c.closing.Swap(true) {
-				_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-				_ = c.write(ws.OpClose, ws.NewCloseFrameBody(code, ""))
-				_ = c.nc.Close()
-				return "close_" + strconv.Itoa(int(code))
-			}
-			return ""
-		case ws.OpContinuation:
-			msg = append(msg, p...)
 		default:
-			msgOp = h.OpCode
-			if h.Fin {
-				onMessage(msgOp, p)
-				if cap(buf) > 64<<10 {
-					buf = nil // idle connections keep no large buffer
-				}
-				continue
-			}
-			msg = append(msg[:0], p...)
+			onMessage(m.Op, m.Payload)
 		}
-		if h.Fin && msg != nil {
-			onMessage(msgOp, msg)
-			msg = nil
+	}
+	feed := func(p []byte) (string, bool) {
+		if err := dec.Feed(p, handle); err != nil {
+			var pe *frame.ProtocolError
+			if !errors.As(err, &pe) || !c.closeWith(pe.Code) {
+				return "", true
+			}
+			if pe.Code == ws.StatusMessageTooBig {
+				return "too_big", true
+			}
+			return "protocol_" + strconv.Itoa(int(pe.Code)), true
+		}
+		return reason, closed
+	}
+	if early := c.early; early != nil {
+		c.early = nil
+		if r, done := feed(early); done {
+			return r
+		}
+	}
+	buf := make([]byte, c.readSize)
+	for {
+		n, err := c.nc.Read(buf)
+		if n > 0 {
+			if r, done := feed(buf[:n]); done {
+				return r
+			}
+		}
+		if err != nil {
+			if c.closing.Load() {
+				return ""
+			}
+			return classifyReadErr(err)
 		}
 	}
 }

@@ -18,11 +18,8 @@ const (
 	ScenarioChurn  = "churn"
 )
 
-// Scenarios lists every scenario in the order the help text shows them.
+// scenarioNames lists every scenario in the order the help text shows them.
 var scenarioNames = []string{ScenarioIdle, ScenarioEcho, ScenarioFanout, ScenarioChat, ScenarioChurn}
-
-// Scenarios returns the scenario names.
-func Scenarios() []string { return append([]string(nil), scenarioNames...) }
 
 // ErrConfig marks an invalid configuration (a usage error).
 var ErrConfig = errors.New("invalid configuration")

@@ -9,8 +9,10 @@
 // hand back a Result that the driver merges (histograms merged, counts summed).
 //
 // The client side holds one goroutine per connection, blocked in the runtime
-// poller: an idle client connection costs a goroutine stack and a socket, and
-// no CPU. Every report carries the client's own CPU, RSS and goroutines so
+// poller: an idle client connection costs a goroutine stack, a 128-byte read
+// buffer and a socket, and no CPU. The WebSocket codec is frame's client
+// side (handshake, masked frames, the incremental decoder); bench adds only
+// the sockets. Every report carries the client's own CPU, RSS and goroutines so
 // that a saturated client is reported, never mistaken for a slow server.
 //
 // bench speaks the wsedge client protocol and admin API over the network; it

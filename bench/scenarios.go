@@ -318,7 +318,6 @@ type chatWorker struct {
 	*pool
 	delivery, ack *Recorder
 	acks          atomic.Int64
-	loading       atomic.Bool
 	mu            sync.Mutex
 	codes         map[string]int64
 	began, ended  time.Time

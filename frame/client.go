@@ -12,8 +12,9 @@ import (
 	"github.com/gobwas/httphead"
 )
 
-// The client side of the handshake, for the load generator: bytes out, bytes
-// in, no socket.
+// The client side of the handshake (used by bench, the load generator):
+// bytes out, bytes in, no socket, so a blocking or an event-driven caller
+// drives it alike.
 
 // NewClientKey returns a fresh random Sec-WebSocket-Key.
 func NewClientKey() string {

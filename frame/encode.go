@@ -40,12 +40,6 @@ func AppendClientClose(dst []byte, code ws.StatusCode, reason string, mask [4]by
 	return appendClose(dst, code, reason, true, mask)
 }
 
-// FrameSize is the size of a frame carrying n payload bytes: a caller
-// encoding into its own buffer can size it exactly.
-func FrameSize(n int, masked bool) int {
-	return ws.HeaderSize(ws.Header{Length: int64(n), Masked: masked}) + n
-}
-
 // appendHeader appends a FIN frame header. It writes the bytes
 // ws.WriteHeader writes (TestHeaderMatchesGobwas holds it to that) without
 // its io.Writer detour, which costs two allocations per frame on the

@@ -55,10 +55,6 @@ func sameOutcome(a, b outcome) bool {
 	return slices.Equal(a.events, b.events) && a.code == b.code && a.boundary == b.boundary
 }
 
-func isPrefix(a, b []event) bool {
-	return len(a) <= len(b) && slices.Equal(a, b[:len(a)])
-}
-
 // FuzzHandshake checks ParseRequest on any bytes: it never panics, it
 // answers the same whether the request arrives whole or as a prefix (a
 // prefix is incomplete, or refused with the same status as the whole), and
