@@ -438,8 +438,8 @@ func (w *chatWorker) finish() *Result {
 }
 
 // churn: a ring of Conns slots; at Rate per second the next slot's
-// connection is closed and a new one opened, so about Conns stay open and
-// each lives Conns/Rate seconds.
+// connection is closed and a new one opened for a new user, so about Conns
+// stay open and each lives Conns/Rate seconds.
 type churnWorker struct {
 	*pool
 }
@@ -453,10 +453,14 @@ func (w *churnWorker) load(ctx context.Context, stop <-chan struct{}) {
 		if old := w.get(slot); old != nil {
 			old.close()
 		}
+		// Each round of the ring connects new users: a dial still in flight
+		// when its slot comes round again must not replace (4000) the
+		// connection that follows it, which the client would count as lost.
+		user := w.cfg.FirstUser + slot + (i/w.cfg.Conns)*max(w.cfg.TotalUsers, w.cfg.Conns)
 		w.dials.Add(1)
 		go func() {
 			defer w.dials.Done()
-			_, _ = w.openOne(ctx, slot, w.cfg.FirstUser+slot, discard)
+			_, _ = w.openOne(ctx, slot, user, discard)
 		}()
 	}, stop)
 }
