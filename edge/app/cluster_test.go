@@ -16,7 +16,12 @@ import (
 // startNATS runs an embedded NATS server on 127.0.0.1 (port -1: a free one).
 func startNATS(t testing.TB, port int) *natsserver.Server {
 	t.Helper()
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
+	return startNATSWith(t, &natsserver.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
+}
+
+func startNATSWith(t testing.TB, opts *natsserver.Options) *natsserver.Server {
+	t.Helper()
+	ns, err := natsserver.NewServer(opts)
 	if err != nil {
 		t.Fatalf("nats server: %v", err)
 	}
@@ -37,7 +42,12 @@ type cluster struct {
 
 func startCluster(t testing.TB, n int) *cluster {
 	t.Helper()
-	ns := startNATS(t, -1)
+	return startClusterOn(t, startNATS(t, -1), n, nil)
+}
+
+// startClusterOn starts n nodes on ns; mod may adjust each node's config.
+func startClusterOn(t testing.TB, ns *natsserver.Server, n int, mod func(*ClusterConfig)) *cluster {
+	t.Helper()
 	c := &cluster{t: t, ns: ns}
 	for i := range n {
 		cc := &ClusterConfig{
@@ -46,6 +56,9 @@ func startCluster(t testing.TB, n int) *cluster {
 			Timeout:      2 * time.Second,
 			Heartbeat:    50 * time.Millisecond,
 			ReconnectMax: 100 * time.Millisecond,
+		}
+		if mod != nil {
+			mod(cc)
 		}
 		ts := start(t, Config{Cluster: cc}, nil)
 		t.Cleanup(ts.app.Close) // runs before the server's Shutdown: fine, clients close without the bus
