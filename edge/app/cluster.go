@@ -234,6 +234,11 @@ func newBus(a *App, cfg ClusterConfig, reg prometheus.Registerer) (*bus, error) 
 	if err != nil {
 		return nil, err
 	}
+	if len(auth) == 0 || cfg.CAFile != "" && len(auth) == 1 {
+		if !slices.ContainsFunc(cfg.URLs, func(u string) bool { return strings.Contains(u, "@") }) {
+			a.log.Warn("cluster: NATS without credentials: any client of that NATS can forge bus messages (set -nats-creds or -nats-nkey)")
+		}
+	}
 	b.nc, err = nats.Connect(strings.Join(cfg.URLs, ","), append(auth,
 		nats.Name("wsedge "+b.node),
 		nats.NoEcho(), // a node handles its own users and rooms before publishing
@@ -245,6 +250,7 @@ func newBus(a *App, cfg ClusterConfig, reg prometheus.Registerer) (*bus, error) 
 		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(b.onDisconnect),
 		nats.ReconnectHandler(b.onReconnect),
+		nats.ReconnectErrHandler(b.onConnectError),
 		nats.ConnectHandler(func(*nats.Conn) { a.log.Info("cluster: connected to NATS", "node", b.node) }),
 		nats.ErrorHandler(b.onAsyncError),
 	)...)
@@ -317,6 +323,13 @@ func (b *bus) onReconnect(nc *nats.Conn) {
 			b.publish(b.userPrefix+subjectToken(u.id), claimMsg(u.id, b.node, u.connectedAt))
 		}
 	})
+}
+
+// onConnectError reports a failed (re)connection attempt: an unreachable
+// server, or credentials the server refuses.
+func (b *bus) onConnectError(_ *nats.Conn, err error) {
+	b.m.errors.WithLabelValues("connect").Inc()
+	b.logError.Do(func() { b.a.log.Warn("cluster: cannot connect to NATS", "node", b.node, "err", err) })
 }
 
 func (b *bus) onAsyncError(_ *nats.Conn, sub *nats.Subscription, err error) {

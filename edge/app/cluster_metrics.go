@@ -22,7 +22,7 @@ func newBusMetrics(b *bus, reg prometheus.Registerer) (*busMetrics, error) {
 	m := &busMetrics{
 		messages:      prometheus.NewCounterVec(opts("bus_messages_total", "NATS messages this node published (out) and received (in)."), []string{"direction"}),
 		publishErrors: prometheus.NewCounter(opts("bus_publish_errors_total", "NATS publishes that failed (connection closed, reconnect buffer full, ...).")),
-		errors:        prometheus.NewCounterVec(opts("bus_errors_total", "Other cluster bus errors, by kind (subscribe, slow_consumer, bad_message, late_reply, too_many_pending, async, panic)."), []string{"kind"}),
+		errors:        prometheus.NewCounterVec(opts("bus_errors_total", "Other cluster bus errors, by kind (connect, subscribe, slow_consumer, bad_message, late_reply, too_many_pending, async, panic)."), []string{"kind"}),
 		disconnects:   prometheus.NewCounter(opts("bus_disconnects_total", "Times the NATS connection was lost.")),
 		reconnects:    prometheus.NewCounter(opts("bus_reconnects_total", "Times the NATS connection was re-established.")),
 		remote:        prometheus.NewCounterVec(opts("bus_remote_deliveries_total", "Messages written to this node's clients on behalf of another node, by kind (user, room, broadcast)."), []string{"kind"}),
