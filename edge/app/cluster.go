@@ -166,18 +166,26 @@ type pendingReq struct {
 }
 
 // subTable maps names to subscriptions, sharded like the registries.
+// With a grace, a subscription whose name has gone is kept that long
+// (idle) before it is dropped (cluster_idle.go).
 type subTable struct {
 	seed   maphash.Seed
-	shards [shardCount]struct {
-		mu sync.Mutex
-		m  map[string]*nats.Subscription
-	}
+	grace  time.Duration
+	nidle  atomic.Int64
+	shards [shardCount]subShard
+}
+
+type subShard struct {
+	mu   sync.Mutex
+	m    map[string]*nats.Subscription
+	idle map[string]time.Time // names gone, since when
 }
 
 func (t *subTable) init() {
 	t.seed = maphash.MakeSeed()
 	for i := range t.shards {
 		t.shards[i].m = make(map[string]*nats.Subscription)
+		t.shards[i].idle = make(map[string]time.Time)
 	}
 }
 
@@ -222,6 +230,7 @@ func newBus(a *App, cfg ClusterConfig, reg prometheus.Registerer) (*bus, error) 
 	b.logError.Interval = 10 * time.Second
 	b.users.init()
 	b.rooms.init()
+	b.rooms.grace = roomSubGrace
 	if b.m, err = newBusMetrics(b, reg); err != nil {
 		return nil, err
 	}
@@ -234,10 +243,9 @@ func newBus(a *App, cfg ClusterConfig, reg prometheus.Registerer) (*bus, error) 
 	if err != nil {
 		return nil, err
 	}
-	if len(auth) == 0 || cfg.CAFile != "" && len(auth) == 1 {
-		if !slices.ContainsFunc(cfg.URLs, func(u string) bool { return strings.Contains(u, "@") }) {
-			a.log.Warn("cluster: NATS without credentials: any client of that NATS can forge bus messages (set -nats-creds or -nats-nkey)")
-		}
+	userInURL := slices.ContainsFunc(cfg.URLs, func(u string) bool { return strings.Contains(u, "@") })
+	if cfg.CredsFile == "" && cfg.NkeyFile == "" && !userInURL {
+		a.log.Warn("cluster: NATS without credentials: any client of that NATS can forge bus messages (set -nats-creds or -nats-nkey)")
 	}
 	b.nc, err = nats.Connect(strings.Join(cfg.URLs, ","), append(auth,
 		nats.Name("wsedge "+b.node),
@@ -370,7 +378,11 @@ func (b *bus) ensureSub(t *subTable, prefix, name string, present func() bool) {
 	sh := &t.shards[t.shard(name)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if sh.m[name] != nil || !present() {
+	if sh.m[name] != nil {
+		t.keep(sh, name)
+		return
+	}
+	if !present() {
 		return
 	}
 	sub, err := b.nc.ChanSubscribe(prefix+subjectToken(name), b.intake)
@@ -387,10 +399,16 @@ func (b *bus) releaseSub(t *subTable, name string, present func() bool) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sub := sh.m[name]
-	if sub == nil || present() {
+	if sub == nil || present() || t.linger(sh, name) {
 		return
 	}
+	b.drop(t, sh, name, sub)
+}
+
+// drop forgets and unsubscribes a name's subscription; the shard is locked.
+func (b *bus) drop(t *subTable, sh *subShard, name string, sub *nats.Subscription) {
 	delete(sh.m, name)
+	t.keep(sh, name)
 	if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		b.m.errors.WithLabelValues("subscribe").Inc()
 	}
@@ -443,6 +461,7 @@ func (b *bus) heartbeat() {
 			return
 		case <-t.C:
 		}
+		b.sweepIdleRooms(time.Now())
 		cutoff := time.Now().Add(-3 * b.cfg.Heartbeat)
 		b.nmu.Lock()
 		for n, seen := range b.nodes {

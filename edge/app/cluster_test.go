@@ -11,6 +11,7 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 // startNATS runs an embedded NATS server on 127.0.0.1 (port -1: a free one).
@@ -190,12 +191,11 @@ func TestClusterRooms(t *testing.T) {
 		t.Fatalf("room: %+v", room)
 	}
 
-	// The last local member leaving unsubscribes the node from the room.
+	// The last local member leaving unsubscribes the node from the room,
+	// after a grace.
 	members[2].send(`{"type":"leave","room":"lobby","id":3}`)
 	members[2].expect(`{"type":"ack","id":3}`)
-	if n := c.nodes[2].app.bus.rooms.len(); n != 0 {
-		t.Fatalf("node2 still holds %d room subscriptions", n)
-	}
+	eventually(t, 3*roomSubGrace, "node2 drops the room's subscription", func() bool { return c.nodes[2].app.bus.rooms.len() == 0 })
 	members[1].send(`{"type":"publish","room":"lobby","data":"again","id":4}`)
 	members[1].expect(`{"type":"message","from":"u1","room":"lobby","data":"again"}`)
 	members[1].expect(`{"type":"ack","id":4}`)
@@ -312,4 +312,42 @@ func TestClusterSurvivesNATSRestart(t *testing.T) {
 			t.Fatalf("%s: wsedge_bus_reconnects_total %v", ts.app.bus.node, got)
 		}
 	}
+}
+
+// A client looping join and leave does not make a SUB and an UNSUB on NATS
+// for each: the room's subscription outlives the last member by a grace.
+func TestClusterJoinLeaveLoopKeepsSubscription(t *testing.T) {
+	c := startCluster(t, 2)
+	u := c.dial(0, "looper")
+	b := c.nodes[0].app.bus
+	sh := &b.rooms.shards[b.rooms.shard("r")]
+	sub := func() *nats.Subscription {
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		return sh.m["r"]
+	}
+	u.send(`{"type":"join","room":"r","id":0}`)
+	u.expect(`{"type":"ack","id":0}`)
+	first := sub()
+	for i := 1; i <= 50; i++ {
+		u.send(fmt.Sprintf(`{"type":"leave","room":"r","id":%d}`, i))
+		u.expect(fmt.Sprintf(`{"type":"ack","id":%d}`, i))
+		u.send(fmt.Sprintf(`{"type":"join","room":"r","id":%d}`, i))
+		u.expect(fmt.Sprintf(`{"type":"ack","id":%d}`, i))
+	}
+	if got := sub(); got == nil || got != first {
+		t.Fatalf("the room's subscription changed (%p, was %p)", got, first)
+	}
+	// The room still reaches this member from the other node.
+	other := c.dial(1, "other")
+	other.send(`{"type":"join","room":"r","id":1}`)
+	other.expect(`{"type":"ack","id":1}`)
+	other.send(`{"type":"publish","room":"r","data":"x","id":2}`)
+	other.expect(`{"type":"message","from":"other","room":"r","data":"x"}`)
+	other.expect(`{"type":"ack","id":2}`)
+	u.expect(`{"type":"message","from":"other","room":"r","data":"x"}`)
+
+	u.send(`{"type":"leave","room":"r","id":99}`)
+	u.expect(`{"type":"ack","id":99}`)
+	eventually(t, 3*roomSubGrace, "the idle subscription dropped", func() bool { return sub() == nil && b.rooms.nidle.Load() == 0 })
 }
