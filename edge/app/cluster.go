@@ -42,7 +42,7 @@ type ClusterConfig struct {
 	// messages stay in order; default 4.
 	Dispatchers int
 	// QueueLen bounds the messages waiting for each dispatcher; past it
-	// NATS drops them (counted as slow_consumer); default 8192.
+	// they are dropped (counted in wsedge_bus_queue_drops_total); default 8192.
 	QueueLen int
 	// QueueBytes bounds the bytes of the messages waiting for all the
 	// dispatchers together; past it a message is dropped (counted in
