@@ -70,6 +70,10 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int
 	nodeID := fs.String("node-id", "", "this node's name in the cluster (default: hostname-<random>)")
 	clusterTimeout := fs.Duration("cluster-timeout", 500*time.Millisecond, "how long a node waits for other nodes' answers (remote sends, admin pushes, presence)")
 	clusterPrefix := fs.String("cluster-prefix", "wsedge", "first token of the cluster's NATS subjects (one per cluster sharing a NATS)")
+	clusterQueueBytes := fs.Int64("cluster-queue-bytes", 64<<20, "bytes of bus messages a node queues for its dispatchers; past it they are dropped (wsedge_bus_queue_drops_total)")
+	natsCreds := fs.String("nats-creds", "", "NATS credentials file (user JWT and nkey seed) to authenticate the bus with")
+	natsNkey := fs.String("nats-nkey", "", "NATS nkey seed file to authenticate the bus with")
+	natsCA := fs.String("nats-ca", "", "PEM file of the CAs that sign the NATS server's certificate: connect with TLS")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
@@ -120,7 +124,8 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int
 		}
 	}
 	if *natsURLs != "" {
-		cc := &app.ClusterConfig{NodeID: *nodeID, Timeout: *clusterTimeout, Prefix: *clusterPrefix}
+		cc := &app.ClusterConfig{NodeID: *nodeID, Timeout: *clusterTimeout, Prefix: *clusterPrefix, QueueBytes: *clusterQueueBytes,
+			CredsFile: *natsCreds, NkeyFile: *natsNkey, CAFile: *natsCA}
 		for _, u := range strings.Split(*natsURLs, ",") {
 			if u = strings.TrimSpace(u); u != "" {
 				cc.URLs = append(cc.URLs, u)

@@ -242,6 +242,10 @@ func (a *App) pushRoom(w http.ResponseWriter, r *http.Request) {
 	}
 	n := 0
 	fr := frame.AppendFrame(nil, ws.OpText, appendMessage(nil, "", room, data))
+	if a.bus != nil && !a.bus.fits(envelopeLen(room, len(fr))) {
+		a.bus.tooLargeForBus(w) // refused before any member gets it
+		return
+	}
 	if members := a.rooms.members(room); len(members) > 0 {
 		n = a.fanout(members, fr, kindRoom)
 	}
@@ -261,6 +265,10 @@ func (a *App) pushAll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fr := frame.AppendFrame(nil, ws.OpText, appendMessage(nil, "", "", data))
+	if a.bus != nil && !a.bus.fits(envelopeLen("", len(fr))) {
+		a.bus.tooLargeForBus(w) // refused before any client gets it
+		return
+	}
 	ans := deliveredAnswer{Delivered: a.broadcast(fr)}
 	if a.bus != nil {
 		remote, nodes := a.bus.pushFrame(a.bus.allSubject, "", fr)
@@ -322,9 +330,7 @@ func (a *App) getRoom(w http.ResponseWriter, r *http.Request) {
 	}
 	slices.Sort(ids)
 	truncated := len(ids) > maxListedUsers || len(ids) < count // a node lists at most maxListedUsers
-	if truncated {
-		ids = ids[:maxListedUsers]
-	}
+	ids = ids[:min(len(ids), maxListedUsers)]                  // nodes may list fewer than they count
 	writeJSON(w, http.StatusOK, struct {
 		Room      string   `json:"room"`
 		Members   int      `json:"members"`

@@ -42,11 +42,22 @@ type ClusterConfig struct {
 	// messages stay in order; default 4.
 	Dispatchers int
 	// QueueLen bounds the messages waiting for each dispatcher; past it
-	// NATS drops them (counted as slow_consumer); default 8192.
+	// they are dropped (counted in wsedge_bus_queue_drops_total); default 8192.
 	QueueLen int
+	// QueueBytes bounds the bytes of the messages waiting for all the
+	// dispatchers together; past it a message is dropped (counted in
+	// wsedge_bus_queue_drops_total); default 64 MiB.
+	QueueBytes int64
 	// MaxPending bounds the client sends waiting for another node's
 	// answer; past it a send is answered unavailable; default 16384.
 	MaxPending int
+
+	// The bus must be authenticated (docs/cluster.md): a NATS credentials
+	// file (user JWT and seed), or an nkey seed file; at most one.
+	CredsFile string
+	NkeyFile  string
+	// CAFile holds the PEM roots that verify the NATS server; it turns TLS on.
+	CAFile string
 }
 
 func (c ClusterConfig) withDefaults() (ClusterConfig, error) {
@@ -88,8 +99,14 @@ func (c ClusterConfig) withDefaults() (ClusterConfig, error) {
 	if c.QueueLen <= 0 {
 		c.QueueLen = 8192
 	}
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = 64 << 20
+	}
 	if c.MaxPending <= 0 {
 		c.MaxPending = 16384
+	}
+	if c.CredsFile != "" && c.NkeyFile != "" {
+		return c, errors.New("cluster: set either a NATS credentials file or an nkey seed file, not both")
 	}
 	return c, nil
 }
@@ -111,10 +128,18 @@ type bus struct {
 
 	userPrefix, roomPrefix, allSubject, hbSubject string
 	inbox                                         string // replies arrive on inbox + "<sequence>"
+	subjects                                      busSubjects
+	maxText                                       int64 // largest text a node relays to clients
 
-	queues []chan *nats.Msg
-	users  subTable // user id -> its subscription, while the user is here
-	rooms  subTable // room -> its subscription, while it has members here
+	// Every user, room and broadcast subscription delivers to intake; one
+	// goroutine moves each message to its subject's dispatcher queue,
+	// counting the bytes queued, which nats.go does not do for a channel.
+	intake    chan *nats.Msg
+	queues    []chan *nats.Msg
+	queueSeed maphash.Seed
+	queued    atomic.Int64 // bytes in queues and being handled
+	users     subTable     // user id -> its subscription, while the user is here
+	rooms     subTable     // room -> its subscription, while it has members here
 
 	reqSeq  atomic.Uint64
 	pmu     sync.Mutex
@@ -141,18 +166,26 @@ type pendingReq struct {
 }
 
 // subTable maps names to subscriptions, sharded like the registries.
+// With a grace, a subscription whose name has gone is kept that long
+// (idle) before it is dropped (cluster_idle.go).
 type subTable struct {
 	seed   maphash.Seed
-	shards [shardCount]struct {
-		mu sync.Mutex
-		m  map[string]*nats.Subscription
-	}
+	grace  time.Duration
+	nidle  atomic.Int64
+	shards [shardCount]subShard
+}
+
+type subShard struct {
+	mu   sync.Mutex
+	m    map[string]*nats.Subscription
+	idle map[string]time.Time // names gone, since when
 }
 
 func (t *subTable) init() {
 	t.seed = maphash.MakeSeed()
 	for i := range t.shards {
 		t.shards[i].m = make(map[string]*nats.Subscription)
+		t.shards[i].idle = make(map[string]time.Time)
 	}
 }
 
@@ -187,21 +220,34 @@ func newBus(a *App, cfg ClusterConfig, reg prometheus.Registerer) (*bus, error) 
 		allSubject: cfg.Prefix + ".all",
 		hbSubject:  cfg.Prefix + ".node",
 		inbox:      nats.NewInbox() + ".",
+		maxText:    max(a.srv.Config().MaxMessage, a.cfg.AdminMaxBody) + maxEnvelope,
+		queueSeed:  maphash.MakeSeed(),
 		pending:    make(map[uint64]*pendingReq),
 		nodes:      make(map[string]time.Time),
 		stop:       make(chan struct{}),
 	}
+	b.subjects = busSubjects{user: b.userPrefix, room: b.roomPrefix, all: b.allSubject}
 	b.logError.Interval = 10 * time.Second
 	b.users.init()
 	b.rooms.init()
+	b.rooms.grace = roomSubGrace
 	if b.m, err = newBusMetrics(b, reg); err != nil {
 		return nil, err
 	}
+	b.intake = make(chan *nats.Msg, intakeLen)
 	b.queues = make([]chan *nats.Msg, cfg.Dispatchers)
 	for i := range b.queues {
 		b.queues[i] = make(chan *nats.Msg, cfg.QueueLen)
 	}
-	b.nc, err = nats.Connect(strings.Join(cfg.URLs, ","),
+	auth, err := natsAuth(cfg)
+	if err != nil {
+		return nil, err
+	}
+	userInURL := slices.ContainsFunc(cfg.URLs, func(u string) bool { return strings.Contains(u, "@") })
+	if cfg.CredsFile == "" && cfg.NkeyFile == "" && !userInURL {
+		a.log.Warn("cluster: NATS without credentials: any client of that NATS can forge bus messages (set -nats-creds or -nats-nkey)")
+	}
+	b.nc, err = nats.Connect(strings.Join(cfg.URLs, ","), append(auth,
 		nats.Name("wsedge "+b.node),
 		nats.NoEcho(), // a node handles its own users and rooms before publishing
 		nats.RetryOnFailedConnect(true),
@@ -212,9 +258,10 @@ func newBus(a *App, cfg ClusterConfig, reg prometheus.Registerer) (*bus, error) 
 		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(b.onDisconnect),
 		nats.ReconnectHandler(b.onReconnect),
+		nats.ReconnectErrHandler(b.onConnectError),
 		nats.ConnectHandler(func(*nats.Conn) { a.log.Info("cluster: connected to NATS", "node", b.node) }),
 		nats.ErrorHandler(b.onAsyncError),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: NATS %s: %w", strings.Join(cfg.URLs, ","), err)
 	}
@@ -228,14 +275,15 @@ func newBus(a *App, cfg ClusterConfig, reg prometheus.Registerer) (*bus, error) 
 	if _, err := b.nc.Subscribe(b.hbSubject, b.onHeartbeat); err != nil {
 		return fail(err)
 	}
-	if _, err := b.nc.ChanSubscribe(b.allSubject, b.queues[0]); err != nil {
+	if _, err := b.nc.ChanSubscribe(b.allSubject, b.intake); err != nil {
 		return fail(err)
 	}
 	for _, q := range b.queues {
 		b.wg.Add(1)
 		go b.dispatch(q)
 	}
-	b.wg.Add(1)
+	b.wg.Add(2)
+	go b.route()
 	go b.heartbeat()
 	return b, nil
 }
@@ -285,6 +333,13 @@ func (b *bus) onReconnect(nc *nats.Conn) {
 	})
 }
 
+// onConnectError reports a failed (re)connection attempt: an unreachable
+// server, or credentials the server refuses.
+func (b *bus) onConnectError(_ *nats.Conn, err error) {
+	b.m.errors.WithLabelValues("connect").Inc()
+	b.logError.Do(func() { b.a.log.Warn("cluster: cannot connect to NATS", "node", b.node, "err", err) })
+}
+
 func (b *bus) onAsyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
 	kind := "async"
 	if errors.Is(err, nats.ErrSlowConsumer) {
@@ -320,14 +375,17 @@ func (b *bus) publish(subject string, data []byte) bool {
 // change to the registry is followed by ensureSub or releaseSub, and both
 // re-read the registry under the same lock, so the last one is right.
 func (b *bus) ensureSub(t *subTable, prefix, name string, present func() bool) {
-	i := t.shard(name)
-	sh := &t.shards[i]
+	sh := &t.shards[t.shard(name)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if sh.m[name] != nil || !present() {
+	if sh.m[name] != nil {
+		t.keep(sh, name)
 		return
 	}
-	sub, err := b.nc.ChanSubscribe(prefix+subjectToken(name), b.queues[i%len(b.queues)])
+	if !present() {
+		return
+	}
+	sub, err := b.nc.ChanSubscribe(prefix+subjectToken(name), b.intake)
 	if err != nil {
 		b.m.errors.WithLabelValues("subscribe").Inc()
 		b.logError.Do(func() { b.a.log.Warn("cluster: subscribe failed", "subject", prefix+subjectToken(name), "err", err) })
@@ -341,10 +399,16 @@ func (b *bus) releaseSub(t *subTable, name string, present func() bool) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sub := sh.m[name]
-	if sub == nil || present() {
+	if sub == nil || present() || t.linger(sh, name) {
 		return
 	}
+	b.drop(t, sh, name, sub)
+}
+
+// drop forgets and unsubscribes a name's subscription; the shard is locked.
+func (b *bus) drop(t *subTable, sh *subShard, name string, sub *nats.Subscription) {
 	delete(sh.m, name)
+	t.keep(sh, name)
 	if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		b.m.errors.WithLabelValues("subscribe").Inc()
 	}
@@ -397,6 +461,7 @@ func (b *bus) heartbeat() {
 			return
 		case <-t.C:
 		}
+		b.sweepIdleRooms(time.Now())
 		cutoff := time.Now().Add(-3 * b.cfg.Heartbeat)
 		b.nmu.Lock()
 		for n, seen := range b.nodes {
@@ -410,8 +475,8 @@ func (b *bus) heartbeat() {
 
 func (b *bus) onHeartbeat(m *nats.Msg) {
 	b.m.messages.WithLabelValues("in").Inc()
-	if len(m.Data) < 2 {
-		b.m.errors.WithLabelValues("bad_message").Inc()
+	if len(m.Data) < 2 || (m.Data[0] != '+' && m.Data[0] != '-') || !validName(string(m.Data[1:])) {
+		b.reject(m.Subject, rejectMalformed)
 		return
 	}
 	node := string(m.Data[1:])

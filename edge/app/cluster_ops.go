@@ -12,19 +12,6 @@ import (
 	"github.com/wsedge/wsedge/edge"
 )
 
-// dispatch handles the user and room messages of one queue in order.
-func (b *bus) dispatch(q chan *nats.Msg) {
-	defer b.wg.Done()
-	for {
-		select {
-		case <-b.stop:
-			return
-		case m := <-q:
-			b.handle(m)
-		}
-	}
-}
-
 // handle serves one message from another node. A room or broadcast frame
 // is written in pool batches (fanout) while this dispatcher waits, so the
 // messages of one room keep their order.
@@ -36,22 +23,18 @@ func (b *bus) handle(m *nats.Msg) {
 		}
 	}()
 	b.m.messages.WithLabelValues("in").Inc()
-	if len(m.Data) == 0 {
-		b.m.errors.WithLabelValues("bad_message").Inc()
+	msg, reason := parseBusMessage(b.subjects, m.Subject, m.Data, b.maxText)
+	if reason != "" {
+		b.reject(m.Subject, reason)
 		return
 	}
 	a := b.a
-	op, p := m.Data[0], m.Data[1:]
-	name, rest, err := readField(p)
-	if err != nil {
-		b.m.errors.WithLabelValues("bad_message").Inc()
-		return
-	}
-	switch op {
+	name := msg.name
+	switch msg.op {
 	case opDeliver:
-		b.reply(m, []byte{b.deliverLocal(name, rest)})
+		b.reply(m, []byte{b.deliverLocal(name, msg.rest)})
 	case opClaim:
-		b.onClaim(p)
+		b.onClaim(name, msg.node, msg.at)
 	case opKick:
 		r := replyNotConnected
 		if a.kickLocal(name) {
@@ -77,18 +60,23 @@ func (b *bus) handle(m *nats.Msg) {
 	case opFrame:
 		var n int
 		if name == "" {
-			n = a.broadcast(rest)
+			n = a.broadcast(msg.rest)
 			b.m.remote.WithLabelValues(kindBroadcast).Add(float64(n))
 		} else {
 			if members := a.rooms.members(name); len(members) > 0 {
-				n = a.fanout(members, rest, kindRoom)
+				n = a.fanout(members, msg.rest, kindRoom)
 			}
 			b.m.remote.WithLabelValues(kindRoom).Add(float64(n))
 		}
 		b.reply(m, strconv.AppendInt(nil, int64(n), 10))
-	default:
-		b.m.errors.WithLabelValues("bad_message").Inc()
 	}
+}
+
+// reject counts a bus message that no node could have sent and logs it at
+// a sane rate: it comes from a misconfigured or hostile NATS client.
+func (b *bus) reject(subject, reason string) {
+	b.m.rejected.WithLabelValues(reason).Inc()
+	b.logError.Do(func() { b.a.log.Warn("cluster: bus message rejected", "subject", subject, "reason", reason) })
 }
 
 // roomPart is one node's share of a room, the answer to opMembers.
@@ -117,12 +105,7 @@ func (b *bus) deliverLocal(id string, payload []byte) byte {
 // closed with 4000 (by connect time, then node id). A node that holds the
 // newer one answers an older claim with its own, in case the claim it sent
 // when its user connected reached the other node before that node listened.
-func (b *bus) onClaim(p []byte) {
-	id, node, at, err := parseClaim(p)
-	if err != nil {
-		b.m.errors.WithLabelValues("bad_message").Inc()
-		return
-	}
+func (b *bus) onClaim(id, node string, at int64) {
 	a := b.a
 	u := a.users.get(id)
 	if u == nil || node == b.node {
@@ -312,6 +295,10 @@ func (b *bus) sendRemote(from *user, msg *clientMessage) {
 	}
 	to := msg.to
 	payload := appendMessage(nil, from.id, "", msg.data)
+	if !b.fits(envelopeLen(to, len(payload))) {
+		b.refuseTooLarge(from, msg.id)
+		return
+	}
 	b.requestAsync(b.userPrefix+subjectToken(to), deliverMsg(to, payload), func(r []byte, err error) {
 		switch {
 		case err == nil && len(r) == 1 && r[0] == replyDelivered:
@@ -335,11 +322,17 @@ func (b *bus) sendRemote(from *user, msg *clientMessage) {
 // publishRoom sends a client's room message (fr, one encoded frame) to the
 // room's members on other nodes; at most once, no answer awaited.
 func (b *bus) publishRoom(room string, fr []byte) {
-	b.publish(b.roomPrefix+subjectToken(room), frameMsg(room, fr))
+	if !b.publish(b.roomPrefix+subjectToken(room), frameMsg(room, fr)) {
+		b.a.m.dropped("unavailable", 1) // the members on other nodes, however many
+	}
 }
 
 // pushUser is POST /v1/users/{id}/messages for a user not held here.
 func (b *bus) pushUser(w http.ResponseWriter, id string, payload []byte) {
+	if !b.fits(envelopeLen(id, len(payload))) {
+		b.tooLargeForBus(w)
+		return
+	}
 	got, err := b.gather(b.userPrefix+subjectToken(id), deliverMsg(id, payload), 1)
 	b.lookup(lookupResult(err))
 	switch {
@@ -370,9 +363,13 @@ func (b *bus) unavailable(w http.ResponseWriter, err error) {
 // up what they report delivering within Timeout. A broadcast reaches every
 // node, so it waits for every live node's answer; a room push reaches only
 // the nodes with members, whose number this node does not know, so it
-// waits for answers until Timeout unless every live node answered.
+// waits for answers until Timeout unless every live node answered. When
+// it cannot be published, the other nodes' deliveries count as one drop.
 func (b *bus) pushFrame(subject, room string, fr []byte) (delivered, nodes int) {
-	got, _ := b.gather(subject, frameMsg(room, fr), b.peers())
+	got, err := b.gather(subject, frameMsg(room, fr), b.peers())
+	if err == errUnavailable {
+		b.a.m.dropped("unavailable", 1)
+	}
 	for _, r := range got {
 		n, err := strconv.Atoi(string(r))
 		if err != nil {
@@ -410,6 +407,10 @@ func (a *App) userInfo(u *user) userInfo {
 func (b *bus) getUser(w http.ResponseWriter, id string) {
 	got, err := b.gather(b.userPrefix+subjectToken(id), nameMsg(opPresence, id), 1)
 	b.lookup(lookupResult(err))
+	if err == nil && !json.Valid(got[0]) { // not from a node: any NATS client can answer
+		b.m.errors.WithLabelValues("bad_message").Inc()
+		err = errBadBusMessage
+	}
 	switch err {
 	case nil:
 		writeRawJSON(w, http.StatusOK, got[0])
@@ -441,7 +442,7 @@ func (b *bus) roomMembers(room string, ids []string, members int) ([]string, int
 	got, _ := b.gather(b.roomPrefix+subjectToken(room), nameMsg(opMembers, room), b.peers())
 	for _, r := range got {
 		var part roomPart
-		if json.Unmarshal(r, &part) != nil {
+		if json.Unmarshal(r, &part) != nil || part.Members < len(part.Users) || len(part.Users) > maxListedUsers {
 			b.m.errors.WithLabelValues("bad_message").Inc()
 			continue
 		}

@@ -11,12 +11,18 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 // startNATS runs an embedded NATS server on 127.0.0.1 (port -1: a free one).
 func startNATS(t testing.TB, port int) *natsserver.Server {
 	t.Helper()
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
+	return startNATSWith(t, &natsserver.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
+}
+
+func startNATSWith(t testing.TB, opts *natsserver.Options) *natsserver.Server {
+	t.Helper()
+	ns, err := natsserver.NewServer(opts)
 	if err != nil {
 		t.Fatalf("nats server: %v", err)
 	}
@@ -37,7 +43,12 @@ type cluster struct {
 
 func startCluster(t testing.TB, n int) *cluster {
 	t.Helper()
-	ns := startNATS(t, -1)
+	return startClusterOn(t, startNATS(t, -1), n, nil)
+}
+
+// startClusterOn starts n nodes on ns; mod may adjust each node's config.
+func startClusterOn(t testing.TB, ns *natsserver.Server, n int, mod func(*ClusterConfig)) *cluster {
+	t.Helper()
 	c := &cluster{t: t, ns: ns}
 	for i := range n {
 		cc := &ClusterConfig{
@@ -46,6 +57,9 @@ func startCluster(t testing.TB, n int) *cluster {
 			Timeout:      2 * time.Second,
 			Heartbeat:    50 * time.Millisecond,
 			ReconnectMax: 100 * time.Millisecond,
+		}
+		if mod != nil {
+			mod(cc)
 		}
 		ts := start(t, Config{Cluster: cc}, nil)
 		t.Cleanup(ts.app.Close) // runs before the server's Shutdown: fine, clients close without the bus
@@ -177,12 +191,11 @@ func TestClusterRooms(t *testing.T) {
 		t.Fatalf("room: %+v", room)
 	}
 
-	// The last local member leaving unsubscribes the node from the room.
+	// The last local member leaving unsubscribes the node from the room,
+	// after a grace.
 	members[2].send(`{"type":"leave","room":"lobby","id":3}`)
 	members[2].expect(`{"type":"ack","id":3}`)
-	if n := c.nodes[2].app.bus.rooms.len(); n != 0 {
-		t.Fatalf("node2 still holds %d room subscriptions", n)
-	}
+	eventually(t, 3*roomSubGrace, "node2 drops the room's subscription", func() bool { return c.nodes[2].app.bus.rooms.len() == 0 })
 	members[1].send(`{"type":"publish","room":"lobby","data":"again","id":4}`)
 	members[1].expect(`{"type":"message","from":"u1","room":"lobby","data":"again"}`)
 	members[1].expect(`{"type":"ack","id":4}`)
@@ -299,4 +312,42 @@ func TestClusterSurvivesNATSRestart(t *testing.T) {
 			t.Fatalf("%s: wsedge_bus_reconnects_total %v", ts.app.bus.node, got)
 		}
 	}
+}
+
+// A client looping join and leave does not make a SUB and an UNSUB on NATS
+// for each: the room's subscription outlives the last member by a grace.
+func TestClusterJoinLeaveLoopKeepsSubscription(t *testing.T) {
+	c := startCluster(t, 2)
+	u := c.dial(0, "looper")
+	b := c.nodes[0].app.bus
+	sh := &b.rooms.shards[b.rooms.shard("r")]
+	sub := func() *nats.Subscription {
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		return sh.m["r"]
+	}
+	u.send(`{"type":"join","room":"r","id":0}`)
+	u.expect(`{"type":"ack","id":0}`)
+	first := sub()
+	for i := 1; i <= 50; i++ {
+		u.send(fmt.Sprintf(`{"type":"leave","room":"r","id":%d}`, i))
+		u.expect(fmt.Sprintf(`{"type":"ack","id":%d}`, i))
+		u.send(fmt.Sprintf(`{"type":"join","room":"r","id":%d}`, i))
+		u.expect(fmt.Sprintf(`{"type":"ack","id":%d}`, i))
+	}
+	if got := sub(); got == nil || got != first {
+		t.Fatalf("the room's subscription changed (%p, was %p)", got, first)
+	}
+	// The room still reaches this member from the other node.
+	other := c.dial(1, "other")
+	other.send(`{"type":"join","room":"r","id":1}`)
+	other.expect(`{"type":"ack","id":1}`)
+	other.send(`{"type":"publish","room":"r","data":"x","id":2}`)
+	other.expect(`{"type":"message","from":"other","room":"r","data":"x"}`)
+	other.expect(`{"type":"ack","id":2}`)
+	u.expect(`{"type":"message","from":"other","room":"r","data":"x"}`)
+
+	u.send(`{"type":"leave","room":"r","id":99}`)
+	u.expect(`{"type":"ack","id":99}`)
+	eventually(t, 3*roomSubGrace, "the idle subscription dropped", func() bool { return sub() == nil && b.rooms.nidle.Load() == 0 })
 }

@@ -182,6 +182,10 @@ func (a *App) OnMessage(c *edge.Conn, op ws.OpCode, p []byte) {
 			return
 		}
 		fr := frame.AppendFrame(nil, ws.OpText, appendMessage(nil, u.id, msg.room, msg.data))
+		if a.bus != nil && !a.bus.fits(envelopeLen(msg.room, len(fr))) {
+			a.bus.refuseTooLarge(u, msg.id) // refused before any member gets it
+			return
+		}
 		a.fanout(a.rooms.members(msg.room), fr, kindRoom)
 		if a.bus != nil {
 			a.bus.publishRoom(msg.room, fr)
