@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net"
@@ -44,11 +45,13 @@ func (s *Server) startAdmin() error {
 	// pool), which on a lean server is heap growth every scrape interval.
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{Registry: s.metrics.reg, DisableCompression: true}))
 	if s.cfg.Pprof {
-		s.mux.HandleFunc("/debug/pprof/", pprof.Index)
-		s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		// No cmdline: the command line carries the secrets (-jwt-secret,
+		// -admin-token). Index would serve it too, so it is refused first.
+		s.mux.Handle("/debug/pprof/cmdline", http.NotFoundHandler())
+		s.mux.Handle("/debug/pprof/", s.adminOnly(http.HandlerFunc(pprof.Index)))
+		s.mux.Handle("/debug/pprof/profile", s.adminOnly(http.HandlerFunc(pprof.Profile)))
+		s.mux.Handle("/debug/pprof/symbol", s.adminOnly(http.HandlerFunc(pprof.Symbol)))
+		s.mux.Handle("/debug/pprof/trace", s.adminOnly(http.HandlerFunc(pprof.Trace)))
 	}
 	ln, err := net.Listen("tcp", s.cfg.AdminAddr)
 	if err != nil {
@@ -67,4 +70,21 @@ func (s *Server) startAdmin() error {
 		}
 	}()
 	return nil
+}
+
+// adminOnly asks for "Authorization: Bearer <AdminToken>" when a token is
+// set (compared in constant time, so the answer's timing does not leak it).
+func (s *Server) adminOnly(h http.Handler) http.Handler {
+	if s.cfg.AdminToken == "" {
+		return h
+	}
+	want := []byte("Bearer " + s.cfg.AdminToken)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			http.Error(w, "admin token required", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -29,17 +29,27 @@ type Config struct {
 	CloseTimeout     time.Duration // wait this long for the peer's close frame; default 5s
 	ShutdownTimeout  time.Duration // Shutdown gives clients this long; default 10s
 
-	MaxMessage     int64  // largest message accepted (1009 above); default 64 KiB
-	MaxHeaderBytes int    // largest upgrade request head (431 above); default 8 KiB
-	MaxConns       int    // connections held at once (503 above); default: what RLIMIT_NOFILE allows
-	WriteQueue     int    // outbound queue bound per connection in bytes; default 256 KiB
-	SlowConsumer   string // "close" (1008 "slow consumer", default) or "drop" (the message)
+	MaxMessage     int64 // largest message accepted (1009 above); default 64 KiB
+	MaxHeaderBytes int   // largest upgrade request head (431 above); default 8 KiB
+	MaxConns       int   // sockets held at once, handshaking ones included (503 at accept above); default: what RLIMIT_NOFILE allows
+	// MaxPendingHandshakes bounds sockets still in the upgrade handshake
+	// (503 at accept above); default a quarter of MaxConns, at least 64.
+	MaxPendingHandshakes int
+	// MaxPendingPerIP bounds one source address's sockets in the handshake
+	// (503 at accept above); default 256 (room for a carrier NAT); < 0: no bound.
+	MaxPendingPerIP int
+	WriteQueue      int    // outbound queue bound per connection in bytes; default 256 KiB
+	SlowConsumer    string // "close" (1008 "slow consumer", default) or "drop" (the message)
 
-	DisableEcho bool // turn off GET /echo
-	Pprof       bool // mount /debug/pprof/ on the admin listener
+	Echo  bool // serve GET /echo (every message back; for conformance suites and benchmarks)
+	Pprof bool // mount /debug/pprof/ on the admin listener (never its cmdline profile)
 
-	// Handlers maps a request path to its application handler (GET /echo is
-	// built in unless DisableEcho).
+	// AdminToken, when set, is required as "Authorization: Bearer <token>"
+	// on /debug/pprof/. Pprof on an admin listener off loopback needs it.
+	AdminToken string
+
+	// Handlers maps a request path to its application handler (with Echo,
+	// GET /echo is built in unless Handlers has it).
 	Handlers map[string]Handler
 
 	Logger *slog.Logger // default slog.Default()
@@ -88,6 +98,13 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxConns <= 0 {
 		c.MaxConns = DefaultMaxConns()
 	}
+	if c.MaxPendingHandshakes <= 0 {
+		c.MaxPendingHandshakes = max(c.MaxConns/4, 64)
+	}
+	c.MaxPendingHandshakes = min(c.MaxPendingHandshakes, c.MaxConns)
+	if c.MaxPendingPerIP == 0 {
+		c.MaxPendingPerIP = 256
+	}
 	if c.WriteQueue <= 0 {
 		c.WriteQueue = 256 << 10
 	}
@@ -114,6 +131,11 @@ func (c Config) withDefaults() (Config, error) {
 		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
 			return c, fmt.Errorf("admin address %q: %w", c.AdminAddr, err)
 		}
+		// cmdline is never served, but heap and goroutine dumps still
+		// show secrets held in memory: never to anyone who can connect.
+		if c.Pprof && c.AdminToken == "" && !IsLoopback(c.AdminAddr) {
+			return c, fmt.Errorf("-pprof on admin listener %s (not loopback) needs an admin token (-admin-token), or listen on 127.0.0.1", c.AdminAddr)
+		}
 	}
 	return c, nil
 }
@@ -122,3 +144,17 @@ func (c Config) withDefaults() (Config, error) {
 // blocks on I/O, so more workers than this only add stacks: an idle server
 // should not pay for them.
 func DefaultWorkers() int { return max(16, 8*runtime.GOMAXPROCS(0)) }
+
+// IsLoopback reports whether a listen address (host:port) binds only
+// loopback.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

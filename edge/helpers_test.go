@@ -26,6 +26,7 @@ func startServer(t testing.TB, mod func(*Config)) *Server {
 		Pollers:   2,
 		Workers:   8,
 		WheelTick: 10 * time.Millisecond,
+		Echo:      true, // most tests talk to the built-in /echo
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	if mod != nil {

@@ -28,7 +28,10 @@ type metrics struct {
 	panics            prometheus.Counter
 	wheelTimers       prometheus.GaugeFunc
 
-	closeByCode map[int]prometheus.Counter // pre-resolved for the codes we see most
+	refused map[string]prometheus.Counter // by reason, pre-resolved: accept allocates nothing
+
+	closeByCode map[int]prometheus.Counter // every code the server itself uses; the rest count as "other"
+	closeOther  prometheus.Counter
 }
 
 func newMetrics(s *Server) *metrics {
@@ -55,7 +58,7 @@ func newMetrics(s *Server) *metrics {
 	m.connections = gauge("connections", "Open WebSocket connections (handshake done, not yet closed).")
 	m.accepted = counter("connections_accepted_total", "TCP connections accepted.")
 	m.handshakeFailures = counterVec("handshake_failures_total", "Opening handshakes that failed, by reason.", "reason")
-	m.closes = counterVec("closes_total", "WebSocket connections closed, by close code (1006: no close frame).", "code")
+	m.closes = counterVec("closes_total", `WebSocket connections closed, by close code (1006: no close frame; "other": a code the server never sends, chosen by the client).`, "code")
 	m.pingsSent = counter("pings_sent_total", "Keepalive pings sent.")
 	m.pongTimeouts = counter("pong_timeouts_total", "Connections closed because nothing arrived within the pong timeout after a ping.")
 	m.closeTimeouts = counter("close_timeouts_total", "Connections closed because the peer did not finish the close handshake in time.")
@@ -65,7 +68,14 @@ func newMetrics(s *Server) *metrics {
 	m.messagesOut = counter("messages_sent_total", "Text and binary messages sent or queued.")
 	m.slowConsumers = counterVec("slow_consumer_total", "Writes refused by a full outbound queue, by action taken (close, drop).", "action")
 	m.acceptErrors = counterVec("accept_errors_total", "accept4 failures, by errno.", "errno")
-	m.panics = counter("worker_panics_total", "Panics recovered in a worker; each closed one connection.")
+	m.panics = counter("worker_panics_total", "Panics recovered in a worker task or a timer; each closed one connection.")
+	refused := counterVec("connections_refused_total", "Sockets answered 503 at accept and closed, by the bound reached (max_conns, pending_handshakes, pending_per_ip).", "reason")
+	m.refused = make(map[string]prometheus.Counter)
+	for _, r := range []string{refusedMaxConns, refusedPendingHandshakes, refusedPendingPerIP} {
+		m.refused[r] = refused.WithLabelValues(r)
+	}
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsedge", Name: "pending_handshakes", Help: "Sockets in the upgrade handshake (bounded by -max-pending-handshakes)."},
+		func() float64 { return float64(s.pending.len()) }))
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsedge", Name: "outbound_queued_bytes", Help: "Bytes waiting in per-connection outbound queues (each bounded by -write-queue)."},
 		func() float64 { return float64(s.poller.QueuedBytes()) }))
 	m.wheelTimers = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsedge", Name: "wheel_timers", Help: "Timers resident in the timing wheel."},
@@ -82,9 +92,13 @@ func newMetrics(s *Server) *metrics {
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsedge", Name: "tcp_connections", Help: "TCP connections registered with the poller (handshaking, open or closing)."},
 		func() float64 { return float64(s.poller.Open()) }))
 	m.closeByCode = make(map[int]prometheus.Counter)
-	for _, code := range []int{1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1011, 4000, 4001} {
+	// The codes the server and the application send, plus 1005 (a close
+	// frame without a code). The client picks any other code, so it must not
+	// pick a label: that would be up to ~4,000 series of its choosing.
+	for _, code := range []int{1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 4000, 4001, 4003} {
 		m.closeByCode[code] = m.closes.WithLabelValues(strconv.Itoa(code))
 	}
+	m.closeOther = m.closes.WithLabelValues("other")
 	return m
 }
 
@@ -93,5 +107,5 @@ func (m *metrics) closed(code int) {
 		c.Inc()
 		return
 	}
-	m.closes.WithLabelValues(strconv.Itoa(code)).Inc()
+	m.closeOther.Inc()
 }

@@ -47,7 +47,9 @@ type Server struct {
 	hsBufs   sync.Pool // *[]byte, upgrade requests that arrive in pieces
 	requests sync.Pool // *frame.Request, parsed in place: a handshake leaves no garbage
 	partial  sync.Map  // *Conn -> *[]byte: requests not complete yet (rare, and bounded by the handshake timeout)
-	batches  sync.Pool // *timerBatch
+	pending  *pendingTable
+	refusals map[string][]byte // reason -> complete 503 answer, built once
+	batches  sync.Pool         // *timerBatch
 
 	readiness  func() error // nil: always ready
 	callerRuns atomic.Int64
@@ -58,6 +60,10 @@ type Server struct {
 	done       chan struct{}
 
 	logSlow, logAccept, logPanic rate.Sometimes
+
+	// afterOpen is a seam for tests: it runs just after the phase turns
+	// open, where a Shutdown's Close may land (nil in production).
+	afterOpen func(*Conn)
 }
 
 // timerBatch carries a copy of one wheel batch to a pool worker.
@@ -70,18 +76,23 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		routes: make(map[string]*route),
-		hsCfg:  frame.HandshakeConfig{MaxHeaderBytes: cfg.MaxHeaderBytes},
-		decCfg: frame.DecoderConfig{MaxMessage: cfg.MaxMessage},
-		done:   make(chan struct{}),
-		mux:    http.NewServeMux(),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		routes:   make(map[string]*route),
+		hsCfg:    frame.HandshakeConfig{MaxHeaderBytes: cfg.MaxHeaderBytes},
+		decCfg:   frame.DecoderConfig{MaxMessage: cfg.MaxMessage},
+		done:     make(chan struct{}),
+		mux:      http.NewServeMux(),
+		pending:  newPendingTable(),
+		refusals: map[string][]byte{},
+	}
+	for _, r := range []string{refusedMaxConns, refusedPendingHandshakes, refusedPendingPerIP} {
+		s.refusals[r] = refusal(r)
 	}
 	for path, h := range cfg.Handlers {
 		s.routes[path] = &route{h: h, srv: s}
 	}
-	if !cfg.DisableEcho {
+	if cfg.Echo {
 		if _, taken := s.routes["/echo"]; !taken {
 			s.routes["/echo"] = &route{h: echoHandler{}, srv: s}
 		}
@@ -250,20 +261,38 @@ func (s *Server) Submit(fn func()) {
 }
 
 // accept registers a new socket at once, before reading a byte, and starts
-// its handshake timeout.
+// its handshake timeout; over -max-conns, -max-pending-handshakes or
+// -max-pending-per-ip it answers 503 at once and closes the socket instead,
+// so silent sockets can never take the fds the admin listener needs. It
+// runs on the listener's one goroutine: the count it checks only grows here.
 func (s *Server) accept(fd int) {
 	s.metrics.accepted.Inc()
+	if s.poller.Open() >= int64(s.cfg.MaxConns) {
+		s.refuse(fd, refusedMaxConns)
+		return
+	}
 	c := &Conn{}
+	if reason := s.pending.add(c, peerIP(fd), s.cfg.MaxPendingHandshakes, s.cfg.MaxPendingPerIP); reason != "" {
+		s.refuse(fd, reason)
+		return
+	}
 	err := s.poller.Register(&c.nc, fd, func(*netpoll.Conn) {
 		c.lastActive.Store(s.nowMs() | 1)
 		c.timer = s.wheel.Schedule(s.cfg.HandshakeTimeout, c.ID())
 	})
 	if err != nil {
 		s.wheel.Stop(c.timer)
+		s.pending.done(c)
 		closeFD(fd)
 		s.metrics.handshakeFailures.WithLabelValues("register").Inc()
 		s.logAccept.Do(func() { s.log.Error("register connection", "err", err) })
 	}
+}
+
+// refuse answers a socket over a bound with 503 (Retry-After) and closes it.
+func (s *Server) refuse(fd int, reason string) {
+	s.metrics.refused[reason].Inc()
+	refuseFD(fd, s.refusals[reason])
 }
 
 func (s *Server) acceptError(err error) {
@@ -302,6 +331,9 @@ func (s *Server) OnClose(nc *netpoll.Conn, err error) {
 		c.dec = nil
 	}
 	s.releaseHandshakeBuf(c)
+	if c.route == nil {
+		s.pending.done(c) // never opened: its handshake is over now at the latest
+	}
 	if c.route != nil {
 		code := c.closeCode()
 		s.open.Add(-1)
@@ -350,9 +382,6 @@ func (s *Server) handshake(c *Conn, p []byte) {
 	case s.draining.Load():
 		s.reject(c, frame.NewHTTPError(http.StatusServiceUnavailable, "server is shutting down"))
 		return
-	case s.poller.Open() > int64(s.cfg.MaxConns):
-		s.reject(c, frame.NewHTTPError(http.StatusServiceUnavailable, "server at connection capacity"))
-		return
 	}
 	h := rt.h
 	if err := h.Accept(c, req); err != nil {
@@ -368,12 +397,20 @@ func (s *Server) handshake(c *Conn, p []byte) {
 		return
 	}
 	c.lastActive.Store(s.nowMs() | 1)
-	// Close (Shutdown's, or the handshake timeout's) may have come since the
-	// 101: then the connection never opens and no OnOpen/OnClose is owed.
+	// route is set before the phase says open (a Close that sees open
+	// reaches the server through it). Close (Shutdown's, or the handshake
+	// timeout's) may have come since the 101: then the connection never
+	// opens, and route goes back to nil: no OnOpen/OnClose is owed. Only
+	// this goroutine (holding busy) reads route while the phase is not open.
+	c.route = rt
 	if !c.phase.CompareAndSwap(phaseHandshake, phaseOpen) {
+		c.route = nil
 		return
 	}
-	c.route = rt
+	s.pending.done(c)
+	if s.afterOpen != nil {
+		s.afterOpen(c)
+	}
 	s.open.Add(1)
 	s.metrics.connections.Inc()
 	// Armed before OnOpen: a Close from OnOpen arms the close timeout, which
@@ -409,6 +446,7 @@ func (s *Server) reject(c *Conn, err error) {
 	// reason may quote the request, whose strings alias that buffer.
 	resp := he.Response()
 	s.releaseHandshakeBuf(c)
+	s.pending.done(c)
 	if !c.phase.CompareAndSwap(phaseHandshake, phaseDraining) {
 		return
 	}
@@ -456,11 +494,27 @@ func (s *Server) runTimers(tb *timerBatch) {
 	now := s.nowMs()
 	for _, e := range tb.items {
 		if nc := s.poller.Lookup(e.Data); nc != nil {
-			connOf(nc).onTimer(s, now)
+			s.fireTimer(nc, now)
 		}
 	}
 	tb.items = tb.items[:0]
 	s.batches.Put(tb)
+}
+
+// fireTimer runs one expiry inside a panic boundary: a close it causes
+// runs Handler.OnClose (application code), and a panic there must neither
+// kill the wheel's goroutine (when the pool is full) nor skip the rest of
+// the batch (those connections would never be timed again). The panic is
+// counted and that one connection closed.
+func (s *Server) fireTimer(nc *netpoll.Conn, now uint32) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.metrics.panics.Inc()
+			s.logPanic.Do(func() { s.log.Error("panic in a timer; closed the connection", "conn", nc.ID(), "panic", v) })
+			nc.Close()
+		}
+	}()
+	connOf(nc).onTimer(s, now)
 }
 
 // onTimer is the connection's one wheel entry firing. Activity only stamped

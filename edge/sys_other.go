@@ -6,6 +6,10 @@ import "github.com/wsedge/wsedge/netpoll"
 
 func closeFD(int) {}
 
+func peerIP(int) ipKey { return ipKey{} }
+
+func refuseFD(int, []byte) {}
+
 // DefaultMaxConns is a placeholder where wsedge cannot run.
 func DefaultMaxConns() int { return 1024 }
 

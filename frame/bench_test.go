@@ -97,6 +97,31 @@ func BenchmarkDecodeFragmented(b *testing.B) {
 	}
 }
 
+// BenchmarkDecodeSplit decodes single-frame messages that arrive in 4KiB
+// reads, so their payload goes through the reassembly buffer as it grows.
+func BenchmarkDecodeSplit(b *testing.B) {
+	for _, size := range benchSizes[1:] {
+		b.Run(size.name, func(b *testing.B) {
+			in := benchFrame(size.n)
+			var d Decoder
+			b.SetBytes(int64(size.n))
+			b.ReportAllocs()
+			for b.Loop() {
+				for p := in; len(p) > 0; {
+					n := min(len(p), 4<<10)
+					if len(in) <= 4<<10 {
+						n = len(p)/2 + 1 // a small message in two reads
+					}
+					if err := d.Feed(p[:n], nil); err != nil {
+						b.Fatal(err)
+					}
+					p = p[n:]
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkAppendFrame encodes a 1KiB server text frame into a reused buffer.
 func BenchmarkAppendFrame(b *testing.B) {
 	payload := bytes.Repeat([]byte{'z'}, 1<<10)

@@ -54,6 +54,10 @@ type Message struct {
 //   - at most a partial frame header (≤ 14 bytes), inline in the struct;
 //   - the payload received so far of a message that is not complete yet, in
 //     a pooled buffer that goes back to the pool when the message completes.
+//     The buffer grows with the bytes that arrive, never with a declared
+//     length: it holds at most max(512 B, twice the payload received), and
+//     never more than MaxMessage (rounded up to the pool's power-of-two
+//     size class), plus an interleaved control frame's ≤ 125 bytes.
 //
 // At a message boundary a Decoder holds no buffer at all (64 bytes, no
 // pointer to the heap), so an idle connection costs nothing more.
@@ -63,7 +67,8 @@ type Message struct {
 //	           header complete                  payload complete
 //	[header] -----------------> [payload] ------------------------> emit / keep fragment
 //	   ^  \  partial: bytes to hdr   | partial: unmask, validate,        |
-//	   |   '--(wait for more)        '  append to the pooled buffer      |
+//	   |   '--(wait for more)        '  append to the pooled buffer,     |
+//	   |                                 growing it by doubling          |
 //	   '------------------------------------------------------------------'
 //
 // A frame whose whole payload is in the slice given to Feed and that makes a
@@ -175,7 +180,6 @@ func (d *Decoder) feed(p []byte, fn func(Message)) error {
 				p = p[n:]
 				continue
 			}
-			d.reserve(d.remain)
 		}
 		if d.remain > 0 {
 			if len(p) == 0 {
@@ -311,18 +315,25 @@ func (d *Decoder) maxMessage() int64 {
 	return d.max
 }
 
-// reserve makes room in d.buf for n more bytes of the current frame, so the
-// payload is appended without growing the slice as it arrives.
-func (d *Decoder) reserve(n int64) {
-	need := len(d.buf) + int(n)
+// firstReserve is the first reassembly buffer of a message (a pbytes size
+// class): small, so a peer that declares a large frame and sends a few
+// bytes of it makes the decoder hold a few bytes, not the declared length.
+const firstReserve = 512
+
+// grow makes room in d.buf for n more payload bytes. The capacity doubles
+// from firstReserve as bytes arrive, so it stays within max(firstReserve,
+// 2*len(d.buf)) and never passes the end of the message when that is known;
+// the old buffer goes back to the pool, so each size class is reused.
+func (d *Decoder) grow(n int) {
+	need := len(d.buf) + n
 	if need <= cap(d.buf) {
 		return
 	}
-	c := need
-	if d.op.IsData() && d.flags&flagFin == 0 {
-		// More fragments will follow: grow geometrically, within the limit.
-		c = max(need, min(2*cap(d.buf), int(d.maxMessage())))
+	limit := int(d.maxMessage())
+	if d.op.IsControl() || d.flags&flagFin != 0 {
+		limit = len(d.buf) + int(d.remain) // this frame ends the message (or the control payload)
 	}
+	c := max(need, min(max(2*cap(d.buf), firstReserve), limit))
 	nb := append(pbytes.GetCap(c), d.buf...)
 	d.releaseBuf()
 	d.buf = nb
@@ -343,6 +354,7 @@ func (d *Decoder) stream(chunk []byte) error {
 			return invalidUTF8("invalid UTF-8 in a text message")
 		}
 	}
+	d.grow(len(chunk))
 	d.buf = append(d.buf, chunk...)
 	d.remain -= int64(len(chunk))
 	return nil

@@ -3,6 +3,7 @@ package frame
 import (
 	"bytes"
 	"errors"
+	"math/bits"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -321,6 +322,67 @@ func TestDecoderMemory(t *testing.T) {
 	d.Release()
 	if d.buf != nil || !d.AtBoundary() {
 		t.Fatal("Release left state behind")
+	}
+}
+
+// TestBufferGrowsWithBytesReceived checks that a declared length reserves
+// nothing: the reassembly buffer follows the payload that arrived, within
+// max(firstReserve, 2x received), and never passes the message's end.
+func TestBufferGrowsWithBytesReceived(t *testing.T) {
+	big := cf(true, ws.OpBinary, strings.Repeat("b", 64<<10))
+	hdr := len(big) - 64<<10
+
+	var d Decoder
+	if err := d.Feed(bytes.Clone(big[:hdr+1]), nil); err != nil {
+		t.Fatal(err)
+	}
+	if cap(d.buf) > firstReserve {
+		t.Fatalf("a 64KiB header and 1 byte hold %d bytes, want ≤ %d", cap(d.buf), firstReserve)
+	}
+	d.Release()
+
+	var parts [][]byte
+	for i := range 16 {
+		op := ws.OpContinuation
+		if i == 0 {
+			op = ws.OpText
+		}
+		parts = append(parts, cf(i == 15, op, strings.Repeat("f", 3000)))
+	}
+	fragmented := concat(parts...)
+	for _, tc := range []struct {
+		name   string
+		cfg    DecoderConfig
+		stream []byte
+		piece  int
+		want   int
+	}{
+		{"one frame in 1000-byte reads", DecoderConfig{}, big, 1000, 64 << 10},
+		{"one frame in 7-byte reads", DecoderConfig{}, big[:hdr+5000], 7, 0},
+		{"fragments in 777-byte reads", DecoderConfig{}, fragmented, 777, 48000},
+		{"fragments at a 48000-byte limit", DecoderConfig{MaxMessage: 48000}, fragmented, 4096, 48000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var d Decoder
+			d.Init(tc.cfg)
+			defer d.Release()
+			got := 0
+			limit := int(d.maxMessage())
+			for p := tc.stream; len(p) > 0; {
+				n := min(tc.piece, len(p))
+				if err := d.Feed(bytes.Clone(p[:n]), func(m Message) { got = len(m.Payload) }); err != nil {
+					t.Fatal(err)
+				}
+				p = p[n:]
+				// The pool rounds a request up to its power-of-two size class.
+				if c := cap(d.buf); c > max(firstReserve, 2*len(d.buf)) || c > 1<<bits.Len(uint(limit-1)) {
+					t.Fatalf("holding %d payload bytes in a buffer of %d", len(d.buf), c)
+				}
+			}
+			if got != tc.want {
+				t.Fatalf("message of %d bytes, want %d", got, tc.want)
+			}
+		})
 	}
 }
 

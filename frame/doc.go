@@ -25,7 +25,10 @@
 // alias the slice passed to Feed (unmasked in place) or a pooled buffer
 // (github.com/gobwas/pool/pbytes) that goes back to the pool as soon as the
 // callback returns. A protocol violation is a *ProtocolError carrying the
-// close code to answer with.
+// close code to answer with. Memory follows the bytes received, not the
+// lengths declared: a partial message holds at most max(512 B, twice its
+// payload so far), capped at the message limit, so a peer that announces a
+// large frame and sends one byte costs a few hundred bytes.
 //
 // # Encoding
 //

@@ -228,7 +228,11 @@ func compareOne(ctx context.Context, o *compareOptions, server string, stderr io
 		return fail(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "-addr", addr, "-admin", strings.TrimPrefix(admin, "http://"))
+	args := []string{"-addr", addr, "-admin", strings.TrimPrefix(admin, "http://")}
+	if server == "wsedge" {
+		args = append(args, "-echo") // off by default; the echo and idle-on-/echo scenarios need it
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return fail(fmt.Errorf("start %s: %w", bin, err))

@@ -31,6 +31,7 @@ func startEdge(t *testing.T) (ws, admin string) {
 	t.Helper()
 	s, err := edge.New(edge.Config{
 		Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Pollers: 2, Workers: 8,
+		Echo:   true, // the echo scenario's endpoint
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

@@ -48,11 +48,13 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, give clients this long before exiting")
 	fs.Int64Var(&cfg.MaxMessage, "max-message", 64<<10, "largest message in bytes (close 1009 above)")
 	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", 8<<10, "largest upgrade request head in bytes (431 above)")
-	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "connections held at once, 503 above (0: what the open-file limit allows)")
+	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "sockets held at once, handshaking ones included; 503 at accept above (0: what the open-file limit allows)")
+	fs.IntVar(&cfg.MaxPendingHandshakes, "max-pending-handshakes", 0, "sockets still in the upgrade handshake; 503 at accept above (0: a quarter of -max-conns, at least 64)")
+	fs.IntVar(&cfg.MaxPendingPerIP, "max-pending-per-ip", 256, "sockets in the upgrade handshake from one source address; 503 at accept above (-1: no bound)")
 	fs.IntVar(&cfg.WriteQueue, "write-queue", 256<<10, "bytes queued per connection for a client that reads slowly")
 	fs.StringVar(&cfg.SlowConsumer, "slow-consumer", "close", "when a client's write queue is full: close (1008) or drop the message")
-	echo := fs.Bool("echo", true, "serve GET /echo (echoes every message; for conformance suites and benchmarks)")
-	fs.BoolVar(&cfg.Pprof, "pprof", false, "mount /debug/pprof/ on the admin listener")
+	fs.BoolVar(&cfg.Echo, "echo", false, "serve GET /echo (echoes every message; for conformance suites and benchmarks; with a JWT key it asks for the same token and origin as /ws)")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "mount /debug/pprof/ on the admin listener (asks for the admin token when one is set; off loopback it must be)")
 	gcPercent := fs.Int("gc-percent", defaultGCPercent, "garbage collector target (as GOGC): the heap may grow this many percent over live data before a collection; lower holds idle connections in less memory (a GOGC environment variable wins over the default)")
 	var appCfg app.Config
 	jwtSecret := fs.String("jwt-secret", "", "HS256 secret: clients must present a JWT (?token= or Authorization: Bearer) whose sub is the user id (visible in the process list: prefer -jwt-secret-file or WSEDGE_JWT_SECRET)")
@@ -63,6 +65,7 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int
 	fs.BoolVar(&appCfg.JWTAllowNoExp, "jwt-allow-no-exp", false, "admit tokens without an exp claim (by default exp is required and a connection is closed with 4003 when its token expires)")
 	origins := fs.String("allowed-origins", "", "comma-separated exact Origin values browsers may connect from (default: any)")
 	fs.IntVar(&appCfg.MaxRoomsPerConn, "max-rooms-per-conn", 64, "rooms one connection may join")
+	fs.IntVar(&appCfg.MaxRooms, "max-rooms", app.DefaultMaxRooms, "rooms with a member on this node (each a NATS subscription in a cluster); a join that would create one more gets too_many_rooms")
 	clientRate := fs.Float64("client-rate", 0, fmt.Sprintf("client messages per second per connection; 0 turns the limit off (default: %d with a JWT key, off without)", app.DefaultClientRate))
 	fs.IntVar(&appCfg.ClientBurst, "client-burst", 0, fmt.Sprintf("burst allowed over -client-rate (0: %d with the default rate, else the rate rounded up)", app.DefaultClientBurst))
 	fs.StringVar(&appCfg.AdminToken, "admin-token", "", "bearer token required on the admin /v1/ API (required when -admin is not loopback; visible in the process list: prefer -admin-token-file or WSEDGE_ADMIN_TOKEN)")
@@ -97,7 +100,6 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int
 		fmt.Fprintln(stdout, "wsedge", version)
 		return 0
 	}
-	cfg.DisableEcho = !*echo
 	logger, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {
 		fmt.Fprintf(stderr, "wsedge: %v\n", err)
@@ -166,6 +168,7 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int
 		}
 		appCfg.Cluster = cc
 	}
+	cfg.AdminToken = appCfg.AdminToken // pprof asks for the same token as /v1/
 	srv, a, err := app.NewServer(cfg, appCfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "wsedge: %v\n", err)

@@ -107,7 +107,7 @@ func TestServesEchoAndDrainsOnSIGTERM(t *testing.T) {
 	done := make(chan int, 1)
 	var out, errb bytes.Buffer
 	go func() {
-		done <- run([]string{"-addr", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-shutdown-timeout", "5s"}, &out, &errb, ready)
+		done <- run([]string{"-addr", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-shutdown-timeout", "5s", "-echo"}, &out, &errb, ready)
 	}()
 	var srv *edge.Server
 	select {

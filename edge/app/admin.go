@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 	dto "github.com/prometheus/client_model/go"
@@ -177,6 +178,12 @@ func (a *App) readPush(w http.ResponseWriter, r *http.Request) []byte {
 	data := trimJSONSpace(body)
 	if len(data) == 0 || !json.Valid(data) {
 		writeError(w, http.StatusBadRequest, "bad_json", "the body must be one JSON value")
+		return nil
+	}
+	// json.Valid accepts invalid UTF-8 in strings, but the body becomes a
+	// text frame, which every browser must fail with 1007.
+	if !utf8.Valid(data) {
+		writeError(w, http.StatusBadRequest, "bad_json", "the body must be valid UTF-8")
 		return nil
 	}
 	return data

@@ -10,6 +10,7 @@ import (
 
 var (
 	errTooManyRooms = errors.New("too many rooms")
+	errNodeRooms    = errors.New("too many rooms on this node")
 	errDetached     = errors.New("connection replaced or closed")
 )
 
@@ -119,6 +120,9 @@ func NewServer(edgeCfg edge.Config, appCfg Config) (*edge.Server, *App, error) {
 		handlers[p] = h
 	}
 	handlers[a.cfg.Path] = a
+	if _, taken := handlers["/echo"]; edgeCfg.Echo && !taken {
+		handlers["/echo"] = echo{a} // admits as /ws does; edge's built-in /echo admits anyone
+	}
 	edgeCfg.Handlers = handlers
 	srv, err := edge.New(edgeCfg)
 	if err != nil {

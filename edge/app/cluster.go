@@ -378,7 +378,7 @@ func (r *rooms) has(name string) bool {
 	sh := &r.shards[r.shard(name)]
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
-	return len(sh.m[name]) > 0
+	return sh.m[name] != nil // a room is deleted with its last member
 }
 
 // heartbeat announces the node every period and forgets the nodes not

@@ -25,11 +25,8 @@ var _ edge.Handler = (*App)(nil)
 // Accept admits a client: origin first (403), then identity (401 when
 // missing or invalid, 400 when not a valid user id).
 func (a *App) Accept(c *edge.Conn, req *frame.Request) error {
-	if a.origins != nil && req.Origin != "" {
-		if _, ok := a.origins[req.Origin]; !ok {
-			a.m.authFailure("origin")
-			return frame.NewHTTPError(http.StatusForbidden, "origin not allowed")
-		}
+	if err := a.checkOrigin(req.Origin); err != nil {
+		return err
 	}
 	id, exp, err := a.identify(req)
 	if err != nil {
@@ -163,7 +160,11 @@ func (a *App) OnMessage(c *edge.Conn, op ws.OpCode, p []byte) {
 		case nil:
 			a.ack(u, msg.id)
 		case errTooManyRooms:
+			a.m.joinRefused("max_rooms_per_conn")
 			a.replyError(u, msg.id, codeTooManyRooms, "at most "+strconv.Itoa(a.cfg.MaxRoomsPerConn)+" rooms per connection")
+		case errNodeRooms:
+			a.m.joinRefused("max_rooms")
+			a.replyError(u, msg.id, codeTooManyRooms, "this server holds its maximum of "+strconv.Itoa(a.cfg.MaxRooms)+" rooms: join an existing room or try again later")
 		}
 		// errDetached: the connection is being closed; say nothing.
 	case typeLeave:

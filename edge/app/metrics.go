@@ -16,6 +16,7 @@ type metrics struct {
 	adminRequests  *prometheus.CounterVec // by route, status
 	authFailures   *prometheus.CounterVec // by reason
 	evictions      *prometheus.CounterVec // by reason
+	joinRefusals   *prometheus.CounterVec // by reason
 }
 
 func newMetrics(a *App, reg prometheus.Registerer) (*metrics, error) {
@@ -29,9 +30,10 @@ func newMetrics(a *App, reg prometheus.Registerer) (*metrics, error) {
 		adminRequests:  vec("admin_requests_total", "Admin API requests, by route and HTTP status.", "route", "status"),
 		authFailures:   vec("auth_failures_total", "Connections refused at admission, by reason (missing, invalid, expired, not_yet_valid, bad_signature, bad_audience, bad_issuer, missing_exp, bad_user_id, origin).", "reason"),
 		evictions:      vec("user_evictions_total", "Connections closed by the application, by reason (replaced, kicked).", "reason"),
+		joinRefusals:   vec("join_refusals_total", "Joins refused with too_many_rooms, by reason (max_rooms_per_conn: the connection's limit; max_rooms: the node's room limit).", "reason"),
 	}
 	cs := []prometheus.Collector{
-		m.clientMessages, m.deliveries, m.drops, m.adminRequests, m.authFailures, m.evictions,
+		m.clientMessages, m.deliveries, m.drops, m.adminRequests, m.authFailures, m.evictions, m.joinRefusals,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsedge", Name: "users", Help: "Users connected on the application path."},
 			func() float64 { return float64(a.users.count.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsedge", Name: "rooms", Help: "Rooms with at least one member."},
@@ -52,12 +54,16 @@ func newMetrics(a *App, reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{"queue_full", "closed", "not_connected", "rate_limited"} {
 		m.drops.WithLabelValues(r)
 	}
+	for _, r := range []string{"max_rooms_per_conn", "max_rooms"} {
+		m.joinRefusals.WithLabelValues(r)
+	}
 	return m, nil
 }
 
 func (m *metrics) clientMessage(typ string)  { m.clientMessages.WithLabelValues(typ).Inc() }
 func (m *metrics) authFailure(reason string) { m.authFailures.WithLabelValues(reason).Inc() }
 func (m *metrics) evicted(reason string)     { m.evictions.WithLabelValues(reason).Inc() }
+func (m *metrics) joinRefused(reason string) { m.joinRefusals.WithLabelValues(reason).Inc() }
 
 func (m *metrics) delivered(kind string, n int) {
 	if n > 0 {
