@@ -17,7 +17,8 @@ import (
 const (
 	CloseReplaced ws.StatusCode = 4000 // a newer connection for the same user
 	CloseKicked   ws.StatusCode = 4001 // DELETE /v1/users/{id}
-	// CloseTokenExpired (4003) is in token.go.
+	// CloseTokenExpired: the token's exp passed without a refresh (token.go).
+	CloseTokenExpired ws.StatusCode = 4003
 )
 
 var _ edge.Handler = (*App)(nil)

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -15,10 +14,6 @@ import (
 	"github.com/wsedge/wsedge/frame"
 	"github.com/wsedge/wsedge/wheel"
 )
-
-// CloseTokenExpired closes a connection whose token's exp has passed
-// without a refresh.
-const CloseTokenExpired ws.StatusCode = 4003
 
 // tokenState is what a token user carries for expiry: its entry on the
 // app's wheel and its token's exp. Only token users have one, so a
