@@ -57,14 +57,19 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "mount /debug/pprof/ on the admin listener (asks for the admin token when one is set; off loopback it must be)")
 	gcPercent := fs.Int("gc-percent", defaultGCPercent, "garbage collector target (as GOGC): the heap may grow this many percent over live data before a collection; lower holds idle connections in less memory (a GOGC environment variable wins over the default)")
 	var appCfg app.Config
-	jwtSecret := fs.String("jwt-secret", "", "HS256 secret: clients must present a JWT (?token= or Authorization: Bearer) whose sub is the user id (prefer WSEDGE_JWT_SECRET)")
+	jwtSecret := fs.String("jwt-secret", "", "HS256 secret: clients must present a JWT (?token= or Authorization: Bearer) whose sub is the user id (visible in the process list: prefer -jwt-secret-file or WSEDGE_JWT_SECRET)")
+	jwtSecretFile := fs.String("jwt-secret-file", "", "file holding the HS256 secret (surrounding whitespace trimmed)")
 	jwtPublicKey := fs.String("jwt-public-key", "", "PEM file with an RSA (RS256) or P-256 ECDSA (ES256) public key for client JWTs")
+	fs.StringVar(&appCfg.JWTAudience, "jwt-audience", "", "the token's aud claim must contain this value (401 otherwise)")
+	fs.StringVar(&appCfg.JWTIssuer, "jwt-issuer", "", "the token's iss claim must equal this (401 otherwise)")
+	fs.BoolVar(&appCfg.JWTAllowNoExp, "jwt-allow-no-exp", false, "admit tokens without an exp claim (by default exp is required and a connection is closed with 4003 when its token expires)")
 	origins := fs.String("allowed-origins", "", "comma-separated exact Origin values browsers may connect from (default: any)")
 	fs.IntVar(&appCfg.MaxRoomsPerConn, "max-rooms-per-conn", 64, "rooms one connection may join")
 	fs.IntVar(&appCfg.MaxRooms, "max-rooms", app.DefaultMaxRooms, "rooms with a member on this node (each a NATS subscription in a cluster); a join that would create one more gets too_many_rooms")
-	fs.Float64Var(&appCfg.ClientRate, "client-rate", 0, "client messages per second per connection (0: no limit)")
-	fs.IntVar(&appCfg.ClientBurst, "client-burst", 0, "burst allowed over -client-rate (0: the rate rounded up)")
-	fs.StringVar(&appCfg.AdminToken, "admin-token", "", "bearer token required on the admin /v1/ API (required when -admin is not loopback; prefer WSEDGE_ADMIN_TOKEN)")
+	clientRate := fs.Float64("client-rate", 0, fmt.Sprintf("client messages per second per connection; 0 turns the limit off (default: %d with a JWT key, off without)", app.DefaultClientRate))
+	fs.IntVar(&appCfg.ClientBurst, "client-burst", 0, fmt.Sprintf("burst allowed over -client-rate (0: %d with the default rate, else the rate rounded up)", app.DefaultClientBurst))
+	fs.StringVar(&appCfg.AdminToken, "admin-token", "", "bearer token required on the admin /v1/ API (required when -admin is not loopback; visible in the process list: prefer -admin-token-file or WSEDGE_ADMIN_TOKEN)")
+	adminTokenFile := fs.String("admin-token-file", "", "file holding the admin token (surrounding whitespace trimmed)")
 	fs.Int64Var(&appCfg.AdminMaxBody, "admin-max-body", 1<<20, "largest admin API request body in bytes (413 above)")
 	natsURLs := fs.String("nats", "", "comma-separated NATS server URLs (nats://host:4222): join the other nodes on them as one cluster (default: a single node, no NATS)")
 	nodeID := fs.String("node-id", "", "this node's name in the cluster (default: hostname-<random>)")
@@ -90,6 +95,7 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int
 		fmt.Fprintf(stderr, "wsedge: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
+	onCommandLine := givenFlags(fs)
 	if err := applyEnv(fs, os.LookupEnv); err != nil {
 		fmt.Fprintf(stderr, "wsedge: %v\n", err)
 		return 2
@@ -105,6 +111,40 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int
 	}
 	cfg.Logger = logger
 	setGCPercent(fs, *gcPercent, os.LookupEnv)
+	given := givenFlags(fs)
+	for _, f := range []struct{ name, in string }{{"jwt-secret", "jwt-secret-file"}, {"admin-token", "admin-token-file"}} {
+		if given[f.name] && given[f.in] {
+			fmt.Fprintf(stderr, "wsedge: set -%s or -%s, not both\n", f.name, f.in)
+			return 2
+		}
+		if onCommandLine[f.name] {
+			logger.Warn("secret passed on the command line: it is visible in the process list; use -"+f.in+" or WSEDGE_"+strings.ToUpper(strings.ReplaceAll(f.name, "-", "_")), "flag", "-"+f.name)
+		}
+	}
+	if *jwtSecretFile != "" {
+		if *jwtSecret, err = readSecret("-jwt-secret-file", *jwtSecretFile); err != nil {
+			fmt.Fprintf(stderr, "wsedge: %v\n", err)
+			return 2
+		}
+	}
+	if *adminTokenFile != "" {
+		if appCfg.AdminToken, err = readSecret("-admin-token-file", *adminTokenFile); err != nil {
+			fmt.Fprintf(stderr, "wsedge: %v\n", err)
+			return 2
+		}
+	}
+	// -client-rate not given keeps app's default (on with a JWT key); given
+	// as 0 it turns the limit off.
+	switch {
+	case !given["client-rate"]:
+	case *clientRate == 0:
+		appCfg.ClientRate = app.NoClientRate
+	case *clientRate < 0:
+		fmt.Fprintf(stderr, "wsedge: -client-rate %v: client rate must not be negative (0 turns it off)\n", *clientRate)
+		return 2
+	default:
+		appCfg.ClientRate = *clientRate
+	}
 
 	nofile, err := edge.RaiseOpenFileLimit()
 	if err != nil {
@@ -162,11 +202,32 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int
 	return 0
 }
 
+// givenFlags returns the names of the flags set so far: on the command line
+// before applyEnv, from either source after it.
+func givenFlags(fs *flag.FlagSet) map[string]bool {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	return given
+}
+
+// readSecret reads a secret from a file, trimming surrounding whitespace
+// (the trailing newline editors add); an empty secret is an error.
+func readSecret(flagName, path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", flagName, err)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("%s: %s is empty", flagName, path)
+	}
+	return s, nil
+}
+
 // applyEnv sets every flag not given on the command line from
 // WSEDGE_<NAME>, if that variable is set.
 func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	given := givenFlags(fs)
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
 		if given[f.Name] || err != nil {

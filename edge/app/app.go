@@ -29,6 +29,7 @@ type App struct {
 	m       *metrics
 	admin   adminAuth
 	bus     *bus // nil on a single node
+	tokens  tokens
 }
 
 // New checks cfg and builds the application.
@@ -89,6 +90,10 @@ func (a *App) Mount(srv *edge.Server) error {
 			}
 			return nil
 		})
+	}
+	// Last: the expiry wheel's goroutine must not outlive a failed Mount.
+	if err := a.startTokens(srv.Registry()); err != nil {
+		return err
 	}
 	a.mountAdmin(srv.Mux())
 	if a.verify == nil {

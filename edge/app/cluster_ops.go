@@ -492,6 +492,7 @@ func (a *App) ClusterStatus() ClusterState {
 // Close leaves the cluster (a no-op on a single node). Call it after the
 // server's Shutdown.
 func (a *App) Close() {
+	a.stopTokens()
 	if a.bus != nil {
 		a.bus.close()
 	}

@@ -7,12 +7,17 @@ import (
 	"math"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
 
 // Config configures the application layer. The zero value is a development
 // setup: ?user= is the identity, any origin is allowed, no rate limit.
+//
+// ClientRate's zero value is "the default", not "off": DefaultClientRate
+// with a JWT key configured (production), off in development mode. Set it
+// to NoClientRate to turn the limit off with a key.
 type Config struct {
 	// Path is where clients connect; default "/ws".
 	Path string
@@ -23,15 +28,29 @@ type Config struct {
 	// JWTPublicKeyPEM is a PEM public key (RSA for RS256, P-256 ECDSA for
 	// ES256) that turns on signed tokens.
 	JWTPublicKeyPEM []byte
+	// JWTAudience and JWTIssuer, when set, must match the token's aud (one
+	// of its values) and iss; a token without the claim is refused.
+	JWTAudience string
+	JWTIssuer   string
+	// JWTAllowNoExp admits tokens without an exp claim (such a connection
+	// never expires); by default exp is required.
+	JWTAllowNoExp bool
+	// TokenTick is the resolution of the token-expiry wheel: a connection
+	// is closed at most about this long after its token's exp. Default 1s.
+	TokenTick time.Duration
 
 	// AllowedOrigins are the exact Origin values a browser may connect
 	// from; empty allows any. A request without Origin is always allowed.
 	AllowedOrigins []string
 
-	MaxRoomsPerConn int     // rooms one connection may join; default 64
-	MaxRooms        int     // rooms with a member on this node; default DefaultMaxRooms
-	ClientRate      float64 // client messages per second; 0 turns the limit off
-	ClientBurst     int     // burst over ClientRate; default ceil(ClientRate), at least 1
+	MaxRoomsPerConn int // rooms one connection may join; default 64
+	MaxRooms        int // rooms with a member on this node; default DefaultMaxRooms
+	// ClientRate is client messages per second per connection: 0 picks the
+	// default (see above), NoClientRate (any negative value) turns it off.
+	ClientRate float64
+	// ClientBurst is the burst over ClientRate; default DefaultClientBurst
+	// with the default rate, else ceil(ClientRate), at least 1.
+	ClientBurst int
 
 	// AdminToken, when set, is required as "Authorization: Bearer <token>"
 	// on every /v1/ request. Without it the admin listener must be a
@@ -50,6 +69,17 @@ type Config struct {
 // 50 MB on a cluster node and 70 MB in NATS subscriptions.
 const DefaultMaxRooms = 100_000
 
+// The client rate limit in force when a JWT key is configured and
+// Config.ClientRate is zero: a person chats far below it, while one client
+// can no longer drive a room's fan-out at the speed of its socket.
+const (
+	DefaultClientRate  = 100
+	DefaultClientBurst = 200
+)
+
+// NoClientRate as Config.ClientRate turns the client rate limit off.
+const NoClientRate = -1
+
 func (c Config) withDefaults() (Config, error) {
 	if c.Path == "" {
 		c.Path = "/ws"
@@ -63,11 +93,30 @@ func (c Config) withDefaults() (Config, error) {
 	if c.AdminMaxBody <= 0 {
 		c.AdminMaxBody = 1 << 20
 	}
-	if c.ClientRate < 0 || math.IsNaN(c.ClientRate) || math.IsInf(c.ClientRate, 0) {
-		return c, fmt.Errorf("client rate %v: must be a finite number ≥ 0", c.ClientRate)
+	if math.IsNaN(c.ClientRate) || math.IsInf(c.ClientRate, 0) {
+		return c, fmt.Errorf("client rate %v: must be a finite number", c.ClientRate)
 	}
 	if c.ClientBurst < 0 {
 		return c, fmt.Errorf("client burst %d: must not be negative", c.ClientBurst)
+	}
+	if c.TokenTick < 0 {
+		return c, fmt.Errorf("token tick %v: must not be negative", c.TokenTick)
+	}
+	if c.TokenTick == 0 {
+		c.TokenTick = time.Second
+	}
+	tokens := len(c.JWTSecret) > 0 || len(c.JWTPublicKeyPEM) > 0
+	if !tokens && (c.JWTAudience != "" || c.JWTIssuer != "") {
+		return c, errors.New("a JWT audience or issuer needs a JWT key (secret or public key)")
+	}
+	switch {
+	case c.ClientRate < 0:
+		c.ClientRate = 0 // off; from here on 0 means off
+	case c.ClientRate == 0 && tokens:
+		c.ClientRate = DefaultClientRate
+		if c.ClientBurst == 0 {
+			c.ClientBurst = DefaultClientBurst
+		}
 	}
 	if c.ClientRate > 0 && c.ClientBurst == 0 {
 		c.ClientBurst = max(1, int(math.Ceil(c.ClientRate)))
@@ -85,8 +134,10 @@ func (c Config) withDefaults() (Config, error) {
 
 // verifier checks tokens: the key and the one algorithm it is for.
 type verifier struct {
-	parser *jwt.Parser
-	key    any
+	parser     *jwt.Parser
+	key        any
+	audience   bool // an aud is required (to name a missing claim)
+	allowNoExp bool
 }
 
 func newVerifier(c Config) (*verifier, error) {
@@ -113,10 +164,17 @@ func newVerifier(c Config) (*verifier, error) {
 	default:
 		return nil, nil
 	}
-	return &verifier{
-		parser: jwt.NewParser(jwt.WithValidMethods([]string{method})),
-		key:    key,
-	}, nil
+	opts := []jwt.ParserOption{jwt.WithValidMethods([]string{method})}
+	if c.JWTAudience != "" {
+		opts = append(opts, jwt.WithAudience(c.JWTAudience))
+	}
+	if c.JWTIssuer != "" {
+		opts = append(opts, jwt.WithIssuer(c.JWTIssuer))
+	}
+	if !c.JWTAllowNoExp {
+		opts = append(opts, jwt.WithExpirationRequired())
+	}
+	return &verifier{parser: jwt.NewParser(opts...), key: key, audience: c.JWTAudience != "", allowNoExp: c.JWTAllowNoExp}, nil
 }
 
 func (v *verifier) keyfunc(*jwt.Token) (any, error) { return v.key, nil }

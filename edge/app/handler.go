@@ -1,14 +1,12 @@
 package app
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gobwas/ws"
-	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
 
 	"github.com/wsedge/wsedge/edge"
@@ -19,6 +17,8 @@ import (
 const (
 	CloseReplaced ws.StatusCode = 4000 // a newer connection for the same user
 	CloseKicked   ws.StatusCode = 4001 // DELETE /v1/users/{id}
+	// CloseTokenExpired: the token's exp passed without a refresh (token.go).
+	CloseTokenExpired ws.StatusCode = 4003
 )
 
 var _ edge.Handler = (*App)(nil)
@@ -29,11 +29,15 @@ func (a *App) Accept(c *edge.Conn, req *frame.Request) error {
 	if err := a.checkOrigin(req.Origin); err != nil {
 		return err
 	}
-	id, err := a.identify(req)
+	id, exp, err := a.identify(req)
 	if err != nil {
 		return err
 	}
 	u := &user{id: id, conn: c, connectedAt: time.Now().UnixNano()}
+	if a.verify != nil {
+		u.tok = &tokenState{}
+		u.tok.exp.Store(exp)
+	}
 	if a.cfg.ClientRate > 0 {
 		u.limiter = rate.NewLimiter(rate.Limit(a.cfg.ClientRate), a.cfg.ClientBurst)
 	}
@@ -42,51 +46,40 @@ func (a *App) Accept(c *edge.Conn, req *frame.Request) error {
 }
 
 // identify returns the user id of req: the token's sub claim with a key
-// configured, else the user query parameter.
-func (a *App) identify(req *frame.Request) (string, error) {
+// configured, else the user query parameter; and the token's exp in unix
+// nanoseconds (0 without one).
+func (a *App) identify(req *frame.Request) (string, int64, error) {
 	if a.verify == nil {
 		id := req.Query("user")
 		if id == "" {
 			a.m.authFailure("missing")
-			return "", frame.NewHTTPError(http.StatusUnauthorized, "missing user: connect to /ws?user=<id>")
+			return "", 0, frame.NewHTTPError(http.StatusUnauthorized, "missing user: connect to /ws?user=<id>")
 		}
 		if !validName(id) {
 			a.m.authFailure("bad_user_id")
-			return "", frame.NewHTTPError(http.StatusBadRequest, "user id must be 1-128 printable ASCII characters")
+			return "", 0, frame.NewHTTPError(http.StatusBadRequest, "user id must be 1-128 printable ASCII characters")
 		}
-		return id, nil
+		return id, 0, nil
 	}
 	tok := req.Query("token")
 	if tok == "" {
 		tok = bearer(req.Authorization)
 	}
 	if tok == "" {
-		a.m.authFailure("missing")
-		return "", frame.NewHTTPError(http.StatusUnauthorized, "missing token: use ?token= or Authorization: Bearer")
+		return "", 0, a.tokenUnauthorized("missing", "missing token: use ?token= or Authorization: Bearer")
 	}
-	var claims jwt.RegisteredClaims
-	if _, err := a.verify.parser.ParseWithClaims(tok, &claims, a.verify.keyfunc); err != nil {
-		reason, msg := "invalid", "invalid token"
-		switch {
-		case errors.Is(err, jwt.ErrTokenExpired):
-			reason, msg = "expired", "token expired"
-		case errors.Is(err, jwt.ErrTokenNotValidYet):
-			reason, msg = "not_yet_valid", "token not valid yet"
-		case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
-			reason, msg = "bad_signature", "token signature invalid"
-		}
-		a.m.authFailure(reason)
-		return "", frame.NewHTTPError(http.StatusUnauthorized, msg)
+	claims, reason, msg := a.verify.checkToken(tok)
+	if reason != "" {
+		return "", 0, a.tokenUnauthorized(reason, msg)
 	}
 	if claims.Subject == "" {
-		a.m.authFailure("missing")
-		return "", frame.NewHTTPError(http.StatusUnauthorized, "token has no sub claim")
+		return "", 0, a.tokenUnauthorized("missing", "token has no sub claim")
 	}
 	if !validName(claims.Subject) {
 		a.m.authFailure("bad_user_id")
-		return "", frame.NewHTTPError(http.StatusBadRequest, "user id (sub) must be 1-128 printable ASCII characters")
+		return "", 0, frame.NewHTTPError(http.StatusBadRequest, "user id (sub) must be 1-128 printable ASCII characters")
 	}
-	return claims.Subject, nil
+	return claims.Subject, unixNanos(claims.ExpiresAt), nil
 }
 
 // bearer returns the credentials of an "Authorization: Bearer <token>"
@@ -103,6 +96,7 @@ func bearer(h string) string {
 // detached and closed with 4000.
 func (a *App) OnOpen(c *edge.Conn) {
 	u := c.Value().(*user)
+	a.armExpiry(c, u)
 	if old := a.users.put(u); old != nil {
 		a.detach(old)
 		a.m.evicted("replaced")
@@ -131,6 +125,7 @@ func (a *App) OnClose(c *edge.Conn, _ ws.StatusCode) {
 	if u == nil {
 		return
 	}
+	a.disarmExpiry(u)
 	a.users.remove(u)
 	a.detach(u)
 	if a.bus != nil {
@@ -176,6 +171,8 @@ func (a *App) OnMessage(c *edge.Conn, op ws.OpCode, p []byte) {
 	case typeLeave:
 		a.leave(u, msg.room)
 		a.ack(u, msg.id)
+	case typeRefresh:
+		a.refresh(u, &msg)
 	case typePublish:
 		if !u.isMember(msg.room) {
 			a.replyError(u, msg.id, codeNotMember, "join the room before publishing to it")

@@ -20,6 +20,7 @@ type user struct {
 	conn        *edge.Conn
 	connectedAt int64         // unix nanoseconds
 	limiter     *rate.Limiter // nil unless rate limiting is on
+	tok         *tokenState   // token users only: expiry (token.go)
 	// overLimit is set by the first message refused by the limiter and
 	// cleared by the next one allowed; only the connection's handler
 	// goroutine touches it.

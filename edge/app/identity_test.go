@@ -79,7 +79,7 @@ func TestTokenHS256(t *testing.T) {
 	}{
 		{"query token", "token=" + valid, nil, http.StatusSwitchingProtocols},
 		{"bearer header", "", bearer(valid), http.StatusSwitchingProtocols},
-		{"no exp", "token=" + hsToken(t, "s3cret", "alice", time.Time{}, time.Time{}), nil, http.StatusSwitchingProtocols},
+		{"no exp", "token=" + hsToken(t, "s3cret", "alice", time.Time{}, time.Time{}), nil, http.StatusUnauthorized},
 		{"missing", "", nil, http.StatusUnauthorized},
 		{"user param is not an identity", "user=alice", nil, http.StatusUnauthorized},
 		{"expired", "token=" + hsToken(t, "s3cret", "alice", now.Add(-hour), time.Time{}), nil, http.StatusUnauthorized},
@@ -99,7 +99,7 @@ func TestTokenHS256(t *testing.T) {
 	if strings.Contains(ts.log.String(), "anyone can claim") {
 		t.Error("development warning logged in token mode")
 	}
-	for reason, want := range map[string]float64{"expired": 1, "not_yet_valid": 1, "bad_signature": 3, "missing": 4} {
+	for reason, want := range map[string]float64{"expired": 1, "not_yet_valid": 1, "bad_signature": 3, "missing": 4, "missing_exp": 1} {
 		if got := ts.scrape("wsedge_auth_failures_total", "reason="+reason); got != want {
 			t.Errorf("auth failures (%s) = %v, want %v", reason, got, want)
 		}

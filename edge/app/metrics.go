@@ -28,7 +28,7 @@ func newMetrics(a *App, reg prometheus.Registerer) (*metrics, error) {
 		deliveries:     vec("deliveries_total", "Application messages accepted for a connection (sent or queued), by kind (user, room, broadcast).", "kind"),
 		drops:          vec("drops_total", "Application messages not delivered, by reason (queue_full, closed, not_connected, rate_limited).", "reason"),
 		adminRequests:  vec("admin_requests_total", "Admin API requests, by route and HTTP status.", "route", "status"),
-		authFailures:   vec("auth_failures_total", "Connections refused at admission, by reason (missing, invalid, expired, not_yet_valid, bad_signature, bad_user_id, origin).", "reason"),
+		authFailures:   vec("auth_failures_total", "Connections refused at admission, by reason (missing, invalid, expired, not_yet_valid, bad_signature, bad_audience, bad_issuer, missing_exp, bad_user_id, origin).", "reason"),
 		evictions:      vec("user_evictions_total", "Connections closed by the application, by reason (replaced, kicked).", "reason"),
 		joinRefusals:   vec("join_refusals_total", "Joins refused with too_many_rooms, by reason (max_rooms_per_conn: the connection's limit; max_rooms: the node's room limit).", "reason"),
 	}

@@ -14,6 +14,7 @@ const (
 	typeLeave   = "leave"
 	typePublish = "publish"
 	typePing    = "ping"
+	typeRefresh = "refresh"
 )
 
 // Error codes sent to clients in {"type":"error"} messages.
@@ -25,6 +26,7 @@ const (
 	codeRateLimited  = "rate_limited"
 	codeDropped      = "dropped"
 	codeUnavailable  = "unavailable" // cluster: the user's node could not be asked in time
+	codeBadToken     = "bad_token"   // refresh: the token is invalid or for another user
 )
 
 // maxNameLen bounds user ids and room names.
@@ -46,11 +48,12 @@ func validName(s string) bool {
 // clientMessage is one decoded client message. id and data are the raw
 // JSON of those members (nil when absent); data is passed on unchanged.
 type clientMessage struct {
-	typ  string
-	to   string
-	room string
-	id   json.RawMessage
-	data json.RawMessage
+	typ   string
+	to    string
+	room  string
+	token string // refresh only
+	id    json.RawMessage
+	data  json.RawMessage
 }
 
 // wireMessage is the shape of a client message; every member is kept raw so
@@ -61,6 +64,8 @@ type wireMessage struct {
 	Room json.RawMessage `json:"room"`
 	ID   json.RawMessage `json:"id"`
 	Data json.RawMessage `json:"data"`
+	// Token is only read for refresh.
+	Token json.RawMessage `json:"token"`
 }
 
 // protoError is a client message refused with an error code; id is the
@@ -121,6 +126,11 @@ func parseClientMessage(p []byte) (clientMessage, *protoError) {
 			}
 			m.data = w.Data
 		}
+	case typeRefresh:
+		if !isString(w.Token) {
+			return m, badRequest(m.id, `refresh needs "token", a JWT`)
+		}
+		m.token = unquote(w.Token)
 	case typePing:
 	default:
 		return m, badRequest(m.id, "unknown type "+strconv.Quote(m.typ))
