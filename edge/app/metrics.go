@@ -26,7 +26,7 @@ func newMetrics(a *App, reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		clientMessages: vec("client_messages_total", "Client messages on the application path, by type (send, join, leave, publish, ping, invalid, binary, rate_limited).", "type"),
 		deliveries:     vec("deliveries_total", "Application messages accepted for a connection (sent or queued), by kind (user, room, broadcast).", "kind"),
-		drops:          vec("drops_total", "Application messages not delivered, by reason (queue_full, closed, not_connected, rate_limited).", "reason"),
+		drops:          vec("drops_total", "Application messages not delivered, by reason (queue_full, closed, not_connected, rate_limited, too_large: over what the cluster bus carries, unavailable: a remote delivery the bus could not make).", "reason"),
 		adminRequests:  vec("admin_requests_total", "Admin API requests, by route and HTTP status.", "route", "status"),
 		authFailures:   vec("auth_failures_total", "Connections refused at admission, by reason (missing, invalid, expired, not_yet_valid, bad_signature, bad_audience, bad_issuer, missing_exp, bad_user_id, origin).", "reason"),
 		evictions:      vec("user_evictions_total", "Connections closed by the application, by reason (replaced, kicked).", "reason"),
@@ -51,7 +51,7 @@ func newMetrics(a *App, reg prometheus.Registerer) (*metrics, error) {
 	for _, k := range []string{kindUser, kindRoom, kindBroadcast} {
 		m.deliveries.WithLabelValues(k)
 	}
-	for _, r := range []string{"queue_full", "closed", "not_connected", "rate_limited"} {
+	for _, r := range []string{"queue_full", "closed", "not_connected", "rate_limited", "too_large", "unavailable"} {
 		m.drops.WithLabelValues(r)
 	}
 	for _, r := range []string{"max_rooms_per_conn", "max_rooms"} {
