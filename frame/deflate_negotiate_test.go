@@ -45,8 +45,8 @@ func TestNegotiateDeflate(t *testing.T) {
 		{"permessage-deflate; server_max_window_bits=10; server_max_window_bits=10", none},
 		{"permessage-deflate; client_max_window_bits; client_max_window_bits", none},
 		{"permessage-deflate; client_max_window_bits; client_max_window_bits=9", none},
-		{"permessage-deflate; =", none},      // malformed
-		{"permessage-deflate;; ,,", none},     // malformed
+		{"permessage-deflate; =", none},          // malformed
+		{"permessage-deflate;; ,,", none},        // malformed
 		{"permessage-deflate, \"quoted\"", none}, // malformed
 
 		// The first acceptable offer wins.
