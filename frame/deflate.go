@@ -293,3 +293,38 @@ func corruptDeflate(err error) *ProtocolError {
 func compressedLimit(max int64) int64 {
 	return max + max/64 + 64
 }
+
+// Fanout is one server data message on its way to many connections: Frame
+// encodes it in each form a connection needs (plain, or compressed with a
+// given window), each at most once and only when first asked, and gives
+// every connection of a form the same bytes, which nobody may modify. The
+// payload must stay unchanged until the last Frame call. Not for
+// concurrent use.
+type Fanout struct {
+	z       *Deflate
+	op      ws.OpCode
+	payload []byte
+	frames  [9][]byte // [0] plain, [b-7] compressed with a 2^b window
+}
+
+// Fanout starts encoding payload (op OpText or OpBinary) for many
+// connections; z may be nil (compression off: every form is plain).
+func (z *Deflate) Fanout(op ws.OpCode, payload []byte) Fanout {
+	return Fanout{z: z, op: op, payload: payload}
+}
+
+// Frame returns the frame for a connection whose outbound form is c.
+func (f *Fanout) Frame(c Compression) []byte {
+	i := 0
+	if f.z.compresses(c, len(f.payload)) && f.op.IsData() {
+		i = c.window() - 7
+	}
+	if f.frames[i] == nil {
+		if i == 0 {
+			f.frames[0] = AppendFrame(make([]byte, 0, FrameSize(len(f.payload), false)), f.op, f.payload)
+		} else {
+			f.frames[i] = f.z.appendCompressed(nil, f.op, f.payload, i+7, false, [4]byte{})
+		}
+	}
+	return f.frames[i]
+}
