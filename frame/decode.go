@@ -106,13 +106,13 @@ type Decoder struct {
 	remain  uint32                 // payload bytes of the current frame still to come (≤ compressedLimit(MaxMessageLimit))
 	max     uint32                 // DecoderConfig.MaxMessage, capped at MaxMessageLimit
 	hdr     [ws.MaxHeaderSize]byte // a partial frame header
-	mask   [4]byte                // the current frame's masking key, rotated so mask[0] applies to the next byte
-	nhdr   uint8                  // bytes held in hdr
-	flags  uint8
-	op     ws.OpCode // the current frame's opcode
-	utf8   uint8     // validator state of the current text message
-	ctrl   uint8     // bytes of a partial control payload at the end of buf
-	zflags uint8     // zCompressed
+	mask    [4]byte                // the current frame's masking key, rotated so mask[0] applies to the next byte
+	nhdr    uint8                  // bytes held in hdr
+	flags   uint8
+	op      ws.OpCode // the current frame's opcode
+	utf8    uint8     // validator state of the current text message
+	ctrl    uint8     // bytes of a partial control payload at the end of buf
+	zflags  uint8     // zCompressed
 }
 
 // zCompressed marks the open data message as compressed (RSV1 on its first
