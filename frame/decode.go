@@ -445,15 +445,11 @@ func (d *Decoder) emitWhole(payload []byte, fn func(Message)) error {
 }
 
 // emitInflated inflates a complete compressed message and emits it; the
-// inflated bytes go back to the pool when fn returns.
+// inflated bytes go back to Deflate's pool when fn returns.
 func (d *Decoder) emitInflated(op ws.OpCode, compressed []byte, fn func(Message)) error {
-	out, err := d.deflate.inflate(compressed, int(d.maxMessage()), op == ws.OpText)
-	if err != nil {
-		return err
-	}
-	emit(fn, Message{Op: op, Payload: out, Compressed: true, WireLen: len(compressed)})
-	pbytes.Put(out)
-	return nil
+	return d.deflate.inflate(compressed, int(d.maxMessage()), op == ws.OpText, func(out []byte) {
+		emit(fn, Message{Op: op, Payload: out, Compressed: true, WireLen: len(compressed)})
+	})
 }
 
 // finishFrame completes a frame whose payload went through d.buf.

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/gobwas/pool/pbytes"
 	"github.com/gobwas/ws"
 	"github.com/klauspost/compress/flate"
 )
@@ -171,9 +170,15 @@ func (z *Deflate) getDeflater(window int) *deflater {
 }
 
 type inflater struct {
-	fr  io.ReadCloser // a klauspost decompressor, also a flate.Resetter
-	src inflateSource
+	fr    io.ReadCloser // a klauspost decompressor, also a flate.Resetter
+	src   inflateSource
+	out   []byte  // the inflated message; kept with the inflater when small
+	probe [1]byte // reads past a full output (here so it does not escape)
 }
+
+// keepOutput is the largest output buffer an inflater keeps for its next
+// message; a larger one goes to the garbage collector.
+const keepOutput = 64 << 10
 
 // inflateSource reads a message's payload then inflateTail. It is a
 // flate.Reader (io.ByteReader too), so the decompressor reads it directly
@@ -210,13 +215,14 @@ func (s *inflateSource) ReadByte() (byte, error) {
 	return inflateTail[s.tail-1], nil
 }
 
-// inflate inflates one compressed message into a pooled buffer that the
-// caller returns with pbytes.Put. It stops with 1009 as soon as the output
-// passes limit bytes, so output memory never exceeds limit (rounded up to
-// a pool size class) whatever the ratio; with 1002 on a corrupt stream; and
-// for text with 1007 at the first chunk holding invalid UTF-8. On error it
-// has already returned the buffer.
-func (z *Deflate) inflate(in []byte, limit int, text bool) ([]byte, error) {
+// inflate inflates one compressed message and calls emit with it, the
+// bytes valid only during the call. The output grows with the inflated
+// bytes and stops with 1009 as soon as they pass limit, so it never holds
+// more than limit whatever the ratio; a corrupt stream stops with 1002;
+// text stops with 1007 at the first chunk holding invalid UTF-8. The
+// decompressor and the output are borrowed from the pool for this one
+// message, emit included.
+func (z *Deflate) inflate(in []byte, limit int, text bool, emit func([]byte)) error {
 	f, ok := z.inflaters.Get().(*inflater)
 	if !ok {
 		f = new(inflater)
@@ -226,42 +232,47 @@ func (z *Deflate) inflate(in []byte, limit int, text bool) ([]byte, error) {
 	if err := f.fr.(flate.Resetter).Reset(&f.src, nil); err != nil {
 		panic("frame: " + err.Error()) // klauspost's Reset never fails without a dictionary
 	}
-	out, err := inflateInto(f.fr, in, limit, text)
+	err := f.inflate(len(in), limit, text)
+	if err == nil {
+		emit(f.out)
+	}
 	f.src = inflateSource{}
+	f.out = f.out[:0]
+	if cap(f.out) > keepOutput {
+		f.out = nil
+	}
 	z.inflaters.Put(f)
-	return out, err
+	return err
 }
 
-func inflateInto(fr io.Reader, in []byte, limit int, text bool) ([]byte, error) {
-	// JSON inflates 3-5x: start near there, then double as bytes come.
-	out := pbytes.GetCap(min(max(firstReserve, 4*len(in)), limit))
+func (f *inflater) inflate(inLen, limit int, text bool) error {
+	if f.out == nil {
+		// JSON inflates 3-5x: start near there, then double as bytes come.
+		f.out = make([]byte, 0, min(max(firstReserve, 4*inLen), limit))
+	}
+	out := f.out[:0]
+	defer func() { f.out = out }()
 	state := utf8Accept
 	for {
 		if len(out) == min(cap(out), limit) {
 			if len(out) == limit {
 				// Full: a probe byte tells a message of exactly limit
 				// bytes from one that passes it.
-				var probe [1]byte
-				n, err := io.ReadFull(fr, probe[:])
+				n, err := io.ReadFull(f.fr, f.probe[:])
 				if n > 0 {
-					pbytes.Put(out)
-					return nil, tooBig()
+					return tooBig()
 				}
 				if err == io.EOF {
 					break
 				}
-				pbytes.Put(out)
-				return nil, corruptDeflate(err)
+				return corruptDeflate(err)
 			}
-			nb := append(pbytes.GetCap(min(2*cap(out), limit)), out...)
-			pbytes.Put(out)
-			out = nb
+			out = append(make([]byte, 0, min(2*cap(out), limit)), out...)
 		}
-		n, err := fr.Read(out[len(out):min(cap(out), limit)])
+		n, err := f.fr.Read(out[len(out):min(cap(out), limit)])
 		if text && n > 0 {
 			if state = validateUTF8(state, out[len(out):len(out)+n]); state == utf8Reject {
-				pbytes.Put(out)
-				return nil, invalidUTF8("invalid UTF-8 in a compressed text message")
+				return invalidUTF8("invalid UTF-8 in a compressed text message")
 			}
 		}
 		out = out[:len(out)+n]
@@ -269,15 +280,13 @@ func inflateInto(fr io.Reader, in []byte, limit int, text bool) ([]byte, error) 
 			break
 		}
 		if err != nil {
-			pbytes.Put(out)
-			return nil, corruptDeflate(err)
+			return corruptDeflate(err)
 		}
 	}
 	if state != utf8Accept {
-		pbytes.Put(out)
-		return nil, invalidUTF8("compressed text message ends inside a UTF-8 sequence")
+		return invalidUTF8("compressed text message ends inside a UTF-8 sequence")
 	}
-	return out, nil
+	return nil
 }
 
 func corruptDeflate(err error) *ProtocolError {

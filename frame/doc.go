@@ -15,7 +15,8 @@
 // ParseRequest takes all bytes received on a new connection; it returns
 // ErrIncomplete until the header block ends, an *HTTPError whose Response
 // the server writes before closing, or a *Request. AcceptResponse makes the
-// 101 for it. A Request's strings are copies; Request.Rest aliases the input.
+// 101 for it. A Request's strings are copies (aliases of the input with
+// ParseRequestInto); Request.Rest aliases the input.
 //
 // # Decoding
 //
@@ -34,4 +35,18 @@
 //
 // The Append* functions append one whole frame to a caller's slice. A frame
 // encoded once may be written unchanged to many connections.
+//
+// # permessage-deflate
+//
+// frame owns RFC 7692 on bytes: NegotiateDeflate picks the first offer it
+// can honour (AppendAcceptResponseDeflate answers it), a Decoder whose
+// DecoderConfig.Deflate is set inflates RSV1 messages, Deflate.AppendFrame
+// and Fanout compress, ClientDeflate and AppendClientFrame are the client
+// side. It always answers server_no_context_takeover and
+// client_no_context_takeover, so no LZ77 window outlives a message: a
+// compressed message is reassembled compressed (bounded a little above
+// MaxMessage), then inflated at once with a decompressor borrowed from the
+// server's Deflate pool, and an idle connection holds nothing for deflate.
+// server_max_window_bits=N is honoured with klauspost's custom-window
+// encoder. The pools live in the Deflate value, never in the package.
 package frame
