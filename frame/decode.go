@@ -29,7 +29,15 @@ type DecoderConfig struct {
 	// Client makes the decoder read server frames: they must be unmasked,
 	// and a masked frame fails with 1002.
 	Client bool
+	// Deflate is set on a connection that negotiated permessage-deflate
+	// (NegotiateDeflate): a data message whose first frame has RSV1 set is
+	// inflated with it. Nil means not negotiated, and RSV1 fails with 1002.
+	Deflate *Deflate
 }
+
+// MaxMessageLimit is the largest MaxMessage a Decoder keeps; larger values
+// mean this one. It keeps the Decoder's sizes in 32 bits.
+const MaxMessageLimit = 1<<31 - 1
 
 // Message is one complete data message or control frame.
 //
@@ -45,6 +53,11 @@ type Message struct {
 	Code ws.StatusCode
 	// Reason is the close reason (valid UTF-8, aliases Payload).
 	Reason []byte
+	// Compressed is set on a data message that arrived compressed
+	// (permessage-deflate); WireLen is its payload size on the wire, before
+	// inflation, for counting. For others WireLen is len(Payload).
+	Compressed bool
+	WireLen    int
 }
 
 // Decoder is an incremental RFC 6455 frame decoder. Feed it the bytes of a
@@ -59,8 +72,17 @@ type Message struct {
 //     never more than MaxMessage (rounded up to the pool's power-of-two
 //     size class), plus an interleaved control frame's ≤ 125 bytes.
 //
+// A compressed message (RSV1, permessage-deflate) is reassembled the same
+// way, compressed, with the limit on its compressed size a little above
+// MaxMessage; once complete it is inflated in one go with a decompressor
+// borrowed from Deflate's pool, into a pooled buffer that grows with the
+// inflated bytes and stops with 1009 as soon as they pass MaxMessage. So a
+// peer that stalls inside a compressed message holds no decompressor, and a
+// zip bomb never makes the decoder hold more than MaxMessage.
+//
 // At a message boundary a Decoder holds no buffer at all (64 bytes, no
-// pointer to the heap), so an idle connection costs nothing more.
+// pointer to the heap but the shared Deflate), so an idle connection costs
+// nothing more, with or without permessage-deflate.
 //
 // Per frame the decoder moves through these states:
 //
@@ -79,17 +101,23 @@ type Message struct {
 // at once. The zero value is a server decoder with the default limit; Init
 // sets another configuration.
 type Decoder struct {
-	buf    []byte                 // the data message so far, then a partial control payload (ctrlLen bytes); nil at a boundary
-	remain int64                  // payload bytes of the current frame still to come
-	max    int64                  // DecoderConfig.MaxMessage
-	hdr    [ws.MaxHeaderSize]byte // a partial frame header
-	mask   [4]byte                // the current frame's masking key, rotated so mask[0] applies to the next byte
-	nhdr   uint8                  // bytes held in hdr
-	flags  uint8
-	op     ws.OpCode // the current frame's opcode
-	utf8   uint8     // validator state of the current text message
-	ctrl   uint8     // bytes of a partial control payload at the end of buf
+	buf     []byte                 // the data message so far, then a partial control payload (ctrlLen bytes); nil at a boundary
+	deflate *Deflate               // DecoderConfig.Deflate
+	remain  uint32                 // payload bytes of the current frame still to come (≤ compressedLimit(MaxMessageLimit))
+	max     uint32                 // DecoderConfig.MaxMessage, capped at MaxMessageLimit
+	hdr     [ws.MaxHeaderSize]byte // a partial frame header
+	mask    [4]byte                // the current frame's masking key, rotated so mask[0] applies to the next byte
+	nhdr    uint8                  // bytes held in hdr
+	flags   uint8
+	op      ws.OpCode // the current frame's opcode
+	utf8    uint8     // validator state of the current text message
+	ctrl    uint8     // bytes of a partial control payload at the end of buf
+	zflags  uint8     // zCompressed
 }
+
+// zCompressed marks the open data message as compressed (RSV1 on its first
+// frame); flags has no bit left.
+const zCompressed = 1
 
 const (
 	flagClient     = 1 << iota // decode server frames
@@ -106,7 +134,7 @@ const (
 // buffer it held to the pool.
 func (d *Decoder) Init(cfg DecoderConfig) {
 	d.releaseBuf()
-	*d = Decoder{max: cfg.MaxMessage}
+	*d = Decoder{max: uint32(min(max(cfg.MaxMessage, 0), MaxMessageLimit)), deflate: cfg.Deflate}
 	if cfg.Client {
 		d.flags = flagClient
 	}
@@ -125,7 +153,7 @@ func (d *Decoder) AtBoundary() bool {
 // releases it there must itself ignore what the peer sends after its close.
 func (d *Decoder) Release() {
 	d.releaseBuf()
-	*d = Decoder{max: d.max, flags: d.flags & flagClient}
+	*d = Decoder{max: d.max, deflate: d.deflate, flags: d.flags & flagClient}
 }
 
 func (d *Decoder) releaseBuf() {
@@ -172,7 +200,7 @@ func (d *Decoder) feed(p []byte, fn func(Message)) error {
 			if d.flags&flagInFrame == 0 {
 				return nil // a partial header, now held in d.hdr
 			}
-			if d.remain <= int64(len(p)) && (d.op.IsControl() || d.flags&flagFin != 0 && d.op != ws.OpContinuation) {
+			if int(d.remain) <= len(p) && (d.op.IsControl() || d.flags&flagFin != 0 && d.op != ws.OpContinuation) {
 				n := int(d.remain)
 				if err := d.emitWhole(p[:n], fn); err != nil {
 					return err
@@ -185,7 +213,7 @@ func (d *Decoder) feed(p []byte, fn func(Message)) error {
 			if len(p) == 0 {
 				return nil
 			}
-			n := int(min(d.remain, int64(len(p))))
+			n := min(int(d.remain), len(p))
 			if err := d.stream(p[:n]); err != nil {
 				return err
 			}
@@ -279,17 +307,35 @@ func (d *Decoder) beginFrame(h []byte) error {
 	if d.flags&flagFragmented != 0 {
 		state |= ws.StateFragmented
 	}
-	// No extension is ever negotiated, so any RSV bit fails here too.
+	// RSV1 is permessage-deflate's "compressed" bit, on the first frame of
+	// a data message only (RFC 7692 §6); any other RSV bit fails in
+	// CheckHeader.
+	compressed := hdr.Rsv&rsv1 != 0
+	if compressed {
+		switch {
+		case d.deflate == nil:
+			return protocolError("RSV1 set without permessage-deflate")
+		case hdr.OpCode != ws.OpText && hdr.OpCode != ws.OpBinary:
+			return protocolError("RSV1 set on a control or continuation frame")
+		}
+		hdr.Rsv &^= rsv1
+	}
 	if err := ws.CheckHeader(hdr, state); err != nil {
 		return protocolError(err.Error())
 	}
-	if hdr.OpCode.IsData() && hdr.Length > d.maxMessage()-int64(len(d.buf)) {
+	if hdr.OpCode == ws.OpText || hdr.OpCode == ws.OpBinary {
+		d.zflags = 0
+		if compressed {
+			d.zflags = zCompressed
+		}
+	}
+	if hdr.OpCode.IsData() && hdr.Length > d.messageLimit()-int64(len(d.buf)) {
 		return tooBig()
 	}
 
 	d.op = hdr.OpCode
 	d.mask = hdr.Mask
-	d.remain = hdr.Length
+	d.remain = uint32(hdr.Length) // ≤ 125 for control frames, else ≤ messageLimit
 	d.flags &^= flagFin | flagMasked
 	d.flags |= flagInFrame
 	if hdr.Fin {
@@ -308,11 +354,24 @@ func (d *Decoder) beginFrame(h []byte) error {
 	return nil
 }
 
+// rsv1 is RSV1 in ws.Header.Rsv.
+const rsv1 = 1 << 2
+
 func (d *Decoder) maxMessage() int64 {
-	if d.max <= 0 {
+	if d.max == 0 {
 		return DefaultMaxMessage
 	}
-	return d.max
+	return int64(d.max)
+}
+
+// messageLimit bounds the payload of the open data message as it arrives:
+// MaxMessage, or for a compressed one compressedLimit(MaxMessage), since
+// its inflated size is only known once it is inflated.
+func (d *Decoder) messageLimit() int64 {
+	if d.zflags&zCompressed != 0 {
+		return compressedLimit(d.maxMessage())
+	}
+	return d.maxMessage()
 }
 
 // firstReserve is the first reassembly buffer of a message (a pbytes size
@@ -329,7 +388,7 @@ func (d *Decoder) grow(n int) {
 	if need <= cap(d.buf) {
 		return
 	}
-	limit := int(d.maxMessage())
+	limit := int(d.messageLimit())
 	if d.op.IsControl() || d.flags&flagFin != 0 {
 		limit = len(d.buf) + int(d.remain) // this frame ends the message (or the control payload)
 	}
@@ -349,14 +408,14 @@ func (d *Decoder) stream(chunk []byte) error {
 	}
 	if d.op.IsControl() {
 		d.ctrl += uint8(len(chunk))
-	} else if d.flags&flagText != 0 {
+	} else if d.flags&flagText != 0 && d.zflags&zCompressed == 0 {
 		if d.utf8 = validateUTF8(d.utf8, chunk); d.utf8 == utf8Reject {
 			return invalidUTF8("invalid UTF-8 in a text message")
 		}
 	}
 	d.grow(len(chunk))
 	d.buf = append(d.buf, chunk...)
-	d.remain -= int64(len(chunk))
+	d.remain -= uint32(len(chunk))
 	return nil
 }
 
@@ -375,11 +434,22 @@ func (d *Decoder) emitWhole(payload []byte, fn func(Message)) error {
 		}
 		return err
 	}
+	if d.zflags&zCompressed != 0 {
+		return d.emitInflated(d.op, payload, fn)
+	}
 	if d.op == ws.OpText && validateUTF8(utf8Accept, payload) != utf8Accept {
 		return invalidUTF8("invalid UTF-8 in a text message")
 	}
-	emit(fn, Message{Op: d.op, Payload: payload})
+	emit(fn, Message{Op: d.op, Payload: payload, WireLen: len(payload)})
 	return nil
+}
+
+// emitInflated inflates a complete compressed message and emits it; the
+// inflated bytes go back to Deflate's pool when fn returns.
+func (d *Decoder) emitInflated(op ws.OpCode, compressed []byte, fn func(Message)) error {
+	return d.deflate.inflate(compressed, int(d.maxMessage()), op == ws.OpText, func(out []byte) {
+		emit(fn, Message{Op: op, Payload: out, Compressed: true, WireLen: len(compressed)})
+	})
 }
 
 // finishFrame completes a frame whose payload went through d.buf.
@@ -401,23 +471,31 @@ func (d *Decoder) finishFrame(fn func(Message)) error {
 	}
 	d.flags &^= flagFragmented
 	op := ws.OpBinary
+	if d.zflags&zCompressed != 0 {
+		if d.flags&flagText != 0 {
+			op = ws.OpText
+		}
+		err := d.emitInflated(op, d.buf, fn)
+		d.releaseBuf()
+		return err
+	}
 	if d.flags&flagText != 0 {
 		if d.utf8 != utf8Accept {
 			return invalidUTF8("text message ends inside a UTF-8 sequence")
 		}
 		op = ws.OpText
 	}
-	emit(fn, Message{Op: op, Payload: d.buf})
+	emit(fn, Message{Op: op, Payload: d.buf, WireLen: len(d.buf)})
 	d.releaseBuf()
 	return nil
 }
 
 func (d *Decoder) emitControl(payload []byte, fn func(Message)) error {
 	if d.op != ws.OpClose {
-		emit(fn, Message{Op: d.op, Payload: payload})
+		emit(fn, Message{Op: d.op, Payload: payload, WireLen: len(payload)})
 		return nil
 	}
-	m := Message{Op: ws.OpClose, Payload: payload, Code: ws.StatusNoStatusRcvd}
+	m := Message{Op: ws.OpClose, Payload: payload, Code: ws.StatusNoStatusRcvd, WireLen: len(payload)}
 	switch {
 	case len(payload) == 1:
 		return protocolError("close frame with a 1-byte payload")

@@ -51,4 +51,18 @@
 // per frame (ws.NewMask) and answers a ping with a pong, a close with a
 // close, and a *ProtocolError with AppendClientClose(dst, e.Code, e.Reason,
 // mask). Example (Client) walks through it.
+//
+// # permessage-deflate
+//
+// frame owns RFC 7692 on bytes: NegotiateDeflate picks the first offer it
+// can honour (AppendAcceptResponseDeflate answers it), a Decoder whose
+// DecoderConfig.Deflate is set inflates RSV1 messages, Deflate.AppendFrame
+// and Fanout compress, ClientDeflate and AppendClientFrame are the client
+// side. It always answers server_no_context_takeover and
+// client_no_context_takeover, so no LZ77 window outlives a message: a
+// compressed message is reassembled compressed (bounded a little above
+// MaxMessage), then inflated at once with a decompressor borrowed from the
+// server's Deflate pool, and an idle connection holds nothing for deflate.
+// server_max_window_bits=N is honoured with klauspost's custom-window
+// encoder. The pools live in the Deflate value, never in the package.
 package frame

@@ -46,7 +46,12 @@ func AppendClientClose(dst []byte, code ws.StatusCode, reason string, mask [4]by
 // server's send path.
 func appendHeader(dst []byte, op ws.OpCode, n int, masked bool, mask [4]byte) []byte {
 	h := ws.Header{Fin: true, OpCode: op, Length: int64(n), Masked: masked, Mask: mask}
-	dst = slices.Grow(dst, ws.HeaderSize(h)+n)
+	return putHeader(slices.Grow(dst, ws.HeaderSize(h)+n), op, n, masked, mask)
+}
+
+// putHeader is appendHeader without making room for the payload, for a
+// caller whose payload is already in place.
+func putHeader(dst []byte, op ws.OpCode, n int, masked bool, mask [4]byte) []byte {
 	var b1 byte
 	if masked {
 		b1 = 0x80

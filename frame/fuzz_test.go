@@ -123,3 +123,50 @@ func FuzzHandshake(f *testing.F) {
 		}
 	})
 }
+
+// FuzzInflate decodes compressed as the payload of one compressed message,
+// whole and fragmented, with a 4 KiB limit, and holds the result to
+// compress/flate: what the decoder accepts it inflates the same, and what
+// compress/flate inflates within the limit the decoder accepts (binary).
+// Seeds are in testdata/fuzz/FuzzInflate.
+func FuzzInflate(f *testing.F) {
+	z, err := NewDeflate(DeflateConfig{MinSize: -1})
+	if err != nil {
+		f.Fatal(err)
+	}
+	const limit = 4 << 10
+	f.Fuzz(func(t *testing.T, compressed []byte, text bool, seed uint64) {
+		op := ws.OpBinary
+		if text {
+			op = ws.OpText
+		}
+		cfg := DecoderConfig{MaxMessage: limit, Deflate: z}
+		whole := decodeWhole(cfg, rawFrame(true, 4, op, compressed, true, testMask))
+		rng := rand.New(rand.NewPCG(seed, seed>>3))
+		if got := decodeRandom(cfg, fragment(compressed, op, rng), rng); got.code != whole.code || !reflect.DeepEqual(lastData(got), lastData(whole)) {
+			t.Fatalf("fragmented: %v\nwhole: %v", got, whole)
+		}
+		ref, refErr := stdInflate(compressed)
+		switch {
+		case whole.code == 0:
+			if refErr != nil || string(ref) != whole.events[0].Payload {
+				t.Fatalf("decoder inflated %d bytes, compress/flate %d (%v)", len(whole.events[0].Payload), len(ref), refErr)
+			}
+		case !text && refErr == nil && len(ref) <= limit:
+			t.Fatalf("decoder failed with %d where compress/flate inflated %d bytes", whole.code, len(ref))
+		case whole.code == ws.StatusMessageTooBig && refErr == nil && len(ref) <= limit:
+			t.Fatalf("1009 for %d bytes", len(ref))
+		}
+	})
+}
+
+// lastData is the last data message of an outcome, skipping pings.
+func lastData(o outcome) []event {
+	var out []event
+	for _, e := range o.events {
+		if e.Op.IsData() {
+			out = append(out, e)
+		}
+	}
+	return out
+}

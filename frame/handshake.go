@@ -393,12 +393,23 @@ func AcceptResponse(req *Request, protocol string) []byte {
 // AppendAcceptResponse is AcceptResponse appending to dst: with a reused
 // buffer it allocates nothing.
 func AppendAcceptResponse(dst []byte, req *Request, protocol string) []byte {
+	return appendAcceptResponse(dst, req, protocol, nil)
+}
+
+// appendAcceptResponse appends the 101, answering a permessage-deflate
+// offer with deflate unless it is nil.
+func appendAcceptResponse(dst []byte, req *Request, protocol string, deflate *DeflateParams) []byte {
 	b := append(dst, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
 	b = appendAcceptKey(b, req.Key)
 	b = append(b, "\r\n"...)
 	if protocol != "" && isToken(protocol) {
 		b = append(b, "Sec-WebSocket-Protocol: "...)
 		b = append(b, protocol...)
+		b = append(b, "\r\n"...)
+	}
+	if deflate != nil {
+		b = append(b, "Sec-WebSocket-Extensions: "...)
+		b = deflate.AppendExtension(b)
 		b = append(b, "\r\n"...)
 	}
 	return append(b, "\r\n"...)
