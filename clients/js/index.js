@@ -204,6 +204,8 @@ export class WsedgeClient {
     let url;
     try {
       url = new URL(this._opts.url, globalThis.location?.href);
+      // A page may say "/ws": resolved against an http(s) page, it needs ws(s).
+      if (url.protocol === "http:" || url.protocol === "https:") url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
       if (this._tokenFn) this._token = await this._tokenFn({ reason: tokenReason });
       if (this._stopped) return;
       if (this._token !== undefined) url.searchParams.set("token", this._token);

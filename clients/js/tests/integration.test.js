@@ -124,3 +124,23 @@ test("reconnects after the server restarts, rejoins its rooms and gets what is p
   assert.deepEqual(await push.json(), { delivered: 1 });
   await ginaIn.until((m) => m.room === "news" && m.data === "pushed");
 });
+
+test("a 503 at the upgrade (server full) is retried with the backoff until there is room", { timeout: 20_000 }, async (t) => {
+  const srv = await startWsedge(build.bin, { args: ["-max-conns", "1"] });
+  t.after(async () => { closeClients(); await srv.stop(); });
+  const ivy = client(srv.url, "ivy");
+  await ivy.connect();
+  const jack = client(srv.url, "jack");
+  const retries = [];
+  jack.on("reconnecting", (ev) => retries.push(ev));
+  const jackIn = jack.connect();
+  await waitFor(() => retries.length >= 3, 10_000, "three retries");
+  assert.equal(jack.state, "connecting");
+  for (const [i, r] of retries.entries()) {
+    assert.equal(r.code, 1006);
+    assert.ok(r.delay >= 0 && r.delay <= Math.min(200, 20 * 2 ** i), `retry ${i} waits ${r.delay}`);
+  }
+  ivy.close();
+  await jackIn;
+  assert.equal((await jack.ping()).type, "pong");
+});
