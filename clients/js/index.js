@@ -247,12 +247,13 @@ export class WsedgeClient {
     for (const w of this._connectWaiters.splice(0)) w.resolve();
   }
 
-  // Rejoins one room after another (each join counts against -client-rate).
+  // Rejoins one room after another (each join counts against -client-rate;
+  // a rate_limited join is retried after a second, at most twice).
   async _rejoin(ws) {
     for (const [room, pos] of [...this._rooms]) {
       if (this._ws !== ws) return;
       try {
-        const ack = await this._request(joinMessage(room, pos));
+        const ack = await this._rejoinOne(ws, room, pos);
         this._noteJoinAck(room, ack);
         this._emit("rejoined", { room, ack });
         if (ack.recovered === true) this._emit("recovered", { room, ack });
@@ -262,6 +263,18 @@ export class WsedgeClient {
         this._rooms.delete(room);
         err.room = room;
         this._emit("error", err);
+      }
+    }
+  }
+
+  async _rejoinOne(ws, room, pos) {
+    for (let tries = 1; ; tries++) {
+      try {
+        return await this._request(joinMessage(room, pos));
+      } catch (err) {
+        if (err.code !== "rate_limited" || tries >= 3 || this._ws !== ws) throw err;
+        await new Promise((r) => setTimeout(r, 1000));
+        if (this._ws !== ws) throw new WsedgeError("disconnected", "connection closed");
       }
     }
   }

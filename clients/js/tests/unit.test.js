@@ -217,3 +217,36 @@ test("rejoin after a reconnect: plain with today's server, since + recovered/gap
   assert.deepEqual(c.rooms, ["plain", "lost"]);
   c.close();
 });
+
+test("a rate_limited rejoin is retried; a refused one drops the room and reports it", { timeout: 10_000 }, async () => {
+  const { FakeWS, sockets } = fakeWebSocket();
+  const c = client(FakeWS);
+  const errors = [];
+  c.on("error", (err) => errors.push(err));
+  const connected = c.connect();
+  await waitFor(() => sockets.length === 1);
+  sockets[0].open();
+  await connected;
+  for (const room of ["a", "b"]) {
+    const j = c.join(room);
+    sockets[0].recv({ type: "ack", id: sockets[0].last().id });
+    await j;
+  }
+  sockets[0].serverClose(1006);
+  await waitFor(() => sockets.length === 2);
+  const s1 = sockets[1];
+  const opened = nextEvent(c, "open");
+  s1.open();
+  await waitFor(() => s1.sent.length === 1);
+  s1.recv({ type: "error", id: s1.last().id, code: "rate_limited", message: "slow down" });
+  await waitFor(() => s1.sent.length === 2, 3000);
+  assert.equal(s1.last().room, "a");
+  s1.recv({ type: "ack", id: s1.last().id });
+  await waitFor(() => s1.sent.length === 3);
+  assert.equal(s1.last().room, "b");
+  s1.recv({ type: "error", id: s1.last().id, code: "too_many_rooms", message: "full" });
+  await opened;
+  assert.deepEqual(c.rooms, ["a"]);
+  assert.deepEqual(errors.map((e) => [e.code, e.room]), [["too_many_rooms", "b"]]);
+  c.close();
+});
