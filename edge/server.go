@@ -420,6 +420,10 @@ func (s *Server) handshake(c *Conn, p []byte) {
 		s.reject(c, err)
 		return
 	}
+	if c.closeReq.Load() != 0 {
+		c.terminate(0) // closed (by Accept, or Shutdown) before it opened: dropped
+		return
+	}
 	bp := s.frames.Get().(*[]byte)
 	*bp = frame.AppendAcceptResponse((*bp)[:0], req, "")
 	err = c.nc.Write(*bp)
