@@ -39,7 +39,9 @@ type closeReasons struct {
 
 func newCloseReasons() *closeReasons {
 	return &closeReasons{
-		index: map[string]uint32{"": reasonNone, slowConsumerReason: reasonSlow},
+		// reasonSlow is not in index: an application's Close(1008, "slow
+		// consumer") is a plain close, not counted as a slow consumer.
+		index: map[string]uint32{"": reasonNone},
 		text:  []string{"", slowConsumerReason},
 	}
 }
