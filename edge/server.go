@@ -424,6 +424,9 @@ func (s *Server) handshake(c *Conn, p []byte) {
 		c.terminate(0) // closed (by Accept, or Shutdown) before it opened: dropped
 		return
 	}
+	// The handshake is over: give its pending slot back before the client
+	// can see the 101 and open another socket against the bound.
+	s.pending.done(c)
 	bp := s.frames.Get().(*[]byte)
 	*bp = frame.AppendAcceptResponse((*bp)[:0], req, "")
 	err = c.nc.Write(*bp)
@@ -434,7 +437,6 @@ func (s *Server) handshake(c *Conn, p []byte) {
 	}
 	c.lastActive = s.nowMs() | 1
 	c.phase = phaseOpen
-	s.pending.done(c)
 	// Published last: from here writers on other goroutines reach the
 	// server, and OnClose is owed. A Close that comes meanwhile (Shutdown's,
 	// or one from Accept) is carried out by this task once OnData returns.
