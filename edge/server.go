@@ -42,14 +42,16 @@ type Server struct {
 	adminLn net.Listener
 	mux     *http.ServeMux
 
-	decoders sync.Pool // *frame.Decoder, between messages
+	inbound  sync.Pool // *inbound: a request in pieces, a decoder mid-message
 	frames   sync.Pool // *[]byte, encode buffers
-	hsBufs   sync.Pool // *[]byte, upgrade requests that arrive in pieces
 	requests sync.Pool // *frame.Request, parsed in place: a handshake leaves no garbage
-	partial  sync.Map  // *Conn -> *[]byte: requests not complete yet (rare, and bounded by the handshake timeout)
 	pending  *pendingTable
 	refusals map[string][]byte // reason -> complete 503 answer, built once
-	batches  sync.Pool         // *timerBatch
+	reasons  *closeReasons
+
+	// partialRequests counts connections holding a request that arrived
+	// in pieces (for tests: that each is released).
+	partialRequests atomic.Int64
 
 	readiness  func() error // nil: always ready
 	callerRuns atomic.Int64
@@ -65,9 +67,6 @@ type Server struct {
 	// open, where a Shutdown's Close may land (nil in production).
 	afterOpen func(*Conn)
 }
-
-// timerBatch carries a copy of one wheel batch to a pool worker.
-type timerBatch struct{ items []wheel.Expired }
 
 // New checks cfg and builds a server; nothing is bound until Start.
 func New(cfg Config) (*Server, error) {
@@ -85,6 +84,7 @@ func New(cfg Config) (*Server, error) {
 		mux:      http.NewServeMux(),
 		pending:  newPendingTable(),
 		refusals: map[string][]byte{},
+		reasons:  newCloseReasons(),
 	}
 	for _, r := range []string{refusedMaxConns, refusedPendingHandshakes, refusedPendingPerIP} {
 		s.refusals[r] = refusal(r)
@@ -100,11 +100,9 @@ func New(cfg Config) (*Server, error) {
 	for _, st := range []*rate.Sometimes{&s.logSlow, &s.logAccept, &s.logPanic} {
 		st.Interval = 10 * time.Second
 	}
-	s.decoders.New = func() any { return new(frame.Decoder) }
+	s.inbound.New = func() any { return new(inbound) }
 	s.frames.New = func() any { b := make([]byte, 0, 512); return &b }
-	s.hsBufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	s.requests.New = func() any { return new(frame.Request) }
-	s.batches.New = func() any { return &timerBatch{items: make([]wheel.Expired, 0, wheel.MaxBatch)} }
 	s.metrics = newMetrics(s)
 	return s, nil
 }
@@ -238,13 +236,12 @@ func (s *Server) dispatch(c *netpoll.Conn) bool {
 	return true
 }
 
-// runTask is the pool's one function: a connection's task or a timer batch.
+// runTask is the pool's one function: a connection's task (for readiness,
+// a timer or a close request) or a fan-out batch.
 func (s *Server) runTask(arg any) {
 	switch t := arg.(type) {
 	case *netpoll.Conn:
 		s.poller.Serve(t)
-	case *timerBatch:
-		s.runTimers(t)
 	case func():
 		t()
 	}
@@ -277,7 +274,7 @@ func (s *Server) accept(fd int) {
 		return
 	}
 	err := s.poller.Register(&c.nc, fd, func(*netpoll.Conn) {
-		c.lastActive.Store(s.nowMs() | 1)
+		c.lastActive = s.nowMs() | 1
 		c.timer = s.wheel.Schedule(s.cfg.HandshakeTimeout, c.ID())
 	})
 	if err != nil {
@@ -310,49 +307,76 @@ func (s *Server) acceptError(err error) {
 func (s *Server) OnData(nc *netpoll.Conn, p []byte) error {
 	c := connOf(nc)
 	s.metrics.bytesIn.Add(float64(len(p)))
-	switch c.phase.Load() {
+	switch c.phase {
 	case phaseHandshake:
 		s.handshake(c, p)
 	case phaseOpen, phaseClosing:
-		c.lastActive.Store(s.nowMs() | 1)
-		c.feed(p)
+		c.lastActive = s.nowMs() | 1
+		c.feed(s, p)
 	}
 	// phaseDraining: discard until the peer closes.
 	return nil
 }
 
-// OnClose is netpoll's callback after a socket is closed.
+// OnWake is netpoll's callback for work other goroutines handed to the
+// connection (its timer fired, a Close was asked for); it runs on the
+// worker that holds the connection, like OnData.
+func (s *Server) OnWake(nc *netpoll.Conn, events uint8) {
+	c := connOf(nc)
+	if events&wakeClose != 0 {
+		c.takeCloseRequest(s)
+	}
+	if events&wakeTimer != 0 {
+		c.onTimer(s, s.nowMs())
+	}
+}
+
+// OnClose is netpoll's callback after a socket is closed. It runs on
+// whoever tore the connection down, holding its busy flag, so it reads the
+// owner's fields in order after the owner's last task.
 func (s *Server) OnClose(nc *netpoll.Conn, err error) {
 	c := connOf(nc)
 	s.wheel.Stop(c.timer)
-	if c.dec != nil {
-		c.dec.Release()
-		s.decoders.Put(c.dec)
-		c.dec = nil
+	if c.in != nil {
+		s.putInbound(c.in)
+		c.in = nil
 	}
-	s.releaseHandshakeBuf(c)
-	if c.route == nil {
+	rt := c.route.Load()
+	if rt == nil {
 		s.pending.done(c) // never opened: its handshake is over now at the latest
+		if c.phase == phaseHandshake {
+			s.metrics.handshakeFailures.WithLabelValues("peer_closed").Inc()
+		}
+		return
 	}
-	if c.route != nil {
-		code := c.closeCode()
-		s.open.Add(-1)
-		s.metrics.connections.Dec()
-		s.metrics.closed(int(code))
-		c.route.h.OnClose(c, code)
-	} else if c.phase.Load() == phaseHandshake {
-		s.metrics.handshakeFailures.WithLabelValues("peer_closed").Inc()
+	code := c.closeCode()
+	s.open.Add(-1)
+	s.metrics.connections.Dec()
+	s.metrics.closed(int(code))
+	rt.h.OnClose(c, code)
+}
+
+// putInbound returns a connection's partial input to the pool.
+func (s *Server) putInbound(in *inbound) {
+	if len(in.req) > 0 {
+		s.partialRequests.Add(-1)
 	}
+	in.dec.Release()
+	if cap(in.req) > 2*s.cfg.MaxHeaderBytes {
+		in.req = nil
+	} else {
+		in.req = in.req[:0]
+	}
+	s.inbound.Put(in)
 }
 
 // handshake accumulates the upgrade request and answers it.
 func (s *Server) handshake(c *Conn, p []byte) {
 	buf := p
-	var hs *[]byte
-	if v, ok := s.partial.Load(c); ok {
-		hs = v.(*[]byte)
-		*hs = append(*hs, p...)
-		buf = *hs
+	in := c.in
+	if in != nil {
+		in.req = append(in.req, p...)
+		buf = in.req
 	}
 	// The request's strings alias buf, which stays put until this returns;
 	// nothing of the request outlives the call.
@@ -363,12 +387,20 @@ func (s *Server) handshake(c *Conn, p []byte) {
 	}()
 	err := frame.ParseRequestInto(req, buf, s.hsCfg)
 	if errors.Is(err, frame.ErrIncomplete) {
-		if hs == nil {
-			hs = s.hsBufs.Get().(*[]byte)
-			*hs = append((*hs)[:0], p...)
-			s.partial.Store(c, hs)
+		if in == nil {
+			in = s.inbound.Get().(*inbound)
+			in.req = append(in.req[:0], p...)
+			c.in = in
+			s.partialRequests.Add(1)
 		}
 		return
+	}
+	if in != nil {
+		// Done with the pieces once this returns (a refusal's reason may
+		// quote the request, and req.Rest is fed below); c.in is free now
+		// for the decoder.
+		c.in = nil
+		defer s.putInbound(in)
 	}
 	if err != nil {
 		s.reject(c, err)
@@ -388,6 +420,13 @@ func (s *Server) handshake(c *Conn, p []byte) {
 		s.reject(c, err)
 		return
 	}
+	if c.closeReq.Load() != 0 {
+		c.terminate(0) // closed (by Accept, or Shutdown) before it opened: dropped
+		return
+	}
+	// The handshake is over: give its pending slot back before the client
+	// can see the 101 and open another socket against the bound.
+	s.pending.done(c)
 	bp := s.frames.Get().(*[]byte)
 	*bp = frame.AppendAcceptResponse((*bp)[:0], req, "")
 	err = c.nc.Write(*bp)
@@ -396,41 +435,21 @@ func (s *Server) handshake(c *Conn, p []byte) {
 		c.terminate(0)
 		return
 	}
-	c.lastActive.Store(s.nowMs() | 1)
-	// route is set before the phase says open (a Close that sees open
-	// reaches the server through it). Close (Shutdown's, or the handshake
-	// timeout's) may have come since the 101: then the connection never
-	// opens, and route goes back to nil: no OnOpen/OnClose is owed. Only
-	// this goroutine (holding busy) reads route while the phase is not open.
-	c.route = rt
-	if !c.phase.CompareAndSwap(phaseHandshake, phaseOpen) {
-		c.route = nil
-		return
-	}
-	s.pending.done(c)
+	c.lastActive = s.nowMs() | 1
+	c.phase = phaseOpen
+	// Published last: from here writers on other goroutines reach the
+	// server, and OnClose is owed. A Close that comes meanwhile (Shutdown's,
+	// or one from Accept) is carried out by this task once OnData returns.
+	c.route.Store(rt)
 	if s.afterOpen != nil {
 		s.afterOpen(c)
 	}
 	s.open.Add(1)
 	s.metrics.connections.Inc()
-	// Armed before OnOpen: a Close from OnOpen arms the close timeout, which
-	// this must not overwrite.
 	s.wheel.Reset(c.timer, s.cfg.PingInterval)
 	h.OnOpen(c)
-	if len(req.Rest) > 0 && c.phase.Load() == phaseOpen {
-		c.feed(req.Rest)
-	}
-	s.releaseHandshakeBuf(c)
-}
-
-// releaseHandshakeBuf drops the connection's partial request, if any.
-func (s *Server) releaseHandshakeBuf(c *Conn) {
-	if v, ok := s.partial.LoadAndDelete(c); ok {
-		hs := v.(*[]byte)
-		if cap(*hs) <= 2*s.cfg.MaxHeaderBytes {
-			*hs = (*hs)[:0]
-			s.hsBufs.Put(hs)
-		}
+	if len(req.Rest) > 0 {
+		c.feed(s, req.Rest)
 	}
 }
 
@@ -442,19 +461,13 @@ func (s *Server) reject(c *Conn, err error) {
 		he = frame.NewHTTPError(http.StatusInternalServerError, "internal error")
 	}
 	s.metrics.handshakeFailures.WithLabelValues(failureReason(he.Status)).Inc()
-	// Built before the partial request goes back to its pool: a handler's
-	// reason may quote the request, whose strings alias that buffer.
-	resp := he.Response()
-	s.releaseHandshakeBuf(c)
 	s.pending.done(c)
-	if !c.phase.CompareAndSwap(phaseHandshake, phaseDraining) {
-		return
-	}
-	if c.nc.Write(resp) != nil || c.nc.Shutdown() != nil {
+	c.phase = phaseDraining
+	if c.nc.Write(he.Response()) != nil {
 		c.nc.Close()
 		return
 	}
-	s.wheel.Reset(c.timer, s.cfg.CloseTimeout)
+	c.linger(s)
 }
 
 func failureReason(status int) string {
@@ -479,55 +492,32 @@ func failureReason(status int) string {
 	return fmt.Sprintf("status_%d", status)
 }
 
-// onExpire runs on the wheel's goroutine: it copies the batch and hands it
-// to the pool.
+// onExpire runs on the wheel's goroutine. It only wakes each connection:
+// the expiry is handled by the task that holds it (OnWake), dispatched to
+// the pool like readiness, or run here when the pool is full. A panic there
+// is recovered by netpoll's task boundary, counted, and closes only that
+// connection; the rest of the batch is woken regardless.
 func (s *Server) onExpire(batch []wheel.Expired) {
-	tb := s.batches.Get().(*timerBatch)
-	tb.items = append(tb.items[:0], batch...)
-	if s.pool.Invoke(tb) != nil {
-		s.callerRuns.Add(1)
-		s.runTimers(tb)
-	}
-}
-
-func (s *Server) runTimers(tb *timerBatch) {
-	now := s.nowMs()
-	for _, e := range tb.items {
+	for _, e := range batch {
 		if nc := s.poller.Lookup(e.Data); nc != nil {
-			s.fireTimer(nc, now)
+			nc.Wake(wakeTimer)
 		}
 	}
-	tb.items = tb.items[:0]
-	s.batches.Put(tb)
 }
 
-// fireTimer runs one expiry inside a panic boundary: a close it causes
-// runs Handler.OnClose (application code), and a panic there must neither
-// kill the wheel's goroutine (when the pool is full) nor skip the rest of
-// the batch (those connections would never be timed again). The panic is
-// counted and that one connection closed.
-func (s *Server) fireTimer(nc *netpoll.Conn, now uint32) {
-	defer func() {
-		if v := recover(); v != nil {
-			s.metrics.panics.Inc()
-			s.logPanic.Do(func() { s.log.Error("panic in a timer; closed the connection", "conn", nc.ID(), "panic", v) })
-			nc.Close()
-		}
-	}()
-	connOf(nc).onTimer(s, now)
-}
-
-// onTimer is the connection's one wheel entry firing. Activity only stamped
-// lastActive; here the stamp decides between re-arming, a ping, and a close.
+// onTimer is the connection's one wheel entry firing; owner only. Activity
+// only stamped lastActive; here the stamps decide between re-arming, a
+// ping, and a close. An expiry may be stale (the owner re-armed the timer
+// after it fired): the stamps make that a re-arm, never an early close.
 func (c *Conn) onTimer(s *Server, now uint32) {
 	cfg := &s.cfg
 	since := func(stamp uint32) time.Duration { return time.Duration(max(int32(now-stamp), 0)) * time.Millisecond }
-	switch c.phase.Load() {
+	switch c.phase {
 	case phaseHandshake:
 		s.metrics.handshakeFailures.WithLabelValues("timeout").Inc()
 		c.terminate(0)
 	case phaseOpen:
-		last, sent := c.lastActive.Load(), c.pingSent.Load()
+		last, sent := c.lastActive, c.waitFrom
 		// Stamps are ms|1; life in the ping's own millisecond counts as
 		// an answer (the conservative side: the next ping asks again).
 		if sent != 0 && int32(last-sent) < 0 {
@@ -543,11 +533,15 @@ func (c *Conn) onTimer(s *Server, now uint32) {
 			s.wheel.Reset(c.timer, cfg.PingInterval-idle)
 			return
 		}
-		c.pingSent.Store(now | 1)
+		c.waitFrom = now | 1
 		s.metrics.pingsSent.Inc()
-		c.writeControl(ws.OpPing, nil)
+		c.writeControl(s, ws.OpPing, nil)
 		s.wheel.Reset(c.timer, cfg.PongTimeout)
 	case phaseClosing, phaseDraining:
+		if waited := since(c.waitFrom); waited < cfg.CloseTimeout {
+			s.wheel.Reset(c.timer, cfg.CloseTimeout-waited)
+			return
+		}
 		s.metrics.closeTimeouts.Inc()
 		c.nc.Close()
 	}

@@ -5,14 +5,20 @@ import (
 	"sync/atomic"
 )
 
-// Handler receives a connection's input and its end. Both run on the
-// goroutine that holds the connection's busy flag (a pool worker, or a shard
-// when the pool is full), so they never run concurrently for one connection.
+// Handler receives a connection's input, its wake-ups and its end. OnData
+// and OnWake run on the goroutine that holds the connection's busy flag (a
+// pool worker, or the goroutine that dispatched it when the pool is full),
+// so they never run concurrently for one connection; OnClose too, after
+// the last of them.
 type Handler interface {
 	// OnData gets bytes just read. p is the worker's buffer: valid only
 	// during the call, and the handler may modify it. A non-nil error closes
 	// the connection with that error.
 	OnData(c *Conn, p []byte) error
+	// OnWake gets the events other goroutines passed to Conn.Wake since
+	// the last call (several Wakes merge into one call, their bits or-ed),
+	// so work they hand over runs on the connection's owner.
+	OnWake(c *Conn, events uint8)
 	// OnClose is called exactly once, after the fd is closed. err is nil for
 	// a Close call, io.EOF for a peer's orderly close, else the cause. It may
 	// run on any goroutine that called Close.
@@ -54,6 +60,12 @@ const (
 	stDead                       // torn down: fd closed, OnClose called
 	stHup                        // the peer hung up or the socket failed; sticky
 	stQueued                     // a write may be queued: EPOLLOUT matters (set before the write that may queue)
+
+	// Bits 16-23 hold the events of Conn.Wake not yet handed to OnWake.
+	stWakeShift        = 16
+	stWake      uint32 = 0xff << stWakeShift
+	// stPending is every bit that makes a task run (or loop) for a connection.
+	stPending = stRead | stWrite | stClosing | stWake
 )
 
 // Conn is one registered connection. It is meant to be the first field of

@@ -40,6 +40,20 @@
 // Register holds busy until the fd is in its epoll set, so nothing (a Close
 // from Range, Lookup or the init hook) can tear a connection down half-made.
 //
+// # Wake: other goroutines' work, on the owner
+//
+// Conn.Wake(events) is the third kind of pending work, beside read and
+// write readiness: its bits (eight, the Handler's to define) are or-ed into
+// the same state word with the same CAS. If busy was clear the caller takes
+// it and dispatches the connection through Config.Dispatch (running the
+// task itself when the pool is full, as a shard does); otherwise the task
+// holding busy takes the bits before it lets go. The task hands them to
+// Handler.OnWake before it flushes and reads. So a wake is never lost (or
+// merged only with later wakes of the same task), never runs concurrently
+// with OnData, and does nothing on a closing or dead connection. wsedge
+// wakes a connection for its timer expiries and for a Close asked for by
+// another goroutine, so all of a connection's state has one owner.
+//
 // # Fairness: the per-task read cap
 //
 // A task reads at most Config.ReadCap bytes. When it reaches the cap with data
@@ -67,6 +81,10 @@
 // bytes: a write that would exceed it returns ErrQueueFull and queues
 // nothing, and the caller applies its slow-consumer policy. WriteFinal
 // queues a last small frame past the bound and refuses every later write.
+//
+// A write refused because the connection is closing (Close, WriteFinal,
+// CloseWhenFlushed, Shutdown) returns ErrClosed: netpoll's state is the one
+// answer writers on other goroutines rely on.
 //
 // Close marks the connection closing; the fd is torn down (close(2), which
 // also leaves the epoll set, then OnClose) by whoever holds the busy flag,

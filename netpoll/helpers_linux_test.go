@@ -15,10 +15,17 @@ import (
 	"github.com/wsedge/wsedge/internal/testkit"
 )
 
-// funcHandler adapts two funcs to Handler; a nil func does nothing.
+// funcHandler adapts funcs to Handler; a nil func does nothing.
 type funcHandler struct {
 	data  func(c *Conn, p []byte) error
+	wake  func(c *Conn, events uint8)
 	close func(c *Conn, err error)
+}
+
+func (h *funcHandler) OnWake(c *Conn, events uint8) {
+	if h.wake != nil {
+		h.wake(c, events)
+	}
 }
 
 func (h *funcHandler) OnData(c *Conn, p []byte) error {

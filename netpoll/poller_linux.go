@@ -184,9 +184,15 @@ func (p *Poller) Serve(c *Conn) {
 			c.teardown(nil)
 			return
 		}
-		bits := old & (stRead | stWrite)
+		bits := old & (stRead | stWrite | stWake)
 		if !c.state.CompareAndSwap(old, old&^bits) {
 			continue
+		}
+		if wake := uint8(bits >> stWakeShift); wake != 0 {
+			p.cfg.Handler.OnWake(c, wake)
+			if c.state.Load()&stClosing != 0 {
+				continue // tear down before reading more
+			}
 		}
 		if bits&stWrite != 0 {
 			if err := c.flush(); err != nil {
@@ -214,11 +220,30 @@ func (p *Poller) Serve(c *Conn) {
 			}
 		}
 		old = c.state.Load()
-		if old&(stRead|stWrite|stClosing) != 0 {
+		if old&stPending != 0 {
 			continue
 		}
 		if c.state.CompareAndSwap(old, old&^stBusy) {
 			return
+		}
+	}
+}
+
+// Wake hands events (bits the Handler defines) to the connection's owner:
+// they are or-ed into the state word with the same CAS as readiness, and
+// Handler.OnWake gets them on the task that holds the busy flag. If no task
+// holds it, the caller takes it and dispatches one (running it itself when
+// Config.Dispatch refuses, as a shard does); otherwise the running task
+// sees the bits before it lets go. So a wake is never lost, never runs
+// concurrently with OnData, and is dropped only once Close was called.
+func (c *Conn) Wake(events uint8) {
+	if events == 0 {
+		return
+	}
+	if c.mark(uint32(events)<<stWakeShift, stClosing|stDead) {
+		p := c.poller
+		if !p.cfg.Dispatch(c) {
+			p.Serve(c)
 		}
 	}
 }
@@ -575,7 +600,7 @@ func (s *shard) requeue(c *Conn) {
 func (s *shard) handOff(c *Conn) {
 	for {
 		old := c.state.Load()
-		if old&(stRead|stWrite|stClosing) != 0 {
+		if old&stPending != 0 {
 			s.requeue(c)
 			return
 		}

@@ -47,6 +47,9 @@ func (c *Conn) WriteShared(b []byte) error { return ErrUnsupported }
 // Close does nothing.
 func (c *Conn) Close() {}
 
+// Wake does nothing.
+func (c *Conn) Wake(events uint8) {}
+
 // Shutdown returns ErrUnsupported.
 func (c *Conn) Shutdown() error { return ErrUnsupported }
 
