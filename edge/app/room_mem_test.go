@@ -30,7 +30,7 @@ import (
 func BenchmarkRoomMemory(b *testing.B) {
 	const users, perUser = 2000, 64
 	local := func(b *testing.B) *App {
-		return &App{cfg: Config{MaxRoomsPerConn: perUser, MaxRooms: users * perUser}, users: newUsers(), rooms: newRooms()}
+		return &App{cfg: Config{MaxRoomsPerConn: perUser, MaxRooms: users * perUser}, users: newUsers(), rooms: newRooms(), cluster: single{}}
 	}
 	for _, tc := range []struct {
 		name    string

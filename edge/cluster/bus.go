@@ -73,15 +73,14 @@ type pendingReq struct {
 
 // subTable maps names to subscriptions. With a grace, a subscription whose
 // name has gone is kept that long (idle) before it is dropped (idle.go).
+// The idle marks are few (at most maxIdleRoomSubs) and kept apart, so that
+// a subscription costs the table one pointer. Lock order: shard, then imu.
 type subTable struct {
-	shardmap.Map[subEntry]
+	shardmap.Map[*nats.Subscription]
 	grace time.Duration
-	nidle atomic.Int64
-}
-
-type subEntry struct {
-	sub       *nats.Subscription
-	idleSince int64 // unix nanoseconds since the name has gone; 0 while present
+	nidle atomic.Int64     // len(idle), read without imu
+	imu   sync.Mutex       // guards idle
+	idle  map[string]int64 // names gone -> since when (unix nanoseconds)
 }
 
 // New connects the node to NATS. The connection is made in the background
@@ -280,9 +279,9 @@ func (b *Bus) publish(subject string, data []byte) bool {
 // change to the registry is followed by ensureSub or releaseSub, and both
 // re-read the registry under the same lock, so the last one is right.
 func (b *Bus) ensureSub(t *subTable, prefix, name string, present func(string) bool) {
-	t.Write(name, func(sh map[string]subEntry) {
-		if e, ok := sh[name]; ok {
-			t.keep(sh, name, e)
+	t.Write(name, func(sh map[string]*nats.Subscription) {
+		if sh[name] != nil {
+			t.keep(name)
 			return
 		}
 		if !present(name) {
@@ -294,27 +293,25 @@ func (b *Bus) ensureSub(t *subTable, prefix, name string, present func(string) b
 			b.logError.Do(func() { b.log.Warn("cluster: subscribe failed", "subject", prefix+subjectToken(name), "err", err) })
 			return
 		}
-		sh[name] = subEntry{sub: sub}
+		sh[name] = sub
 	})
 }
 
 func (b *Bus) releaseSub(t *subTable, name string, present func(string) bool) {
-	t.Write(name, func(sh map[string]subEntry) {
-		e, ok := sh[name]
-		if !ok || present(name) || t.linger(sh, name, e) {
+	t.Write(name, func(sh map[string]*nats.Subscription) {
+		sub := sh[name]
+		if sub == nil || present(name) || t.linger(name) {
 			return
 		}
-		b.drop(t, sh, name, e)
+		b.drop(t, sh, name, sub)
 	})
 }
 
 // drop forgets and unsubscribes a name's subscription; the shard is locked.
-func (b *Bus) drop(t *subTable, sh map[string]subEntry, name string, e subEntry) {
-	if e.idleSince != 0 {
-		t.nidle.Add(-1)
-	}
+func (b *Bus) drop(t *subTable, sh map[string]*nats.Subscription, name string, sub *nats.Subscription) {
 	delete(sh, name)
-	if err := e.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+	t.keep(name)
+	if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		b.m.errors.WithLabelValues("subscribe").Inc()
 	}
 }

@@ -211,6 +211,6 @@ func count(v *prometheus.CounterVec, label string) float64 {
 
 // subscription is the bus's subscription for room, nil when it has none.
 func (b *Bus) subscription(room string) *nats.Subscription {
-	e, _ := b.rooms.Get(room)
-	return e.sub
+	sub, _ := b.rooms.Get(room)
+	return sub
 }

@@ -1,6 +1,10 @@
 package cluster
 
-import "time"
+import (
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
 
 // A room's subscription outlives its last local member by roomSubGrace, so
 // a client looping join and leave does not make a SUB and an UNSUB on the
@@ -12,31 +16,40 @@ const (
 	maxIdleRoomSubs = 4096
 )
 
-// linger marks name's entry e idle instead of dropping it; false when the
-// table has no grace or enough idle ones already. The shard is locked.
-func (t *subTable) linger(sh map[string]subEntry, name string, e subEntry) bool {
+// linger marks name idle instead of dropping its subscription; false when
+// the table has no grace or enough idle ones already. name's shard is locked.
+func (t *subTable) linger(name string) bool {
 	if t.grace <= 0 {
 		return false
 	}
-	if e.idleSince != 0 {
+	t.imu.Lock()
+	defer t.imu.Unlock()
+	if _, ok := t.idle[name]; ok {
 		return true
 	}
-	if t.nidle.Add(1) > maxIdleRoomSubs {
-		t.nidle.Add(-1)
+	if len(t.idle) >= maxIdleRoomSubs {
 		return false
 	}
-	e.idleSince = time.Now().UnixNano()
-	sh[name] = e
+	if t.idle == nil {
+		t.idle = make(map[string]int64)
+	}
+	t.idle[name] = time.Now().UnixNano()
+	t.nidle.Add(1)
 	return true
 }
 
-// keep clears the idle mark of name's entry e, if any: it is present again.
-func (t *subTable) keep(sh map[string]subEntry, name string, e subEntry) {
-	if e.idleSince != 0 {
-		e.idleSince = 0
-		sh[name] = e
+// keep clears name's idle mark, if any: it is present again, or dropped.
+// name's shard is locked.
+func (t *subTable) keep(name string) {
+	if t.nidle.Load() == 0 {
+		return // the common case: no idle mark at all, no shared lock taken
+	}
+	t.imu.Lock()
+	if _, ok := t.idle[name]; ok {
+		delete(t.idle, name)
 		t.nidle.Add(-1)
 	}
+	t.imu.Unlock()
 }
 
 // sweepIdleRooms drops the room subscriptions idle for the grace whose room
@@ -47,16 +60,27 @@ func (b *Bus) sweepIdleRooms(now time.Time) {
 		return
 	}
 	cutoff := now.Add(-t.grace).UnixNano()
-	t.WriteEach(func(sh map[string]subEntry) {
-		for name, e := range sh {
-			if e.idleSince == 0 || e.idleSince > cutoff {
-				continue
-			}
-			if b.local.HasRoom(name) {
-				t.keep(sh, name, e)
-			} else {
-				b.drop(t, sh, name, e)
-			}
+	var due []string
+	t.imu.Lock()
+	for name, since := range t.idle {
+		if since <= cutoff {
+			due = append(due, name)
 		}
-	})
+	}
+	t.imu.Unlock()
+	for _, name := range due {
+		t.Write(name, func(sh map[string]*nats.Subscription) {
+			t.imu.Lock()
+			since, ok := t.idle[name]
+			t.imu.Unlock()
+			if !ok || since > cutoff {
+				return // present again meanwhile (keep), or marked anew
+			}
+			if sub := sh[name]; sub != nil && !b.local.HasRoom(name) {
+				b.drop(t, sh, name, sub)
+			} else {
+				t.keep(name)
+			}
+		})
+	}
 }
