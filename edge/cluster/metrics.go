@@ -11,7 +11,7 @@ type busMetrics struct {
 	reconnects    prometheus.Counter
 	remote        *prometheus.CounterVec // by kind: user, room, broadcast
 	lookups       *prometheus.CounterVec // by result
-	rejected      *prometheus.CounterVec // by reason: see cluster_validate.go
+	rejected      *prometheus.CounterVec // by reason: see validate.go
 	queueDrops    *prometheus.CounterVec // by limit: bytes, count
 }
 
