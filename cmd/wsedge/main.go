@@ -17,6 +17,7 @@ import (
 
 	"github.com/wsedge/wsedge/edge"
 	"github.com/wsedge/wsedge/edge/app"
+	"github.com/wsedge/wsedge/edge/cluster"
 )
 
 var version = "dev"
@@ -164,7 +165,7 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int
 		}
 	}
 	if *natsURLs != "" {
-		cc := &app.ClusterConfig{NodeID: *nodeID, Timeout: *clusterTimeout, Prefix: *clusterPrefix, QueueBytes: *clusterQueueBytes,
+		cc := &cluster.Config{NodeID: *nodeID, Timeout: *clusterTimeout, Prefix: *clusterPrefix, QueueBytes: *clusterQueueBytes,
 			CredsFile: *natsCreds, NkeyFile: *natsNkey, CAFile: *natsCA}
 		for _, u := range strings.Split(*natsURLs, ",") {
 			if u = strings.TrimSpace(u); u != "" {

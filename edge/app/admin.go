@@ -16,12 +16,13 @@ import (
 	"github.com/gobwas/ws"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/wsedge/wsedge/edge"
+	"github.com/wsedge/wsedge/edge/cluster"
 	"github.com/wsedge/wsedge/frame"
 )
 
-// maxListedUsers bounds GET /v1/rooms/{room}'s user list.
-const maxListedUsers = 1000
+// maxListedUsers bounds GET /v1/rooms/{room}'s user list, and what each
+// node lists of a room for it.
+const maxListedUsers = cluster.MaxListedUsers
 
 // adminAuth checks "Authorization: Bearer <token>" in constant time (the
 // digests have one length whatever the token's).
@@ -210,24 +211,58 @@ func (a *App) pushUser(w http.ResponseWriter, r *http.Request) {
 	if data == nil {
 		return
 	}
-	u := a.users.get(id)
-	if u == nil && a.bus != nil {
-		a.bus.pushUser(w, id, appendMessage(nil, "", "", data))
+	payload := appendMessage(nil, "", "", data)
+	var d cluster.Delivery
+	if u := a.users.get(id); u != nil {
+		d = delivery(a.write(u, payload, kindUser))
+	} else if !a.cluster.Fits(id, len(payload)) {
+		a.tooLargeForBus(w)
 		return
+	} else {
+		var err error
+		if d, err = a.cluster.PushUser(id, payload); err != nil {
+			a.unavailable(w, err)
+			return
+		}
+		if d == cluster.NotConnected {
+			a.m.dropped("not_connected", 1)
+		}
 	}
-	if u == nil {
-		a.m.dropped("not_connected", 1)
-		writeJSON(w, http.StatusNotFound, deliveredAnswer{Error: "not_connected"})
-		return
-	}
-	switch a.write(u, appendMessage(nil, "", "", data), kindUser) {
-	case nil:
+	switch d {
+	case cluster.Delivered:
 		writeJSON(w, http.StatusOK, deliveredAnswer{Delivered: 1})
-	case edge.ErrDropped:
+	case cluster.Dropped:
 		writeJSON(w, http.StatusOK, deliveredAnswer{Delivered: 0})
 	default:
 		writeJSON(w, http.StatusNotFound, deliveredAnswer{Error: "not_connected"})
 	}
+}
+
+// unavailable answers 503 when other nodes could not be asked or did not
+// answer in time: the push may or may not have been delivered.
+func (a *App) unavailable(w http.ResponseWriter, err error) {
+	a.m.dropped("unavailable", 1)
+	w.Header().Set("Retry-After", "1")
+	writeJSON(w, http.StatusServiceUnavailable, struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}{"unavailable", "cluster: " + err.Error()})
+}
+
+// tooLargeForBus answers an admin push whose message cannot cross the bus:
+// 413 like a body over -admin-max-body, not a 503 a backend would retry.
+func (a *App) tooLargeForBus(w http.ResponseWriter) {
+	writeError(w, http.StatusRequestEntityTooLarge, "body_too_large",
+		"the message is over what the cluster bus carries (NATS max payload "+strconv.FormatInt(a.cluster.MaxPayload(), 10)+" bytes)")
+}
+
+// frameAnswer adds the other nodes' deliveries of a room or broadcast push
+// to this node's; a push that could not reach them counts as one drop.
+func (a *App) frameAnswer(local, remote, nodes int, err error) deliveredAnswer {
+	if err != nil {
+		a.m.dropped("unavailable", 1)
+	}
+	return deliveredAnswer{Delivered: local + remote, Nodes: nodes}
 }
 
 // POST /v1/rooms/{room}/messages
@@ -242,20 +277,15 @@ func (a *App) pushRoom(w http.ResponseWriter, r *http.Request) {
 	}
 	n := 0
 	fr := frame.AppendFrame(nil, ws.OpText, appendMessage(nil, "", room, data))
-	if a.bus != nil && !a.bus.fits(envelopeLen(room, len(fr))) {
-		a.bus.tooLargeForBus(w) // refused before any member gets it
+	if !a.cluster.Fits(room, len(fr)) {
+		a.tooLargeForBus(w) // refused before any member gets it
 		return
 	}
 	if members := a.rooms.members(room); len(members) > 0 {
 		n = a.fanout(members, fr, kindRoom)
 	}
-	ans := deliveredAnswer{Delivered: n}
-	if a.bus != nil {
-		remote, nodes := a.bus.pushFrame(a.bus.roomPrefix+subjectToken(room), room, fr)
-		ans.Delivered += remote
-		ans.Nodes = nodes + 1
-	}
-	writeJSON(w, http.StatusOK, ans)
+	remote, nodes, err := a.cluster.PushRoom(room, fr)
+	writeJSON(w, http.StatusOK, a.frameAnswer(n, remote, nodes, err))
 }
 
 // POST /v1/broadcast
@@ -265,17 +295,13 @@ func (a *App) pushAll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fr := frame.AppendFrame(nil, ws.OpText, appendMessage(nil, "", "", data))
-	if a.bus != nil && !a.bus.fits(envelopeLen("", len(fr))) {
-		a.bus.tooLargeForBus(w) // refused before any client gets it
+	if !a.cluster.Fits("", len(fr)) {
+		a.tooLargeForBus(w) // refused before any client gets it
 		return
 	}
-	ans := deliveredAnswer{Delivered: a.broadcast(fr)}
-	if a.bus != nil {
-		remote, nodes := a.bus.pushFrame(a.bus.allSubject, "", fr)
-		ans.Delivered += remote
-		ans.Nodes = nodes + 1
-	}
-	writeJSON(w, http.StatusOK, ans)
+	n := a.broadcast(fr)
+	remote, nodes, err := a.cluster.PushAll(fr)
+	writeJSON(w, http.StatusOK, a.frameAnswer(n, remote, nodes, err))
 }
 
 // GET /v1/users/{id}
@@ -284,16 +310,18 @@ func (a *App) getUser(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	u := a.users.get(id)
-	if u == nil && a.bus != nil {
-		a.bus.getUser(w, id)
+	if u := a.users.get(id); u != nil {
+		writeJSON(w, http.StatusOK, a.userInfo(u))
 		return
 	}
-	if u == nil {
+	switch body, err := a.cluster.User(id); err {
+	case nil:
+		writeRawJSON(w, http.StatusOK, body)
+	case cluster.ErrNotConnected:
 		writeError(w, http.StatusNotFound, "not_connected", "user "+id+" is not connected")
-		return
+	default:
+		a.unavailable(w, err)
 	}
-	writeJSON(w, http.StatusOK, a.userInfo(u))
 }
 
 // DELETE /v1/users/{id}
@@ -302,12 +330,16 @@ func (a *App) kickUser(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if a.kickLocal(id) {
-		w.WriteHeader(http.StatusNoContent)
-		return
+	kicked := a.kickLocal(id)
+	if !kicked {
+		var err error
+		if kicked, err = a.cluster.Kick(id); err != nil {
+			a.unavailable(w, err)
+			return
+		}
 	}
-	if a.bus != nil {
-		a.bus.kickUser(w, id)
+	if kicked {
+		w.WriteHeader(http.StatusNoContent)
 		return
 	}
 	writeError(w, http.StatusNotFound, "not_connected", "user "+id+" is not connected")
@@ -324,10 +356,9 @@ func (a *App) getRoom(w http.ResponseWriter, r *http.Request) {
 	for i, u := range members {
 		ids[i] = u.id
 	}
-	count := len(members)
-	if a.bus != nil {
-		ids, count = a.bus.roomMembers(room, ids, count)
-	}
+	remote, count := a.cluster.RoomMembers(room)
+	ids = append(ids, remote...)
+	count += len(members)
 	slices.Sort(ids)
 	truncated := len(ids) > maxListedUsers || len(ids) < count // a node lists at most maxListedUsers
 	ids = ids[:min(len(ids), maxListedUsers)]                  // nodes may list fewer than they count
@@ -404,4 +435,11 @@ func hasLabel(m *dto.Metric, key, value string) bool {
 		}
 	}
 	return false
+}
+
+// GET /v1/cluster: this node, the live nodes it knows, and whether NATS is
+// reachable ("ok") or not ("degraded": local clients are still served);
+// {"status":"ok","mode":"single"} on a single node.
+func (a *App) getCluster(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, a.cluster.Status())
 }

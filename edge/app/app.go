@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/wsedge/wsedge/edge"
+	"github.com/wsedge/wsedge/edge/cluster"
 )
 
 var (
@@ -28,7 +29,7 @@ type App struct {
 	rooms   *rooms
 	m       *metrics
 	admin   adminAuth
-	bus     *bus // nil on a single node
+	cluster Cluster // single, or the NATS bus
 	tokens  tokens
 }
 
@@ -43,11 +44,12 @@ func New(cfg Config) (*App, error) {
 		return nil, err
 	}
 	a := &App{
-		cfg:    cfg,
-		verify: v,
-		users:  newUsers(),
-		rooms:  newRooms(),
-		admin:  newAdminAuth(cfg.AdminToken),
+		cfg:     cfg,
+		verify:  v,
+		users:   newUsers(),
+		rooms:   newRooms(),
+		admin:   newAdminAuth(cfg.AdminToken),
+		cluster: single{}, // until Mount joins the configured cluster
 	}
 	if len(cfg.AllowedOrigins) > 0 {
 		a.origins = make(map[string]struct{}, len(cfg.AllowedOrigins))
@@ -80,16 +82,8 @@ func (a *App) Mount(srv *edge.Server) error {
 		return err
 	}
 	a.m = m
-	if a.cfg.Cluster != nil {
-		if a.bus, err = newBus(a, *a.cfg.Cluster, srv.Registry()); err != nil {
-			return err
-		}
-		srv.SetReadinessCheck(func() error {
-			if !a.bus.connected() {
-				return errors.New("cluster bus (NATS) disconnected: local delivery only")
-			}
-			return nil
-		})
+	if err := a.joinCluster(); err != nil {
+		return err
 	}
 	// Last: the expiry wheel's goroutine must not outlive a failed Mount.
 	if err := a.startTokens(srv.Registry()); err != nil {
@@ -132,4 +126,14 @@ func NewServer(edgeCfg edge.Config, appCfg Config) (*edge.Server, *App, error) {
 		return nil, nil, err
 	}
 	return srv, a, nil
+}
+
+// ClusterStatus reports the node's view of the cluster (GET /v1/cluster).
+func (a *App) ClusterStatus() cluster.Status { return a.cluster.Status() }
+
+// Close leaves the cluster (a no-op on a single node). Call it after the
+// server's Shutdown.
+func (a *App) Close() {
+	a.stopTokens()
+	a.cluster.Close()
 }

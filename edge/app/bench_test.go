@@ -13,7 +13,7 @@ import (
 // room slice and its share of the room index.
 func BenchmarkHubMemory(b *testing.B) {
 	const n = 1 << 20
-	a := &App{cfg: Config{MaxRoomsPerConn: 64, MaxRooms: n}}
+	a := &App{cfg: Config{MaxRoomsPerConn: 64, MaxRooms: n}, cluster: single{}}
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = "user-" + strconv.Itoa(i)

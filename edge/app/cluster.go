@@ -1,515 +1,192 @@
 package app
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
-	"fmt"
-	"hash/maphash"
-	"os"
-	"slices"
-	"strings"
-	"sync"
-	"sync/atomic"
+	"encoding/json"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
+	"github.com/wsedge/wsedge/edge/cluster"
 )
 
-// ClusterConfig makes the application one node of a cluster that shares
-// users, rooms and pushes through NATS (docs/cluster.md). A nil
-// Config.Cluster is a single node: no NATS code runs.
-type ClusterConfig struct {
-	URLs   []string // NATS servers, e.g. nats://10.0.0.1:4222; at least one
-	NodeID string   // this node's name; default hostname-<6 random hex>
-	Prefix string   // first subject token; default "wsedge"
+// Cluster is what the application asks of the other nodes. A single node
+// uses single, whose answers say that no other node holds anything; a
+// cluster node uses edge/cluster's NATS bus. The application first acts on
+// its own users and rooms, then asks the Cluster for the rest.
+type Cluster interface {
+	// Node is this node's id ("" on a single node).
+	Node() string
+	// UserUp, UserDown, RoomUp and RoomDown follow every change to the
+	// registry: a user registered or gone, a room's member joined or left.
+	UserUp(id string, connectedAt int64)
+	UserDown(id string)
+	RoomUp(room string)
+	RoomDown(room string)
 
-	// Timeout bounds every wait for another node's answer: a client send
-	// to a remote user, admin pushes and presence; default 500ms.
-	Timeout time.Duration
-	// Heartbeat is how often a node announces itself; a node silent for
-	// three periods leaves the node list; default 1s.
-	Heartbeat time.Duration
-	// ReconnectMax caps the reconnect backoff (100ms doubling); default 2s.
-	ReconnectMax time.Duration
-	// ReconnectBuffer bounds the bytes published while NATS is unreachable,
-	// sent when it is back; past it publishes fail (counted); default 4 MiB.
-	ReconnectBuffer int
-	// Dispatchers are the goroutines that handle user and room messages
-	// from other nodes; one subject always maps to one of them, so its
-	// messages stay in order; default 4.
-	Dispatchers int
-	// QueueLen bounds the messages waiting for each dispatcher; past it
-	// they are dropped (counted in wsedge_bus_queue_drops_total); default 8192.
-	QueueLen int
-	// QueueBytes bounds the bytes of the messages waiting for all the
-	// dispatchers together; past it a message is dropped (counted in
-	// wsedge_bus_queue_drops_total); default 64 MiB.
-	QueueBytes int64
-	// MaxPending bounds the client sends waiting for another node's
-	// answer; past it a send is answered unavailable; default 16384.
-	MaxPending int
+	// Fits reports whether n bytes for name (user, room, "" for all) can
+	// cross to the other nodes; MaxPayload is that limit, for messages.
+	Fits(name string, n int) bool
+	MaxPayload() int64
 
-	// The bus must be authenticated (docs/cluster.md): a NATS credentials
-	// file (user JWT and seed), or an nkey seed file; at most one.
-	CredsFile string
-	NkeyFile  string
-	// CAFile holds the PEM roots that verify the NATS server; it turns TLS on.
-	CAFile string
-}
+	// SendUser delivers a client message to a user not held here; done
+	// runs once, maybe on another goroutine, and must not block.
+	SendUser(to string, payload []byte, done func(cluster.Delivery, error))
+	// PublishRoom relays a client's room frame, unanswered; false: lost.
+	PublishRoom(room string, fr []byte) bool
+	// PushUser, PushRoom and PushAll are the admin pushes' remote half;
+	// nodes counts the nodes whose deliveries are added, this one
+	// included (0 on a single node).
+	PushUser(id string, payload []byte) (cluster.Delivery, error)
+	PushRoom(room string, fr []byte) (delivered, nodes int, err error)
+	PushAll(fr []byte) (delivered, nodes int, err error)
+	// User is the presence JSON of a user not held here.
+	User(id string) ([]byte, error)
+	// Kick closes a user not held here with 4001.
+	Kick(id string) (bool, error)
+	// RoomMembers is the other nodes' share of a room.
+	RoomMembers(room string) (ids []string, members int)
 
-func (c ClusterConfig) withDefaults() (ClusterConfig, error) {
-	if len(c.URLs) == 0 {
-		return c, errors.New("cluster: no NATS URL")
-	}
-	if c.NodeID == "" {
-		host, _ := os.Hostname()
-		if host == "" {
-			host = "wsedge"
-		}
-		var r [3]byte
-		_, _ = rand.Read(r[:])
-		c.NodeID = host + "-" + hex.EncodeToString(r[:])
-	}
-	if !validName(c.NodeID) {
-		return c, fmt.Errorf("cluster: node id %q: must be 1-128 printable ASCII characters", c.NodeID)
-	}
-	if c.Prefix == "" {
-		c.Prefix = "wsedge"
-	}
-	if strings.ContainsAny(c.Prefix, " \t\r\n*>") || strings.HasPrefix(c.Prefix, ".") || strings.HasSuffix(c.Prefix, ".") {
-		return c, fmt.Errorf("cluster: subject prefix %q: want tokens such as wsedge or prod.wsedge", c.Prefix)
-	}
-	def := func(v *time.Duration, d time.Duration) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	def(&c.Timeout, 500*time.Millisecond)
-	def(&c.Heartbeat, time.Second)
-	def(&c.ReconnectMax, 2*time.Second)
-	if c.ReconnectBuffer <= 0 {
-		c.ReconnectBuffer = 4 << 20
-	}
-	if c.Dispatchers <= 0 {
-		c.Dispatchers = 4
-	}
-	if c.QueueLen <= 0 {
-		c.QueueLen = 8192
-	}
-	if c.QueueBytes <= 0 {
-		c.QueueBytes = 64 << 20
-	}
-	if c.MaxPending <= 0 {
-		c.MaxPending = 16384
-	}
-	if c.CredsFile != "" && c.NkeyFile != "" {
-		return c, errors.New("cluster: set either a NATS credentials file or an nkey seed file, not both")
-	}
-	return c, nil
+	Status() cluster.Status // GET /v1/cluster
+	Ready() error           // non-nil: /readyz says degraded
+	Close()
 }
 
 var (
-	errNoResponders = errors.New("no node holds it")
-	errBusTimeout   = errors.New("no answer in time")
-	errUnavailable  = errors.New("cluster bus unavailable")
+	_ Cluster       = single{}
+	_ Cluster       = (*cluster.Bus)(nil)
+	_ cluster.Local = local{}
 )
 
-// bus is the node's link to the others: a NATS connection, a subscription
-// per local user and per room with local members, and the answers awaited
-// from other nodes.
-type bus struct {
-	a    *App
-	cfg  ClusterConfig
-	node string
-	nc   *nats.Conn
+// single is the Cluster of a node alone: nobody else holds a user or room.
+type single struct{}
 
-	userPrefix, roomPrefix, allSubject, hbSubject string
-	inbox                                         string // replies arrive on inbox + "<sequence>"
-	subjects                                      busSubjects
-	maxText                                       int64 // largest text a node relays to clients
-
-	// Every user, room and broadcast subscription delivers to intake; one
-	// goroutine moves each message to its subject's dispatcher queue,
-	// counting the bytes queued, which nats.go does not do for a channel.
-	intake    chan *nats.Msg
-	queues    []chan *nats.Msg
-	queueSeed maphash.Seed
-	queued    atomic.Int64 // bytes in queues and being handled
-	users     subTable     // user id -> its subscription, while the user is here
-	rooms     subTable     // room -> its subscription, while it has members here
-
-	reqSeq  atomic.Uint64
-	pmu     sync.Mutex
-	pending map[uint64]*pendingReq
-
-	nmu   sync.Mutex
-	nodes map[string]time.Time // other nodes -> their last heartbeat
-
-	m        *busMetrics
-	logError rate.Sometimes
-	stop     chan struct{}
-	wg       sync.WaitGroup
-	closed   sync.Once
-	closing  atomic.Bool
+func (single) Node() string                    { return "" }
+func (single) UserUp(string, int64)            {}
+func (single) UserDown(string)                 {}
+func (single) RoomUp(string)                   {}
+func (single) RoomDown(string)                 {}
+func (single) Fits(string, int) bool           { return true }
+func (single) MaxPayload() int64               { return 0 }
+func (single) PublishRoom(string, []byte) bool { return true }
+func (single) SendUser(_ string, _ []byte, done func(cluster.Delivery, error)) {
+	done(cluster.NotConnected, nil)
 }
+func (single) PushUser(string, []byte) (cluster.Delivery, error) { return cluster.NotConnected, nil }
+func (single) PushRoom(string, []byte) (int, int, error)         { return 0, 0, nil }
+func (single) PushAll([]byte) (int, int, error)                  { return 0, 0, nil }
+func (single) User(string) ([]byte, error)                       { return nil, cluster.ErrNotConnected }
+func (single) Kick(string) (bool, error)                         { return false, nil }
+func (single) RoomMembers(string) ([]string, int)                { return nil, 0 }
+func (single) Status() cluster.Status                            { return cluster.Status{Status: "ok", Mode: "single"} }
+func (single) Ready() error                                      { return nil }
+func (single) Close()                                            {}
 
-// pendingReq is one request awaiting answers: a client send waits for one
-// (fn, called once, from the inbox or the timer); an admin call gathers
-// them on ch.
-type pendingReq struct {
-	fn    func([]byte, error)
-	timer *time.Timer
-	ch    chan []byte
-}
+// maxEnvelope bounds what the server adds around a client's or a backend's
+// data in a message to clients: {"type":"message","from":...,"room":...,
+// "data":} with two names of 128 bytes, each escaped at worst 6 bytes a byte.
+const maxEnvelope = 2 << 10
 
-// subTable maps names to subscriptions, sharded like the registries.
-// With a grace, a subscription whose name has gone is kept that long
-// (idle) before it is dropped (cluster_idle.go).
-type subTable struct {
-	seed   maphash.Seed
-	grace  time.Duration
-	nidle  atomic.Int64
-	shards [shardCount]subShard
-}
+// codeTooLarge answers a client message that must cross the cluster bus
+// and is over what the bus carries: resending it can never succeed.
+const codeTooLarge = "too_large"
 
-type subShard struct {
-	mu   sync.Mutex
-	m    map[string]*nats.Subscription
-	idle map[string]time.Time // names gone, since when
-}
-
-func (t *subTable) init() {
-	t.seed = maphash.MakeSeed()
-	for i := range t.shards {
-		t.shards[i].m = make(map[string]*nats.Subscription)
-		t.shards[i].idle = make(map[string]time.Time)
+// joinCluster connects the node to the others when configured.
+func (a *App) joinCluster() error {
+	if a.cfg.Cluster == nil {
+		return nil
 	}
-}
-
-func (t *subTable) shard(name string) int {
-	return int(maphash.String(t.seed, name) & (shardCount - 1))
-}
-
-func (t *subTable) len() int {
-	n := 0
-	for i := range t.shards {
-		sh := &t.shards[i]
-		sh.mu.Lock()
-		n += len(sh.m)
-		sh.mu.Unlock()
-	}
-	return n
-}
-
-// newBus connects to NATS. The connection is made in the background when
-// NATS is unreachable: the node serves its own clients meanwhile.
-func newBus(a *App, cfg ClusterConfig, reg prometheus.Registerer) (*bus, error) {
-	cfg, err := cfg.withDefaults()
-	if err != nil {
-		return nil, err
-	}
-	b := &bus{
-		a:          a,
-		cfg:        cfg,
-		node:       cfg.NodeID,
-		userPrefix: cfg.Prefix + ".user.",
-		roomPrefix: cfg.Prefix + ".room.",
-		allSubject: cfg.Prefix + ".all",
-		hbSubject:  cfg.Prefix + ".node",
-		inbox:      nats.NewInbox() + ".",
-		maxText:    max(a.srv.Config().MaxMessage, a.cfg.AdminMaxBody) + maxEnvelope,
-		queueSeed:  maphash.MakeSeed(),
-		pending:    make(map[uint64]*pendingReq),
-		nodes:      make(map[string]time.Time),
-		stop:       make(chan struct{}),
-	}
-	b.subjects = busSubjects{user: b.userPrefix, room: b.roomPrefix, all: b.allSubject}
-	b.logError.Interval = 10 * time.Second
-	b.users.init()
-	b.rooms.init()
-	b.rooms.grace = roomSubGrace
-	if b.m, err = newBusMetrics(b, reg); err != nil {
-		return nil, err
-	}
-	b.intake = make(chan *nats.Msg, intakeLen)
-	b.queues = make([]chan *nats.Msg, cfg.Dispatchers)
-	for i := range b.queues {
-		b.queues[i] = make(chan *nats.Msg, cfg.QueueLen)
-	}
-	auth, err := natsAuth(cfg)
-	if err != nil {
-		return nil, err
-	}
-	userInURL := slices.ContainsFunc(cfg.URLs, func(u string) bool { return strings.Contains(u, "@") })
-	if cfg.CredsFile == "" && cfg.NkeyFile == "" && !userInURL {
-		a.log.Warn("cluster: NATS without credentials: any client of that NATS can forge bus messages (set -nats-creds or -nats-nkey)")
-	}
-	b.nc, err = nats.Connect(strings.Join(cfg.URLs, ","), append(auth,
-		nats.Name("wsedge "+b.node),
-		nats.NoEcho(), // a node handles its own users and rooms before publishing
-		nats.RetryOnFailedConnect(true),
-		nats.MaxReconnects(-1),
-		nats.CustomReconnectDelay(b.reconnectDelay),
-		nats.ReconnectBufSize(cfg.ReconnectBuffer),
-		nats.PingInterval(5*time.Second),
-		nats.MaxPingsOutstanding(2),
-		nats.DisconnectErrHandler(b.onDisconnect),
-		nats.ReconnectHandler(b.onReconnect),
-		nats.ReconnectErrHandler(b.onConnectError),
-		nats.ConnectHandler(func(*nats.Conn) { a.log.Info("cluster: connected to NATS", "node", b.node) }),
-		nats.ErrorHandler(b.onAsyncError),
-	)...)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: NATS %s: %w", strings.Join(cfg.URLs, ","), err)
-	}
-	fail := func(err error) (*bus, error) {
-		b.nc.Close()
-		return nil, fmt.Errorf("cluster: subscribe: %w", err)
-	}
-	if _, err := b.nc.Subscribe(b.inbox+"*", b.onReply); err != nil {
-		return fail(err)
-	}
-	if _, err := b.nc.Subscribe(b.hbSubject, b.onHeartbeat); err != nil {
-		return fail(err)
-	}
-	if _, err := b.nc.ChanSubscribe(b.allSubject, b.intake); err != nil {
-		return fail(err)
-	}
-	for _, q := range b.queues {
-		b.wg.Add(1)
-		go b.dispatch(q)
-	}
-	b.wg.Add(2)
-	go b.route()
-	go b.heartbeat()
-	return b, nil
-}
-
-// close says goodbye to the other nodes and drops the NATS connection.
-func (b *bus) close() {
-	b.closed.Do(func() {
-		b.closing.Store(true)
-		_ = b.nc.Publish(b.hbSubject, append([]byte{'-'}, b.node...))
-		_ = b.nc.FlushTimeout(time.Second)
-		close(b.stop)
-		b.nc.Close()
-		b.wg.Wait()
+	b, err := cluster.New(*a.cfg.Cluster, cluster.Host{
+		Local:    local{a},
+		Registry: a.srv.Registry(),
+		Logger:   a.log,
+		MaxText:  max(a.srv.Config().MaxMessage, a.cfg.AdminMaxBody) + maxEnvelope,
 	})
-}
-
-// reconnectDelay is nats.go's wait before the next attempt: 100ms doubling
-// up to ReconnectMax, with up to a quarter of jitter so that a hundred
-// nodes do not come back in step.
-func (b *bus) reconnectDelay(attempts int) time.Duration {
-	d := b.cfg.ReconnectMax
-	if attempts < 16 {
-		d = min(d, 100*time.Millisecond<<attempts)
+	if err != nil {
+		return err
 	}
-	var r [1]byte
-	_, _ = rand.Read(r[:])
-	return d - d/4 + d/4*time.Duration(r[0])/255
+	a.cluster = b
+	a.srv.SetReadinessCheck(b.Ready)
+	return nil
 }
 
-func (b *bus) onDisconnect(_ *nats.Conn, err error) {
-	if b.closing.Load() {
-		return
+// local is the application as the bus sees it: the operations other nodes
+// ask of this one's users and rooms.
+type local struct{ a *App }
+
+func (l local) DeliverUser(id string, payload []byte) cluster.Delivery {
+	u := l.a.users.get(id)
+	if u == nil {
+		return cluster.NotConnected
 	}
-	b.m.disconnects.Inc()
-	b.a.log.Warn("cluster: lost NATS; serving local clients only until it is back", "node", b.node, "err", err)
+	return delivery(l.a.write(u, payload, kindUser))
 }
 
-// onReconnect re-announces every local user: a claim published while NATS
-// was away may have been lost, and two nodes would then both hold a user.
-func (b *bus) onReconnect(nc *nats.Conn) {
-	b.m.reconnects.Inc()
-	b.a.log.Info("cluster: reconnected to NATS", "node", b.node, "server", nc.ConnectedUrlRedacted())
-	b.a.users.eachShard(func(snap []*user) {
-		for _, u := range snap {
-			b.publish(b.userPrefix+subjectToken(u.id), claimMsg(u.id, b.node, u.connectedAt))
-		}
-	})
-}
-
-// onConnectError reports a failed (re)connection attempt: an unreachable
-// server, or credentials the server refuses.
-func (b *bus) onConnectError(_ *nats.Conn, err error) {
-	b.m.errors.WithLabelValues("connect").Inc()
-	b.logError.Do(func() { b.a.log.Warn("cluster: cannot connect to NATS", "node", b.node, "err", err) })
-}
-
-func (b *bus) onAsyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
-	kind := "async"
-	if errors.Is(err, nats.ErrSlowConsumer) {
-		kind = "slow_consumer"
+func (l local) DeliverRoom(room string, fr []byte) int {
+	if members := l.a.rooms.members(room); len(members) > 0 {
+		return l.a.fanout(members, fr, kindRoom)
 	}
-	b.m.errors.WithLabelValues(kind).Inc()
-	b.logError.Do(func() {
-		subject := ""
-		if sub != nil {
-			subject = sub.Subject
-		}
-		b.a.log.Warn("cluster: NATS error", "err", err, "subject", subject)
-	})
+	return 0
 }
 
-// connected reports whether NATS is reachable now.
-func (b *bus) connected() bool { return b.nc.IsConnected() }
+func (l local) Broadcast(fr []byte) int { return l.a.broadcast(fr) }
+func (l local) Kick(id string) bool     { return l.a.kickLocal(id) }
 
-// publish sends one message and counts it; while NATS is away nats.go
-// keeps it in the reconnect buffer.
-func (b *bus) publish(subject string, data []byte) bool {
-	if err := b.nc.Publish(subject, data); err != nil {
-		b.m.publishErrors.Inc()
-		b.logError.Do(func() { b.a.log.Warn("cluster: publish failed", "subject", subject, "err", err) })
+func (l local) Replace(id string, connectedAt int64) bool {
+	u := l.a.users.get(id)
+	if u == nil || u.connectedAt != connectedAt || !l.a.users.remove(u) {
 		return false
 	}
-	b.m.messages.WithLabelValues("out").Inc()
+	l.a.evict(u, "replaced", CloseReplaced)
 	return true
 }
 
-// ensureSub subscribes to prefix+token(name) unless it already is, or
-// present (checked under the table's lock) says the name has gone. Every
-// change to the registry is followed by ensureSub or releaseSub, and both
-// re-read the registry under the same lock, so the last one is right.
-func (b *bus) ensureSub(t *subTable, prefix, name string, present func() bool) {
-	sh := &t.shards[t.shard(name)]
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if sh.m[name] != nil {
-		t.keep(sh, name)
-		return
+func (l local) Presence(id string) ([]byte, bool) {
+	u := l.a.users.get(id)
+	if u == nil {
+		return nil, false
 	}
-	if !present() {
-		return
+	body, _ := json.Marshal(l.a.userInfo(u))
+	return body, true
+}
+
+func (l local) RoomMembers(room string, max int) (int, []string) {
+	members := l.a.rooms.members(room)
+	ids := make([]string, 0, min(len(members), max))
+	for _, u := range members[:min(len(members), max)] {
+		ids = append(ids, u.id)
 	}
-	sub, err := b.nc.ChanSubscribe(prefix+subjectToken(name), b.intake)
-	if err != nil {
-		b.m.errors.WithLabelValues("subscribe").Inc()
-		b.logError.Do(func() { b.a.log.Warn("cluster: subscribe failed", "subject", prefix+subjectToken(name), "err", err) })
-		return
+	return len(members), ids
+}
+
+func (l local) UserSince(id string) (int64, bool) {
+	if u := l.a.users.get(id); u != nil {
+		return u.connectedAt, true
 	}
-	sh.m[name] = sub
+	return 0, false
 }
 
-func (b *bus) releaseSub(t *subTable, name string, present func() bool) {
-	sh := &t.shards[t.shard(name)]
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	sub := sh.m[name]
-	if sub == nil || present() || t.linger(sh, name) {
-		return
-	}
-	b.drop(t, sh, name, sub)
-}
-
-// drop forgets and unsubscribes a name's subscription; the shard is locked.
-func (b *bus) drop(t *subTable, sh *subShard, name string, sub *nats.Subscription) {
-	delete(sh.m, name)
-	t.keep(sh, name)
-	if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		b.m.errors.WithLabelValues("subscribe").Inc()
-	}
-}
-
-// userUp runs after u is registered here: the node listens on the user's
-// subject and tells any other node holding the user to let it go (4000).
-func (b *bus) userUp(u *user) {
-	b.ensureSub(&b.users, b.userPrefix, u.id, func() bool { return b.a.users.get(u.id) != nil })
-	b.publish(b.userPrefix+subjectToken(u.id), claimMsg(u.id, b.node, u.connectedAt))
-}
-
-// userDown runs after a user id may have left the registry.
-func (b *bus) userDown(id string) {
-	b.releaseSub(&b.users, id, func() bool { return b.a.users.get(id) != nil })
-}
-
-// roomUp runs after a join: the node listens on the room while it has
-// members here.
-func (b *bus) roomUp(room string) {
-	b.ensureSub(&b.rooms, b.roomPrefix, room, func() bool { return b.a.rooms.has(room) })
-}
-
-// roomDown runs after a member left room.
-func (b *bus) roomDown(room string) {
-	b.releaseSub(&b.rooms, room, func() bool { return b.a.rooms.has(room) })
-}
-
-// has reports whether room has a member on this node.
-func (r *rooms) has(name string) bool {
-	sh := &r.shards[r.shard(name)]
-	sh.mu.RLock()
-	defer sh.mu.RUnlock()
-	return sh.m[name] != nil // a room is deleted with its last member
-}
-
-// heartbeat announces the node every period and forgets the nodes not
-// heard from in three.
-func (b *bus) heartbeat() {
-	defer b.wg.Done()
-	t := time.NewTicker(b.cfg.Heartbeat)
-	defer t.Stop()
-	hb := append([]byte{'+'}, b.node...)
-	for {
-		if b.connected() {
-			b.publish(b.hbSubject, hb)
+func (l local) EachUser(fn func(string, int64)) {
+	l.a.users.eachShard(func(snap []*user) {
+		for _, u := range snap {
+			fn(u.id, u.connectedAt)
 		}
-		select {
-		case <-b.stop:
-			return
-		case <-t.C:
-		}
-		b.sweepIdleRooms(time.Now())
-		cutoff := time.Now().Add(-3 * b.cfg.Heartbeat)
-		b.nmu.Lock()
-		for n, seen := range b.nodes {
-			if seen.Before(cutoff) {
-				delete(b.nodes, n)
-			}
-		}
-		b.nmu.Unlock()
-	}
+	})
 }
 
-func (b *bus) onHeartbeat(m *nats.Msg) {
-	b.m.messages.WithLabelValues("in").Inc()
-	if len(m.Data) < 2 || (m.Data[0] != '+' && m.Data[0] != '-') || !validName(string(m.Data[1:])) {
-		b.reject(m.Subject, rejectMalformed)
-		return
-	}
-	node := string(m.Data[1:])
-	b.nmu.Lock()
-	defer b.nmu.Unlock()
-	switch m.Data[0] {
-	case '+':
-		if _, known := b.nodes[node]; !known {
-			b.a.log.Info("cluster: node joined", "node", node)
-		}
-		b.nodes[node] = time.Now()
-	case '-':
-		delete(b.nodes, node)
-		b.a.log.Info("cluster: node left", "node", node)
-	}
+func (l local) HasUser(id string) bool   { return l.a.users.get(id) != nil }
+func (l local) HasRoom(room string) bool { return l.a.rooms.has(room) }
+
+// userInfo is GET /v1/users/{id}'s answer.
+type userInfo struct {
+	User        string   `json:"user"`
+	ConnectedAt string   `json:"connected_at"`
+	RemoteAddr  string   `json:"remote_addr"`
+	Rooms       []string `json:"rooms"`
+	Node        string   `json:"node,omitempty"` // cluster mode: the node holding the connection
 }
 
-// peers is the number of other live nodes.
-func (b *bus) peers() int {
-	b.nmu.Lock()
-	defer b.nmu.Unlock()
-	return len(b.nodes)
-}
-
-// nodeList is this node and the other live ones, sorted.
-func (b *bus) nodeList() []string {
-	b.nmu.Lock()
-	out := make([]string, 0, len(b.nodes)+1)
-	for n := range b.nodes {
-		out = append(out, n)
+func (a *App) userInfo(u *user) userInfo {
+	remote := ""
+	if addr := u.conn.RemoteAddr(); addr != nil {
+		remote = addr.String()
 	}
-	b.nmu.Unlock()
-	out = append(out, b.node)
-	slices.Sort(out)
-	return out
+	return userInfo{User: u.id, ConnectedAt: u.connectedTime().UTC().Format(time.RFC3339), RemoteAddr: remote, Rooms: u.roomList(), Node: a.cluster.Node()}
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/wsedge/wsedge/edge"
+
+	"github.com/wsedge/wsedge/edge/cluster"
 )
 
 func writeFile(t testing.TB, name string, b []byte) string {
@@ -33,7 +35,7 @@ func writeFile(t testing.TB, name string, b []byte) string {
 }
 
 // twoNodesSend checks that a client send crosses the bus of c's two nodes.
-func twoNodesSend(c *cluster) {
+func twoNodesSend(c *testCluster) {
 	alice := c.dial(0, "alice")
 	bob := c.dial(1, "bob")
 	alice.send(`{"type":"send","to":"bob","data":"hi","id":1}`)
@@ -53,15 +55,15 @@ func TestClusterNkeyAuth(t *testing.T) {
 	seedFile := writeFile(t, "node.nk", seed)
 	ns := startNATSWith(t, &natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
 		Nkeys: []*natsserver.NkeyUser{{Nkey: pub}}})
-	c := startClusterOn(t, ns, 2, func(cc *ClusterConfig) { cc.NkeyFile = seedFile })
+	c := startClusterOn(t, ns, 2, func(cc *cluster.Config) { cc.NkeyFile = seedFile })
 	twoNodesSend(c)
 
-	anon := start(t, Config{Cluster: &ClusterConfig{URLs: []string{ns.ClientURL()}, NodeID: "anon", ReconnectMax: 50 * time.Millisecond}}, nil)
+	anon := start(t, Config{Cluster: &cluster.Config{URLs: []string{ns.ClientURL()}, NodeID: "anon", ReconnectMax: 50 * time.Millisecond}}, nil)
 	t.Cleanup(anon.app.Close)
 	eventually(t, 5*time.Second, "the refused node says why", func() bool {
 		return strings.Contains(strings.ToLower(anon.log.String()), "authorization violation")
 	})
-	if anon.app.bus.connected() {
+	if anon.app.cluster.Ready() == nil {
 		t.Fatal("a node without the nkey connected")
 	}
 	if !strings.Contains(anon.log.String(), "NATS without credentials") {
@@ -99,11 +101,11 @@ func TestClusterCredsAuth(t *testing.T) {
 	ns := startNATSWith(t, &natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
 		TrustedOperators: []*jwt.OperatorClaims{oc}, AccountResolver: resolver})
 	credsFile := writeFile(t, "node.creds", creds)
-	c := startClusterOn(t, ns, 2, func(cc *ClusterConfig) { cc.CredsFile = credsFile })
+	c := startClusterOn(t, ns, 2, func(cc *cluster.Config) { cc.CredsFile = credsFile })
 	twoNodesSend(c)
 
 	// A file that is not credentials stops the start.
-	_, _, err = NewServer(testEdgeConfig(), Config{Cluster: &ClusterConfig{URLs: []string{ns.ClientURL()}, CredsFile: writeFile(t, "bad.creds", []byte("nope"))}})
+	_, _, err = NewServer(testEdgeConfig(), Config{Cluster: &cluster.Config{URLs: []string{ns.ClientURL()}, CredsFile: writeFile(t, "bad.creds", []byte("nope"))}})
 	if err == nil || !strings.Contains(err.Error(), "credentials") {
 		t.Fatalf("bad credentials file: %v", err)
 	}
@@ -115,16 +117,16 @@ func TestClusterTLS(t *testing.T) {
 	ns := startNATSWith(t, &natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
 		TLS: true, TLSConfig: &tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12}})
 	caFile := writeFile(t, "ca.pem", caPEM)
-	c := startClusterOn(t, ns, 2, func(cc *ClusterConfig) { cc.CAFile = caFile })
+	c := startClusterOn(t, ns, 2, func(cc *cluster.Config) { cc.CAFile = caFile })
 	twoNodesSend(c)
 
 	// Without those roots the server's certificate is not trusted.
-	other := start(t, Config{Cluster: &ClusterConfig{URLs: []string{ns.ClientURL()}, NodeID: "other", ReconnectMax: 50 * time.Millisecond}}, nil)
+	other := start(t, Config{Cluster: &cluster.Config{URLs: []string{ns.ClientURL()}, NodeID: "other", ReconnectMax: 50 * time.Millisecond}}, nil)
 	t.Cleanup(other.app.Close)
 	eventually(t, 5*time.Second, "the untrusting node says why", func() bool {
 		return strings.Contains(other.log.String(), "certificate")
 	})
-	if other.app.bus.connected() {
+	if other.app.cluster.Ready() == nil {
 		t.Fatal("a node without the CA connected")
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/wsedge/wsedge/edge/cluster"
 )
 
 // Config configures the application layer. The zero value is a development
@@ -60,7 +62,7 @@ type Config struct {
 
 	// Cluster, when set, joins this node to others through NATS
 	// (docs/cluster.md); nil runs a single node.
-	Cluster *ClusterConfig
+	Cluster *cluster.Config
 }
 
 // DefaultMaxRooms bounds the rooms one node holds, whatever its clients

@@ -4,9 +4,21 @@
 // admin HTTP API.
 //
 // It owns the user registry (one connection per user, a newer connection
-// replaces the older), the room index, the client JSON protocol
-// (docs/protocol.md), the /v1/ admin routes (docs/admin-api.md), identity
-// (JWT or, in development, ?user=), origin checks, per-client rate limits
-// and the application's Prometheus series. It never touches sockets: every
-// write goes through edge.Conn, and fan-out runs on the server's worker pool.
+// replaces the older), the room index (with the -max-rooms reservation),
+// the client JSON protocol (docs/protocol.md), the /v1/ admin routes
+// (docs/admin-api.md), identity (JWT or, in development, ?user=) and token
+// expiry, origin checks, per-client rate limits and the application's
+// Prometheus series.
+//
+// It acts on its own users and rooms first and asks its Cluster for the
+// rest: single on a node alone (nobody else holds anything), or edge/cluster's
+// NATS bus, which Mount joins when Config.Cluster is set and which calls
+// back into the registries only through cluster.Local (cluster.go). The
+// application holds no NATS code, subjects or wire format.
+//
+// It reads and writes no socket itself: messages go out through edge.Conn
+// (WriteMessage, WritePrepared for a frame encoded once per fan-out), and
+// fan-out batches run on the server's worker pool. Handler methods run on
+// the connection's worker; admin handlers on net/http's goroutines; the
+// bus's callbacks on its dispatchers.
 package app

@@ -2,6 +2,7 @@ package app
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/wsedge/wsedge/edge"
+	"github.com/wsedge/wsedge/edge/cluster"
 	"github.com/wsedge/wsedge/frame"
 )
 
@@ -98,9 +100,7 @@ func (a *App) OnOpen(c *edge.Conn) {
 	u := c.Value().(*user)
 	a.armExpiry(c, u)
 	if old := a.users.put(u); old != nil {
-		a.detach(old)
-		a.m.evicted("replaced")
-		old.conn.Close(CloseReplaced, "replaced")
+		a.evict(old, "replaced", CloseReplaced)
 	}
 	// OnClose may run on another goroutine; if it already detached u, it
 	// found nothing to unregister, so undo the put here.
@@ -109,13 +109,9 @@ func (a *App) OnOpen(c *edge.Conn) {
 	u.mu.Unlock()
 	if closed {
 		a.users.remove(u)
-	}
-	if a.bus != nil {
-		if closed {
-			a.bus.userDown(u.id)
-		} else {
-			a.bus.userUp(u)
-		}
+		a.cluster.UserDown(u.id)
+	} else {
+		a.cluster.UserUp(u.id, u.connectedAt)
 	}
 }
 
@@ -128,9 +124,7 @@ func (a *App) OnClose(c *edge.Conn, _ ws.StatusCode) {
 	a.disarmExpiry(u)
 	a.users.remove(u)
 	a.detach(u)
-	if a.bus != nil {
-		a.bus.userDown(u.id)
-	}
+	a.cluster.UserDown(u.id)
 }
 
 // OnMessage handles one client message on the connection's worker.
@@ -179,13 +173,13 @@ func (a *App) OnMessage(c *edge.Conn, op ws.OpCode, p []byte) {
 			return
 		}
 		fr := frame.AppendFrame(nil, ws.OpText, appendMessage(nil, u.id, msg.room, msg.data))
-		if a.bus != nil && !a.bus.fits(envelopeLen(msg.room, len(fr))) {
-			a.bus.refuseTooLarge(u, msg.id) // refused before any member gets it
+		if !a.cluster.Fits(msg.room, len(fr)) {
+			a.refuseTooLarge(u, msg.id) // refused before any member gets it
 			return
 		}
 		a.fanout(a.rooms.members(msg.room), fr, kindRoom)
-		if a.bus != nil {
-			a.bus.publishRoom(msg.room, fr)
+		if !a.cluster.PublishRoom(msg.room, fr) {
+			a.m.dropped("unavailable", 1) // the members on other nodes, however many
 		}
 		a.ack(u, msg.id)
 	}
@@ -217,24 +211,56 @@ func (a *App) allow(u *user, p []byte) bool {
 
 // send delivers a direct message to one user.
 func (a *App) send(from *user, msg *clientMessage) {
+	payload := appendMessage(nil, from.id, "", msg.data)
 	to := a.users.get(msg.to)
-	if to == nil && a.bus != nil {
-		a.bus.sendRemote(from, msg)
+	if to != nil {
+		a.sent(from, msg.id, msg.to, delivery(a.write(to, payload, kindUser)), nil)
 		return
 	}
-	if to == nil {
-		a.m.dropped("not_connected", 1)
-		a.replyError(from, msg.id, codeNotConnected, "user "+msg.to+" is not connected")
+	if !a.cluster.Fits(msg.to, len(payload)) {
+		a.refuseTooLarge(from, msg.id)
 		return
 	}
-	switch a.write(to, appendMessage(nil, from.id, "", msg.data), kindUser) {
-	case nil:
-		a.ack(from, msg.id)
-	case edge.ErrDropped:
-		a.replyError(from, msg.id, codeDropped, "user "+msg.to+" is not reading; message dropped")
+	// The answer may come after the handler returned: keep the id.
+	id, name := slices.Clone(msg.id), msg.to
+	a.cluster.SendUser(name, payload, func(d cluster.Delivery, err error) {
+		if err == nil && d == cluster.NotConnected {
+			a.m.dropped("not_connected", 1)
+		}
+		a.sent(from, id, name, d, err)
+	})
+}
+
+// sent answers a client's send: an ack, or why it was not delivered.
+func (a *App) sent(from *user, id []byte, to string, d cluster.Delivery, err error) {
+	switch {
+	case err != nil:
+		a.m.dropped("unavailable", 1)
+		a.replyError(from, id, codeUnavailable, "the cluster did not answer in time; the message may not have been delivered")
+	case d == cluster.Delivered:
+		a.ack(from, id)
+	case d == cluster.Dropped:
+		a.replyError(from, id, codeDropped, "user "+to+" is not reading; message dropped")
 	default:
-		a.replyError(from, msg.id, codeNotConnected, "user "+msg.to+" is not connected")
+		a.replyError(from, id, codeNotConnected, "user "+to+" is not connected")
 	}
+}
+
+// delivery names a write's outcome.
+func delivery(err error) cluster.Delivery {
+	switch err {
+	case nil:
+		return cluster.Delivered
+	case edge.ErrDropped:
+		return cluster.Dropped
+	}
+	return cluster.NotConnected
+}
+
+// refuseTooLarge answers a client whose send or publish cannot cross the bus.
+func (a *App) refuseTooLarge(u *user, id []byte) {
+	a.m.dropped(codeTooLarge, 1)
+	a.replyError(u, id, codeTooLarge, "message too large for the cluster bus (NATS max payload "+strconv.FormatInt(a.cluster.MaxPayload(), 10)+" bytes)")
 }
 
 // write sends one message to one user and counts the outcome.

@@ -1,16 +1,17 @@
 package app
 
 import (
-	"hash/maphash"
 	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/gobwas/ws"
 	"golang.org/x/time/rate"
 
 	"github.com/wsedge/wsedge/edge"
+	"github.com/wsedge/wsedge/internal/shardmap"
 )
 
 // user is one connected client: the state the application keeps per
@@ -49,38 +50,25 @@ func (u *user) roomList() []string {
 	return out
 }
 
-const shardCount = 64 // a power of two
-
-// users maps user ids to their one connection. Sharded RWMutex maps: a
-// lookup takes one shard's read lock.
+// users maps user ids to their one connection: a lookup takes one shard's
+// read lock.
 type users struct {
-	seed   maphash.Seed
-	count  atomic.Int64
-	shards [shardCount]struct {
-		mu sync.RWMutex
-		m  map[string]*user
-	}
+	m     shardmap.Map[*user]
+	count atomic.Int64
 }
 
 func newUsers() *users {
-	r := &users{seed: maphash.MakeSeed()}
-	for i := range r.shards {
-		r.shards[i].m = make(map[string]*user)
-	}
+	r := &users{}
+	r.m.Init()
 	return r
-}
-
-func (r *users) shard(id string) int {
-	return int(maphash.String(r.seed, id) & (shardCount - 1))
 }
 
 // put registers u and returns the connection it replaced, if any.
 func (r *users) put(u *user) (old *user) {
-	sh := &r.shards[r.shard(u.id)]
-	sh.mu.Lock()
-	old = sh.m[u.id]
-	sh.m[u.id] = u
-	sh.mu.Unlock()
+	r.m.Write(u.id, func(sh map[string]*user) {
+		old = sh[u.id]
+		sh[u.id] = u
+	})
 	if old == nil {
 		r.count.Add(1)
 	}
@@ -89,14 +77,12 @@ func (r *users) put(u *user) (old *user) {
 
 // remove unregisters u only if the registry still maps its id to u: the
 // late close of a replaced connection must not unregister its successor.
-func (r *users) remove(u *user) bool {
-	sh := &r.shards[r.shard(u.id)]
-	sh.mu.Lock()
-	ok := sh.m[u.id] == u
-	if ok {
-		delete(sh.m, u.id)
-	}
-	sh.mu.Unlock()
+func (r *users) remove(u *user) (ok bool) {
+	r.m.Write(u.id, func(sh map[string]*user) {
+		if ok = sh[u.id] == u; ok {
+			delete(sh, u.id)
+		}
+	})
 	if ok {
 		r.count.Add(-1)
 	}
@@ -104,43 +90,20 @@ func (r *users) remove(u *user) bool {
 }
 
 func (r *users) get(id string) *user {
-	sh := &r.shards[r.shard(id)]
-	sh.mu.RLock()
-	u := sh.m[id]
-	sh.mu.RUnlock()
+	u, _ := r.m.Get(id)
 	return u
 }
 
-// eachShard calls fn with a snapshot of each non-empty shard, taken under
-// its read lock and handed over after the lock is released.
-func (r *users) eachShard(fn func([]*user)) {
-	for i := range r.shards {
-		sh := &r.shards[i]
-		sh.mu.RLock()
-		var snap []*user
-		if len(sh.m) > 0 {
-			snap = make([]*user, 0, len(sh.m))
-			for _, u := range sh.m {
-				snap = append(snap, u)
-			}
-		}
-		sh.mu.RUnlock()
-		if len(snap) > 0 {
-			fn(snap)
-		}
-	}
-}
+// eachShard calls fn with a snapshot of each non-empty shard, handed over
+// after the shard's lock is released.
+func (r *users) eachShard(fn func([]*user)) { r.m.EachShard(fn) }
 
 // rooms is the room index: room name to members. A room exists while it
 // has a member. Membership changes take one shard's write lock; fan-out
 // copies the member list under its read lock and writes outside it.
 type rooms struct {
-	seed   maphash.Seed
-	count  atomic.Int64
-	shards [shardCount]struct {
-		mu sync.RWMutex
-		m  map[string]*roomSet
-	}
+	m     shardmap.Map[*roomSet]
+	count atomic.Int64 // rooms, reserved before one is made (tryAdd)
 }
 
 // smallRoom is the most members a room keeps in a slice. Most rooms are
@@ -198,15 +161,9 @@ func (s *roomSet) has(u *user) bool {
 }
 
 func newRooms() *rooms {
-	r := &rooms{seed: maphash.MakeSeed()}
-	for i := range r.shards {
-		r.shards[i].m = make(map[string]*roomSet)
-	}
+	r := &rooms{}
+	r.m.Init()
 	return r
-}
-
-func (r *rooms) shard(name string) int {
-	return int(maphash.String(r.seed, name) & (shardCount - 1))
 }
 
 // add adds u to room name, creating the room whatever the limit (tests
@@ -216,55 +173,59 @@ func (r *rooms) add(name string, u *user) { r.tryAdd(name, u, math.MaxInt) }
 // tryAdd adds u to room name and returns the index's copy of the name. It
 // creates the room only while fewer than limit rooms exist; the count is
 // reserved before the room is made, so concurrent joins never pass limit.
-func (r *rooms) tryAdd(name string, u *user, limit int) (string, bool) {
-	sh := &r.shards[r.shard(name)]
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	set := sh.m[name]
-	if set == nil {
-		if r.count.Add(1) > int64(limit) {
-			r.count.Add(-1)
-			return "", false
+func (r *rooms) tryAdd(name string, u *user, limit int) (created string, ok bool) {
+	r.m.Write(name, func(sh map[string]*roomSet) {
+		set := sh[name]
+		if set == nil {
+			if r.count.Add(1) > int64(limit) {
+				r.count.Add(-1)
+				return
+			}
+			set = &roomSet{name: name}
+			sh[name] = set
 		}
-		set = &roomSet{name: name}
-		sh.m[name] = set
-	}
-	if !set.has(u) {
-		set.add(u)
-	}
-	return set.name, true
+		if !set.has(u) {
+			set.add(u)
+		}
+		created, ok = set.name, true
+	})
+	return created, ok
 }
 
 func (r *rooms) remove(name string, u *user) {
-	sh := &r.shards[r.shard(name)]
-	sh.mu.Lock()
-	if set := sh.m[name]; set != nil {
-		set.remove(u)
-		if set.len() == 0 {
-			delete(sh.m, name)
-			r.count.Add(-1)
+	r.m.Write(name, func(sh map[string]*roomSet) {
+		if set := sh[name]; set != nil {
+			set.remove(u)
+			if set.len() == 0 {
+				delete(sh, name)
+				r.count.Add(-1)
+			}
 		}
-	}
-	sh.mu.Unlock()
+	})
 }
 
 // members copies a room's member list.
-func (r *rooms) members(name string) []*user {
-	sh := &r.shards[r.shard(name)]
-	sh.mu.RLock()
-	defer sh.mu.RUnlock()
-	set := sh.m[name]
-	if set == nil {
-		return nil
-	}
-	if set.many == nil {
-		return slices.Clone(set.few)
-	}
-	out := make([]*user, 0, len(set.many))
-	for u := range set.many {
-		out = append(out, u)
-	}
+func (r *rooms) members(name string) (out []*user) {
+	r.m.Read(name, func(sh map[string]*roomSet) {
+		set := sh[name]
+		switch {
+		case set == nil:
+		case set.many == nil:
+			out = slices.Clone(set.few)
+		default:
+			out = make([]*user, 0, len(set.many))
+			for u := range set.many {
+				out = append(out, u)
+			}
+		}
+	})
 	return out
+}
+
+// has reports whether room has a member on this node.
+func (r *rooms) has(name string) bool {
+	set, _ := r.m.Get(name)
+	return set != nil // a room is deleted with its last member
 }
 
 // join adds u to room. It fails with errTooManyRooms at the connection's
@@ -288,9 +249,7 @@ func (a *App) join(u *user, room string) error {
 		return errNodeRooms
 	}
 	u.rooms = append(u.rooms, name)
-	if a.bus != nil {
-		a.bus.roomUp(room)
-	}
+	a.cluster.RoomUp(room)
 	return nil
 }
 
@@ -304,9 +263,7 @@ func (a *App) leave(u *user, room string) {
 	}
 	u.rooms = slices.Delete(u.rooms, i, i+1)
 	a.rooms.remove(room, u)
-	if a.bus != nil {
-		a.bus.roomDown(room)
-	}
+	a.cluster.RoomDown(room)
 }
 
 // detach takes u out of every room and refuses its later joins. It is
@@ -317,9 +274,25 @@ func (a *App) detach(u *user) {
 	u.closed = true
 	for _, room := range u.rooms {
 		a.rooms.remove(room, u)
-		if a.bus != nil {
-			a.bus.roomDown(room)
-		}
+		a.cluster.RoomDown(room)
 	}
 	u.rooms = nil
+}
+
+// kickLocal removes a user held here and closes it with 4001.
+func (a *App) kickLocal(id string) bool {
+	u := a.users.get(id)
+	if u == nil || !a.users.remove(u) {
+		return false
+	}
+	a.evict(u, "kicked", CloseKicked)
+	a.cluster.UserDown(id)
+	return true
+}
+
+// evict closes u, already unregistered, for reason (replaced or kicked).
+func (a *App) evict(u *user, reason string, code ws.StatusCode) {
+	a.detach(u)
+	a.m.evicted(reason)
+	u.conn.Close(code, reason)
 }

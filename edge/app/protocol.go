@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/wsedge/wsedge/internal/names"
 )
 
 // Client message types.
@@ -29,21 +31,9 @@ const (
 	codeBadToken     = "bad_token"   // refresh: the token is invalid or for another user
 )
 
-// maxNameLen bounds user ids and room names.
-const maxNameLen = 128
-
-// validName reports whether s is 1–128 printable ASCII bytes (0x20–0x7E).
-func validName(s string) bool {
-	if len(s) == 0 || len(s) > maxNameLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
+// validName reports whether s is 1–128 printable ASCII bytes, the rule
+// for user ids and room names (shared with the cluster bus).
+func validName(s string) bool { return names.Valid(s) }
 
 // clientMessage is one decoded client message. id and data are the raw
 // JSON of those members (nil when absent); data is passed on unchanged.

@@ -188,7 +188,7 @@ func TestRoomIndexAgainstReference(t *testing.T) {
 				delete(ref, room)
 			}
 		}
-		if set := r.shards[r.shard(room)].m[room]; set != nil && set.many != nil {
+		if set, _ := r.m.Get(room); set != nil && set.many != nil {
 			grown++
 		} else if set == nil {
 			emptied++

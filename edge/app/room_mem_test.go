@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/wsedge/wsedge/edge/cluster"
 )
 
 // BenchmarkRoomMemory reports what rooms add to the heap, after a
@@ -28,7 +30,7 @@ import (
 func BenchmarkRoomMemory(b *testing.B) {
 	const users, perUser = 2000, 64
 	local := func(b *testing.B) *App {
-		return &App{cfg: Config{MaxRoomsPerConn: perUser, MaxRooms: users * perUser}, users: newUsers(), rooms: newRooms()}
+		return &App{cfg: Config{MaxRoomsPerConn: perUser, MaxRooms: users * perUser}, users: newUsers(), rooms: newRooms(), cluster: single{}}
 	}
 	for _, tc := range []struct {
 		name    string
@@ -50,7 +52,7 @@ func BenchmarkRoomMemory(b *testing.B) {
 					if url == "" {
 						url = startNATS(b, -1).ClientURL()
 					}
-					ts := start(b, Config{MaxRoomsPerConn: perUser, MaxRooms: users * perUser, Cluster: &ClusterConfig{URLs: []string{url}, NodeID: "bench"}}, nil)
+					ts := start(b, Config{MaxRoomsPerConn: perUser, MaxRooms: users * perUser, Cluster: &cluster.Config{URLs: []string{url}, NodeID: "bench"}}, nil)
 					b.Cleanup(ts.app.Close)
 					a = ts.app
 				} else {
@@ -71,7 +73,7 @@ func BenchmarkRoomMemory(b *testing.B) {
 					}
 				}
 				if tc.cluster {
-					if err := a.bus.nc.Flush(); err != nil {
+					if err := a.cluster.(*cluster.Bus).Flush(10 * time.Second); err != nil {
 						b.Fatal(err)
 					}
 				}

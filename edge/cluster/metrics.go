@@ -1,4 +1,4 @@
-package app
+package cluster
 
 import "github.com/prometheus/client_golang/prometheus"
 
@@ -11,11 +11,11 @@ type busMetrics struct {
 	reconnects    prometheus.Counter
 	remote        *prometheus.CounterVec // by kind: user, room, broadcast
 	lookups       *prometheus.CounterVec // by result
-	rejected      *prometheus.CounterVec // by reason: see cluster_validate.go
+	rejected      *prometheus.CounterVec // by reason: see validate.go
 	queueDrops    *prometheus.CounterVec // by limit: bytes, count
 }
 
-func newBusMetrics(b *bus, reg prometheus.Registerer) (*busMetrics, error) {
+func newBusMetrics(b *Bus, reg prometheus.Registerer) (*busMetrics, error) {
 	opts := func(name, help string) prometheus.CounterOpts {
 		return prometheus.CounterOpts{Namespace: "wsedge", Name: name, Help: help}
 	}
@@ -46,7 +46,7 @@ func newBusMetrics(b *bus, reg prometheus.Registerer) (*busMetrics, error) {
 		}),
 		gauge("cluster_nodes", "Live nodes this node knows of, itself included.", func() float64 { return float64(b.peers() + 1) }),
 		gauge("bus_subscriptions", "Per-user and per-room NATS subscriptions this node holds.", func() float64 {
-			return float64(b.users.len() + b.rooms.len())
+			return float64(b.users.Len() + b.rooms.Len())
 		}),
 		gauge("bus_pending_requests", "Requests waiting for another node's answer.", func() float64 {
 			b.pmu.Lock()

@@ -1,4 +1,4 @@
-package app
+package cluster
 
 import (
 	"fmt"
@@ -9,7 +9,7 @@ import (
 // natsAuth turns the configured credentials into nats.go options, reading
 // each file now so that a wrong path stops the start instead of leaving
 // the node retrying forever.
-func natsAuth(cfg ClusterConfig) ([]nats.Option, error) {
+func natsAuth(cfg Config) ([]nats.Option, error) {
 	var opts []nats.Option
 	if cfg.CredsFile != "" {
 		o := nats.UserCredentials(cfg.CredsFile)

@@ -1,4 +1,4 @@
-package app
+package cluster
 
 import (
 	"hash/maphash"
@@ -16,7 +16,7 @@ const intakeLen = 4096
 
 // route moves each message from intake to its subject's dispatcher queue:
 // one subject always goes to one queue, so its messages stay in order.
-func (b *bus) route() {
+func (b *Bus) route() {
 	defer b.wg.Done()
 	for {
 		select {
@@ -30,7 +30,7 @@ func (b *bus) route() {
 
 // enqueue queues m unless the queues would then hold more than QueueBytes
 // or m's queue is full; a message dropped here is counted.
-func (b *bus) enqueue(m *nats.Msg) {
+func (b *Bus) enqueue(m *nats.Msg) {
 	n := msgSize(m)
 	if b.queued.Add(n) > b.cfg.QueueBytes {
 		b.queued.Add(-n)
@@ -51,7 +51,7 @@ func (b *bus) enqueue(m *nats.Msg) {
 func msgSize(m *nats.Msg) int64 { return int64(len(m.Data) + len(m.Subject) + len(m.Reply)) }
 
 // dispatch handles the user and room messages of one queue in order.
-func (b *bus) dispatch(q chan *nats.Msg) {
+func (b *Bus) dispatch(q chan *nats.Msg) {
 	defer b.wg.Done()
 	for {
 		select {

@@ -1,4 +1,4 @@
-package app
+package cluster
 
 import (
 	"encoding/base64"
@@ -15,13 +15,6 @@ const (
 	opMembers  byte = 'r' // room subject: this node's members (answered in JSON)
 	opKick     byte = 'k' // user subject: close the user with 4001
 	opFrame    byte = 'f' // room or broadcast subject: write this WebSocket frame to the members
-)
-
-// Single-byte answers to opDeliver and opKick.
-const (
-	replyDelivered    byte = '1'
-	replyDropped      byte = 'd'
-	replyNotConnected byte = 'n'
 )
 
 var errBadBusMessage = errors.New("malformed bus message")

@@ -1,4 +1,4 @@
-package app
+package cluster
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/wsedge/wsedge/frame"
+	"github.com/wsedge/wsedge/internal/names"
 )
 
 var testSubjects = busSubjects{user: "wsedge.user.", room: "wsedge.room.", all: "wsedge.all"}
@@ -99,7 +100,7 @@ func FuzzBusMessage(f *testing.F) {
 		default:
 			t.Fatalf("accepted on subject %q", subject)
 		}
-		if subject != testSubjects.all && (token != subjectToken(m.name) || !validName(m.name)) {
+		if subject != testSubjects.all && (token != subjectToken(m.name) || !names.Valid(m.name)) {
 			t.Fatalf("name %q accepted on subject %q", m.name, subject)
 		}
 		switch m.op {
@@ -108,7 +109,7 @@ func FuzzBusMessage(f *testing.F) {
 				t.Fatalf("deliver payload %q accepted", m.rest)
 			}
 		case opClaim:
-			if !validName(m.node) {
+			if !names.Valid(m.node) {
 				t.Fatalf("claim from node %q accepted", m.node)
 			}
 		case opFrame:

@@ -1,4 +1,4 @@
-package app
+package cluster
 
 import (
 	"errors"
@@ -8,6 +8,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/wsedge/wsedge/frame"
+	"github.com/wsedge/wsedge/internal/names"
 )
 
 // Any client of the NATS account can publish on the cluster's subjects
@@ -25,11 +26,6 @@ const (
 )
 
 var rejectReasons = []string{rejectMalformed, rejectWrongSubject, rejectNameMismatch, rejectBadFrame, rejectTooLarge, rejectBadUTF8}
-
-// maxEnvelope bounds what the server adds around a client's or a backend's
-// data in a message to clients: {"type":"message","from":...,"room":...,
-// "data":} with two names of 128 bytes, each escaped at worst 6 bytes a byte.
-const maxEnvelope = 2 << 10
 
 // busSubjects are the subject prefixes a node reads other nodes' ops on.
 type busSubjects struct {
@@ -57,7 +53,7 @@ func parseBusMessage(subj busSubjects, subject string, data []byte, maxText int6
 	var err error
 	if m.op == opClaim {
 		m.name, m.node, m.at, err = parseClaim(data[1:])
-		if err == nil && !validName(m.node) {
+		if err == nil && !names.Valid(m.node) {
 			err = errBadBusMessage
 		}
 	} else {
@@ -91,7 +87,7 @@ func parseBusMessage(subj busSubjects, subject string, data []byte, maxText int6
 		return m, rejectWrongSubject
 	}
 	if subject != subj.all {
-		if !validName(m.name) {
+		if !names.Valid(m.name) {
 			return m, rejectMalformed
 		}
 		if len(token) != subjectTokenLen(m.name) || token != subjectToken(m.name) {
