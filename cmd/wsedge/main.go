@@ -94,7 +94,7 @@ func newOptions(stderr io.Writer) *options {
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "WebSocket listen address (host:port)")
 	fs.StringVar(&cfg.AdminAddr, "admin", cfg.AdminAddr, `admin HTTP listen address for the /v1/ push API, /healthz, /readyz, /metrics; "off" disables it`)
 	fs.IntVar(&cfg.Backlog, "backlog", cfg.Backlog, "listen backlog (0: the system's SOMAXCONN)")
-	fs.IntVar(&cfg.Pollers, "pollers", cfg.Pollers, "epoll shards, one goroutine each (default: GOMAXPROCS, the CPUs Go uses)")
+	fs.IntVar(&cfg.Pollers, "pollers", cfg.Pollers, "epoll shards, one goroutine each (GOMAXPROCS, the CPUs Go uses)")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "worker pool size: goroutines that decode and handle readable connections (8 per CPU, at least 16)")
 	fs.IntVar(&cfg.ReadBufferSize, "read-buffer", cfg.ReadBufferSize, "bytes of a worker's pooled read buffer")
 	fs.DurationVar(&cfg.WheelTick, "wheel-tick", cfg.WheelTick, "timing wheel resolution: timers fire at most this late")
