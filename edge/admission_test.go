@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/wsedge/wsedge/internal/testkit"
 )
 
 const upgradeRequest = "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -66,7 +68,7 @@ func TestSilentSocketsBoundedByPendingHandshakes(t *testing.T) {
 		c.HandshakeTimeout = time.Minute
 	})
 	held := silent(t, s, nil, 10)
-	eventually(t, 5*time.Second, "10 sockets pending", func() bool {
+	testkit.Eventually(t, 5*time.Second, "10 sockets pending", func() bool {
 		return scrape(t, s, "wsedge_pending_handshakes", "") == 10
 	})
 	over := silent(t, s, nil, 5)
@@ -90,7 +92,7 @@ func TestSilentSocketsBoundedByPendingHandshakes(t *testing.T) {
 	for _, c := range held {
 		c.Close()
 	}
-	eventually(t, 5*time.Second, "pending back to 0", func() bool {
+	testkit.Eventually(t, 5*time.Second, "pending back to 0", func() bool {
 		return scrape(t, s, "wsedge_pending_handshakes", "") == 0
 	})
 	dial(t, s, "/echo")
@@ -112,10 +114,10 @@ func TestPendingDropsWhenHandshakeEnds(t *testing.T) {
 		}
 	}
 	silent(t, s, nil, 2) // time out
-	eventually(t, 5*time.Second, "timeouts counted", func() bool {
+	testkit.Eventually(t, 5*time.Second, "timeouts counted", func() bool {
 		return scrape(t, s, "wsedge_handshake_failures_total", "reason=timeout") == 2
 	})
-	eventually(t, 5*time.Second, "pending back to 0", func() bool {
+	testkit.Eventually(t, 5*time.Second, "pending back to 0", func() bool {
 		return scrape(t, s, "wsedge_pending_handshakes", "") == 0
 	})
 	dial(t, s, "/echo")
@@ -129,7 +131,7 @@ func TestPendingDropsWhenHandshakeEnds(t *testing.T) {
 func TestPendingPerIPBound(t *testing.T) {
 	s := startServer(t, func(c *Config) { c.MaxPendingPerIP = 3; c.HandshakeTimeout = time.Minute })
 	silent(t, s, net.IPv4(127, 0, 0, 1), 3)
-	eventually(t, 5*time.Second, "3 sockets pending", func() bool {
+	testkit.Eventually(t, 5*time.Second, "3 sockets pending", func() bool {
 		return scrape(t, s, "wsedge_pending_handshakes", "") == 3
 	})
 	readRefusal(t, silent(t, s, net.IPv4(127, 0, 0, 1), 1)[0])
@@ -154,7 +156,7 @@ func TestMaxConnsCountsHandshakingSockets(t *testing.T) {
 	s := startServer(t, func(c *Config) { c.MaxConns = 4; c.HandshakeTimeout = time.Minute })
 	dial(t, s, "/echo")
 	silent(t, s, nil, 3)
-	eventually(t, 5*time.Second, "4 sockets held", func() bool {
+	testkit.Eventually(t, 5*time.Second, "4 sockets held", func() bool {
 		return scrape(t, s, "wsedge_tcp_connections", "") == 4
 	})
 	readRefusal(t, silent(t, s, nil, 1)[0])

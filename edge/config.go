@@ -7,10 +7,14 @@ import (
 	"net"
 	"runtime"
 	"time"
+
+	"github.com/wsedge/wsedge/frame"
+	"github.com/wsedge/wsedge/netpoll"
+	"github.com/wsedge/wsedge/wheel"
 )
 
 // Config configures a Server. The zero value works: every zero field takes
-// the default named in its comment.
+// the default named in its comment, which is DefaultConfig's value.
 type Config struct {
 	Addr      string // WebSocket listener; default ":8080"
 	AdminAddr string // admin HTTP listener (/healthz, /readyz, /metrics); default "127.0.0.1:9090"; "off" disables it
@@ -59,64 +63,72 @@ type Config struct {
 // admin API, logs and the answers (503) to connections over the limit.
 const fdReserve = 64
 
+// DefaultConfig returns what a zero Config stands for, every field filled:
+// the one place wsedge's defaults are written (cmd/wsedge's flags take
+// theirs from it). Four depend on the machine and are read at the call:
+// Pollers (GOMAXPROCS), Workers (DefaultWorkers), MaxConns (the soft
+// RLIMIT_NOFILE less a reserve; cmd/wsedge raises it to the hard limit
+// first) and MaxPendingHandshakes (DefaultPendingHandshakes of MaxConns).
+// Backlog 0 means the system's SOMAXCONN.
+func DefaultConfig() Config {
+	maxConns := DefaultMaxConns()
+	return Config{
+		Addr:                 ":8080",
+		AdminAddr:            "127.0.0.1:9090",
+		Pollers:              runtime.GOMAXPROCS(0),
+		Workers:              DefaultWorkers(),
+		ReadBufferSize:       netpoll.DefaultReadBufferSize,
+		WheelTick:            wheel.DefaultTick,
+		WheelSlots:           wheel.DefaultSlots,
+		HandshakeTimeout:     10 * time.Second,
+		PingInterval:         30 * time.Second,
+		PongTimeout:          15 * time.Second,
+		CloseTimeout:         5 * time.Second,
+		ShutdownTimeout:      10 * time.Second,
+		MaxMessage:           frame.DefaultMaxMessage,
+		MaxHeaderBytes:       frame.DefaultMaxHeaderBytes,
+		MaxConns:             maxConns,
+		MaxPendingHandshakes: DefaultPendingHandshakes(maxConns),
+		MaxPendingPerIP:      256, // room for a carrier NAT
+		WriteQueue:           netpoll.DefaultWriteQueue,
+		SlowConsumer:         "close",
+		Logger:               slog.Default(),
+	}
+}
+
+// DefaultPendingHandshakes is MaxPendingHandshakes' default for a server
+// holding maxConns sockets: a quarter of them, at least 64.
+func DefaultPendingHandshakes(maxConns int) int { return max(maxConns/4, 64) }
+
+// withDefaults fills c's zero fields from DefaultConfig (sizes also when
+// negative; durations that are negative are an error) and checks c.
 func (c Config) withDefaults() (Config, error) {
-	def := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	if c.Addr == "" {
-		c.Addr = ":8080"
-	}
-	if c.AdminAddr == "" {
-		c.AdminAddr = "127.0.0.1:9090"
-	}
-	if c.Pollers <= 0 {
-		c.Pollers = runtime.GOMAXPROCS(0)
-	}
-	if c.Workers <= 0 {
-		c.Workers = DefaultWorkers()
-	}
-	if c.ReadBufferSize <= 0 {
-		c.ReadBufferSize = 16 << 10
-	}
-	def(&c.WheelTick, 100*time.Millisecond)
-	if c.WheelSlots <= 0 {
-		c.WheelSlots = 4096
-	}
-	def(&c.HandshakeTimeout, 10*time.Second)
-	def(&c.PingInterval, 30*time.Second)
-	def(&c.PongTimeout, 15*time.Second)
-	def(&c.CloseTimeout, 5*time.Second)
-	def(&c.ShutdownTimeout, 10*time.Second)
-	if c.MaxMessage <= 0 {
-		c.MaxMessage = 64 << 10
-	}
-	if c.MaxHeaderBytes <= 0 {
-		c.MaxHeaderBytes = 8 << 10
-	}
-	if c.MaxConns <= 0 {
-		c.MaxConns = DefaultMaxConns()
-	}
-	if c.MaxPendingHandshakes <= 0 {
-		c.MaxPendingHandshakes = max(c.MaxConns/4, 64)
-	}
+	d := DefaultConfig()
+	orDefault(&c.Addr, d.Addr)
+	orDefault(&c.AdminAddr, d.AdminAddr)
+	orDefault(&c.WheelTick, d.WheelTick)
+	orDefault(&c.HandshakeTimeout, d.HandshakeTimeout)
+	orDefault(&c.PingInterval, d.PingInterval)
+	orDefault(&c.PongTimeout, d.PongTimeout)
+	orDefault(&c.CloseTimeout, d.CloseTimeout)
+	orDefault(&c.ShutdownTimeout, d.ShutdownTimeout)
+	orDefault(&c.MaxPendingPerIP, d.MaxPendingPerIP) // negative: no bound
+	orDefault(&c.SlowConsumer, d.SlowConsumer)
+	orDefault(&c.Logger, d.Logger)
+	positiveOrDefault(&c.Pollers, d.Pollers)
+	positiveOrDefault(&c.Workers, d.Workers)
+	positiveOrDefault(&c.ReadBufferSize, d.ReadBufferSize)
+	positiveOrDefault(&c.WheelSlots, d.WheelSlots)
+	positiveOrDefault(&c.MaxMessage, d.MaxMessage)
+	positiveOrDefault(&c.MaxHeaderBytes, d.MaxHeaderBytes)
+	positiveOrDefault(&c.MaxConns, d.MaxConns)
+	positiveOrDefault(&c.MaxPendingHandshakes, DefaultPendingHandshakes(c.MaxConns))
+	positiveOrDefault(&c.WriteQueue, d.WriteQueue)
 	c.MaxPendingHandshakes = min(c.MaxPendingHandshakes, c.MaxConns)
-	if c.MaxPendingPerIP == 0 {
-		c.MaxPendingPerIP = 256
-	}
-	if c.WriteQueue <= 0 {
-		c.WriteQueue = 256 << 10
-	}
 	switch c.SlowConsumer {
-	case "":
-		c.SlowConsumer = "close"
 	case "close", "drop":
 	default:
 		return c, fmt.Errorf("slow-consumer policy %q: want close or drop", c.SlowConsumer)
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
 	}
 	for name, d := range map[string]time.Duration{"wheel tick": c.WheelTick, "handshake timeout": c.HandshakeTimeout,
 		"ping interval": c.PingInterval, "pong timeout": c.PongTimeout, "close timeout": c.CloseTimeout, "shutdown timeout": c.ShutdownTimeout} {
@@ -144,6 +156,21 @@ func (c Config) withDefaults() (Config, error) {
 // blocks on I/O, so more workers than this only add stacks: an idle server
 // should not pay for them.
 func DefaultWorkers() int { return max(16, 8*runtime.GOMAXPROCS(0)) }
+
+// orDefault sets *v to d when *v is the zero value.
+func orDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
+}
+
+// positiveOrDefault sets *v to d unless *v is positive.
+func positiveOrDefault[T int | int64](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
+}
 
 // IsLoopback reports whether a listen address (host:port) binds only
 // loopback.

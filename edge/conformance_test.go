@@ -24,6 +24,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/wsedge/wsedge/internal/testkit"
 	"github.com/wsedge/wsedge/netpoll"
 )
 
@@ -721,7 +722,7 @@ func TestConformanceCoderWebsocket(t *testing.T) {
 				t.Fatalf("close %d: %v", code, err)
 			}
 		}
-		eventually(t, 5*time.Second, "closes counted", func() bool {
+		testkit.Eventually(t, 5*time.Second, "closes counted", func() bool {
 			return scrape(t, s, "wsedge_closes_total", "code=4000") == 1 && scrape(t, s, "wsedge_closes_total", "code=1001") == 1
 		})
 	})
@@ -734,7 +735,7 @@ func TestConformanceCoderWebsocket(t *testing.T) {
 		if _, _, err := c.Read(ctx); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "the connection is open", func() bool { return s.Stats().Connections >= 1 })
+		testkit.Eventually(t, 5*time.Second, "the connection is open", func() bool { return s.Stats().Connections >= 1 })
 		s.poller.Range(func(nc *netpoll.Conn) bool {
 			connOf(nc).Close(4321, "server says bye")
 			return true
@@ -744,7 +745,7 @@ func TestConformanceCoderWebsocket(t *testing.T) {
 		if !errors.As(err, &ce) || ce.Code != 4321 || ce.Reason != "server says bye" {
 			t.Fatalf("read after the server's close: %v, want close 4321", err)
 		}
-		eventually(t, 5*time.Second, "the connection is gone", func() bool { return s.poller.Open() == 0 })
+		testkit.Eventually(t, 5*time.Second, "the connection is gone", func() bool { return s.poller.Open() == 0 })
 	})
 
 	t.Run("protocol error from the server's side", func(t *testing.T) {

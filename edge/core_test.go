@@ -20,6 +20,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsedge/wsedge/internal/testkit"
 	"github.com/wsedge/wsedge/netpoll"
 )
 
@@ -236,7 +237,7 @@ func TestCloseFromClientIsEchoed(t *testing.T) {
 func TestServerInitiatedCloseWaitsForClient(t *testing.T) {
 	s := startServer(t, func(c *Config) { c.CloseTimeout = 200 * time.Millisecond })
 	_, br := upgradeRaw(t, s, "/echo")
-	eventually(t, 5*time.Second, "the connection is open", func() bool { return s.Stats().Connections == 1 })
+	testkit.Eventually(t, 5*time.Second, "the connection is open", func() bool { return s.Stats().Connections == 1 })
 	s.poller.Range(func(nc *netpoll.Conn) bool {
 		connOf(nc).Close(4321, "test")
 		return true
@@ -249,7 +250,7 @@ func TestServerInitiatedCloseWaitsForClient(t *testing.T) {
 	if _, err := br.ReadByte(); err != io.EOF {
 		t.Fatalf("want EOF after the close timeout, got %v", err)
 	}
-	eventually(t, 5*time.Second, "close timeout counted", func() bool { return scrape(t, s, "wsedge_close_timeouts_total", "") == 1 })
+	testkit.Eventually(t, 5*time.Second, "close timeout counted", func() bool { return scrape(t, s, "wsedge_close_timeouts_total", "") == 1 })
 }
 
 func TestKeepalivePingAndPongTimeout(t *testing.T) {
@@ -275,7 +276,7 @@ func TestKeepalivePingAndPongTimeout(t *testing.T) {
 		}
 		_ = b
 	}
-	eventually(t, 5*time.Second, "pong timeout counted", func() bool { return scrape(t, s, "wsedge_pong_timeouts_total", "") == 1 })
+	testkit.Eventually(t, 5*time.Second, "pong timeout counted", func() bool { return scrape(t, s, "wsedge_pong_timeouts_total", "") == 1 })
 	if got := scrape(t, s, "wsedge_pings_sent_total", ""); got < 2 {
 		t.Fatalf("pings sent %v, want >= 2", got)
 	}
@@ -341,7 +342,7 @@ func TestSlowlorisHandshakeTimesOut(t *testing.T) {
 	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("want the server to drop the connection, got %v", err)
 	}
-	eventually(t, 5*time.Second, "timeout counted", func() bool {
+	testkit.Eventually(t, 5*time.Second, "timeout counted", func() bool {
 		return scrape(t, s, "wsedge_handshake_failures_total", "reason=timeout") == 1
 	})
 }
@@ -372,7 +373,7 @@ func TestMaxConnsAnswers503(t *testing.T) {
 	if got := resp.Header.Get("Retry-After"); got == "" {
 		t.Error("503 without Retry-After")
 	}
-	eventually(t, 5*time.Second, "503 counted", func() bool {
+	testkit.Eventually(t, 5*time.Second, "503 counted", func() bool {
 		return scrape(t, s, "wsedge_connections_refused_total", "reason=max_conns") == 1
 	})
 }
@@ -418,7 +419,7 @@ func TestSlowConsumerClosedOthersUnaffected(t *testing.T) {
 			}
 		}
 	}()
-	eventually(t, 20*time.Second, "slow consumer closed", func() bool {
+	testkit.Eventually(t, 20*time.Second, "slow consumer closed", func() bool {
 		return scrape(t, s, "wsedge_slow_consumer_total", "action=close") >= 1
 	})
 	fast.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -449,7 +450,7 @@ func TestSlowConsumerClosedOthersUnaffected(t *testing.T) {
 		t.Fatalf("after the close frame: %v, want EOF (the server's FIN)", err)
 	}
 	slow.Close() // the server lingers until the client closes too
-	eventually(t, 10*time.Second, "close 1008 counted", func() bool {
+	testkit.Eventually(t, 10*time.Second, "close 1008 counted", func() bool {
 		return scrape(t, s, "wsedge_closes_total", "code=1008") == 1
 	})
 	if got := scrape(t, s, "wsedge_slow_consumer_total", "action=close"); got != 1 {
@@ -514,7 +515,7 @@ func TestGoroutinesIndependentOfConnections(t *testing.T) {
 		io.WriteString(c, req)
 		conns = append(conns, c)
 	}
-	eventually(t, 30*time.Second, "5,000 open connections", func() bool { return s.Stats().Connections == n })
+	testkit.Eventually(t, 30*time.Second, "5,000 open connections", func() bool { return s.Stats().Connections == n })
 	// Server goroutines: pollers + workers + wheel + acceptor + admin; the
 	// client conns here are plain net.Conns with no goroutine of their own.
 	if got := runtime.NumGoroutine(); got > base+s.cfg.Workers+16 {
@@ -537,7 +538,7 @@ func TestConnectDisconnectReturnsToBaseline(t *testing.T) {
 	// Warm up pools and workers, then take the baseline.
 	c := dial(t, s, "/echo")
 	c.Close()
-	eventually(t, 5*time.Second, "warm-up closed", func() bool { return s.poller.Open() == 0 })
+	testkit.Eventually(t, 5*time.Second, "warm-up closed", func() bool { return s.poller.Open() == 0 })
 	baseFDs, baseG := fds(), runtime.NumGoroutine()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
@@ -559,9 +560,9 @@ func TestConnectDisconnectReturnsToBaseline(t *testing.T) {
 		}(i)
 	}
 	wg.Wait()
-	eventually(t, 30*time.Second, "all connections closed", func() bool { return s.poller.Open() == 0 })
-	eventually(t, 10*time.Second, "fds back to baseline", func() bool { return fds() <= baseFDs })
-	eventually(t, 10*time.Second, "goroutines back to baseline", func() bool { return runtime.NumGoroutine() <= baseG+s.cfg.Workers })
+	testkit.Eventually(t, 30*time.Second, "all connections closed", func() bool { return s.poller.Open() == 0 })
+	testkit.Eventually(t, 10*time.Second, "fds back to baseline", func() bool { return fds() <= baseFDs })
+	testkit.Eventually(t, 10*time.Second, "goroutines back to baseline", func() bool { return runtime.NumGoroutine() <= baseG+s.cfg.Workers })
 	if got := s.wheel.Len(); got != 0 {
 		t.Fatalf("%d timers left in the wheel", got)
 	}
@@ -602,9 +603,9 @@ func TestHandshakeInPieces(t *testing.T) {
 	}
 	slow := rawConn(t, s)
 	io.WriteString(slow, "GET /echo HTTP/1.1\r\n")
-	eventually(t, 5*time.Second, "the partial request kept", func() bool { return partials() == 1 })
+	testkit.Eventually(t, 5*time.Second, "the partial request kept", func() bool { return partials() == 1 })
 	if _, err := slow.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("slowloris: %v, want EOF after the handshake timeout", err)
 	}
-	eventually(t, 5*time.Second, "the partial request released", func() bool { return partials() == 0 })
+	testkit.Eventually(t, 5*time.Second, "the partial request released", func() bool { return partials() == 0 })
 }

@@ -2,7 +2,6 @@ package edge
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -36,14 +35,7 @@ func startServer(t testing.TB, mod func(*Config)) *Server {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	if err := s.Start(); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-	})
+	testkit.StartServer(t, s)
 	return s
 }
 
@@ -90,12 +82,6 @@ func upgradeRaw(t testing.TB, s *Server, path string) (net.Conn, *bufio.Reader) 
 		t.Fatalf("status %d, want 101", resp.StatusCode)
 	}
 	return c, br
-}
-
-// eventually polls cond until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	testkit.Eventually(t, d, what, cond)
 }
 
 // scrape reads the admin /metrics and returns a sample's value (labels as

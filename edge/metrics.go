@@ -12,7 +12,6 @@ import (
 type metrics struct {
 	reg *prometheus.Registry
 
-	connections       prometheus.Gauge
 	accepted          prometheus.Counter
 	handshakeFailures *prometheus.CounterVec
 	closes            *prometheus.CounterVec
@@ -50,12 +49,9 @@ func newMetrics(s *Server) *metrics {
 		f(c)
 		return c
 	}
-	gauge := func(name, help string) prometheus.Gauge {
-		g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "wsedge", Name: name, Help: help})
-		f(g)
-		return g
-	}
-	m.connections = gauge("connections", "Open WebSocket connections (handshake done, not yet closed).")
+	// The count Stats reports, read here too: one number, two readers.
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsedge", Name: "connections", Help: "Open WebSocket connections (handshake done, not yet closed)."},
+		func() float64 { return float64(s.open.Load()) }))
 	m.accepted = counter("connections_accepted_total", "TCP connections accepted.")
 	m.handshakeFailures = counterVec("handshake_failures_total", "Opening handshakes that failed, by reason.", "reason")
 	m.closes = counterVec("closes_total", `WebSocket connections closed, by close code (1006: no close frame; "other": a code the server never sends, chosen by the client).`, "code")
@@ -83,8 +79,6 @@ func newMetrics(s *Server) *metrics {
 	f(m.wheelTimers)
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsedge", Name: "pool_running", Help: "Worker pool goroutines running a task."},
 		func() float64 { return float64(s.pool.Running()) }))
-	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsedge", Name: "pool_waiting", Help: "Tasks waiting for a worker (always 0: a full pool makes the caller run the task)."},
-		func() float64 { return float64(s.pool.Waiting()) }))
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsedge", Name: "pool_capacity", Help: "Worker pool size (-workers)."},
 		func() float64 { return float64(s.pool.Cap()) }))
 	f(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "wsedge", Name: "pool_caller_runs_total", Help: "Tasks run by a shard or timer because the pool was full."},

@@ -9,7 +9,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gorilla/websocket"
 	dto "github.com/prometheus/client_model/go"
-
+	"github.com/wsedge/wsedge/internal/testkit"
 	"github.com/wsedge/wsedge/netpoll"
 )
 
@@ -145,7 +145,7 @@ func TestCloseFromAnotherGoroutine(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	eventually(t, 5*time.Second, "every OnClose", func() bool {
+	testkit.Eventually(t, 5*time.Second, "every OnClose", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(codes) == conns

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/wsedge/wsedge/internal/testkit"
 )
 
 // heapInuse is the live heap after two collections (the second empties the
@@ -57,7 +59,7 @@ func TestPartialFrameHoldsWhatArrived(t *testing.T) {
 	// The counter is bumped just before the bytes are fed to the decoder on
 	// the same worker, so at most a few feeds can still be in flight here.
 	want := in + float64(conns*len(partial))
-	eventually(t, 10*time.Second, "partial frames read", func() bool {
+	testkit.Eventually(t, 10*time.Second, "partial frames read", func() bool {
 		return scrape(t, s, "wsedge_bytes_received_total", "") >= want
 	})
 	after := heapInuse()

@@ -2,7 +2,6 @@ package edge
 
 import (
 	"bufio"
-	"context"
 	"encoding/binary"
 	"io"
 	"net/http"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gorilla/websocket"
+
+	"github.com/wsedge/wsedge/internal/testkit"
 )
 
 // A keepalive expiry whose OnClose panics is recovered per connection: each
@@ -58,7 +59,7 @@ func TestTimerPanicClosesOnlyThatConnection(t *testing.T) {
 					}
 				}
 			}
-			eventually(t, 5*time.Second, "every panic counted", func() bool {
+			testkit.Eventually(t, 5*time.Second, "every panic counted", func() bool {
 				return scrape(t, s, "wsedge_worker_panics_total", "") == n
 			})
 			if !tc.poolFull {
@@ -81,10 +82,7 @@ func TestCloseRightAfterOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.afterOpen = func(c *Conn) { c.Close(ws.StatusGoingAway, "server shutting down") }
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	testkit.StartServer(t, s)
 	_, br := upgradeRaw(t, s, "/echo")
 	op, p := readServerFrame(t, br)
 	if op != 0x8 || binary.BigEndian.Uint16(p) != 1001 {
@@ -110,7 +108,7 @@ func TestCloseCodeLabelBounded(t *testing.T) {
 	}
 	c := dial(t, s, "/echo")
 	c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(1000, ""))
-	eventually(t, 5*time.Second, "closes counted", func() bool {
+	testkit.Eventually(t, 5*time.Second, "closes counted", func() bool {
 		return scrape(t, s, "wsedge_closes_total", "code=other") == 3 && scrape(t, s, "wsedge_closes_total", "code=1000") == 1
 	})
 	if got := scrape(t, s, "wsedge_closes_total", "code=4999"); got != -1 {

@@ -187,26 +187,6 @@ func (s *Server) AdminAddr() net.Addr {
 // 503 whatever check says. Call it before Start.
 func (s *Server) SetReadinessCheck(check func() error) { s.readiness = check }
 
-// Stats is a point-in-time view of the server for the admin API.
-type Stats struct {
-	Connections    int64 // open WebSocket connections
-	TCPConnections int64 // registered sockets, handshaking and closing included
-	PoolRunning    int
-	PoolCapacity   int
-	Uptime         time.Duration
-}
-
-// Stats reports the server's current counts (after Start).
-func (s *Server) Stats() Stats {
-	return Stats{
-		Connections:    s.open.Load(),
-		TCPConnections: s.poller.Open(),
-		PoolRunning:    s.pool.Running(),
-		PoolCapacity:   s.pool.Cap(),
-		Uptime:         time.Since(s.epoch),
-	}
-}
-
 // Draining reports whether Shutdown has begun.
 func (s *Server) Draining() bool { return s.draining.Load() }
 
@@ -351,7 +331,6 @@ func (s *Server) OnClose(nc *netpoll.Conn, err error) {
 	}
 	code := c.closeCode()
 	s.open.Add(-1)
-	s.metrics.connections.Dec()
 	s.metrics.closed(int(code))
 	rt.h.OnClose(c, code)
 }
@@ -445,7 +424,6 @@ func (s *Server) handshake(c *Conn, p []byte) {
 		s.afterOpen(c)
 	}
 	s.open.Add(1)
-	s.metrics.connections.Inc()
 	s.wheel.Reset(c.timer, s.cfg.PingInterval)
 	h.OnOpen(c)
 	if len(req.Rest) > 0 {

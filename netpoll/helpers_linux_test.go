@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/wsedge/wsedge/internal/testkit"
 )
 
 // funcHandler adapts funcs to Handler; a nil func does nothing.
@@ -156,12 +154,6 @@ func registerPair(t testing.TB, p *Poller) (*Conn, int, net.Conn) {
 		t.Fatal(err)
 	}
 	return c, fd, peer
-}
-
-// waitFor polls cond until it holds or 10 s pass.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	testkit.Eventually(t, 10*time.Second, what, cond)
 }
 
 // recv waits for a value on ch with a deadline.

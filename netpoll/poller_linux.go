@@ -42,13 +42,13 @@ func New(cfg Config) (*Poller, error) {
 		cfg.Shards = 1
 	}
 	if cfg.ReadBufferSize <= 0 {
-		cfg.ReadBufferSize = 16 << 10
+		cfg.ReadBufferSize = DefaultReadBufferSize
 	}
 	if cfg.ReadCap <= 0 {
-		cfg.ReadCap = 4 * cfg.ReadBufferSize
+		cfg.ReadCap = DefaultReadCapBuffers * cfg.ReadBufferSize
 	}
 	if cfg.WriteQueue <= 0 {
-		cfg.WriteQueue = 256 << 10
+		cfg.WriteQueue = DefaultWriteQueue
 	}
 	if cfg.MaxFD <= 0 {
 		var rl unix.Rlimit

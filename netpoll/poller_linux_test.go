@@ -16,6 +16,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wsedge/wsedge/internal/testkit"
 )
 
 func TestEchoRoundTrip(t *testing.T) {
@@ -88,7 +90,7 @@ func TestManyConnections(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	waitFor(t, "every OnClose", func() bool { return closed.Load() == conns })
+	testkit.Eventually(t, 10*time.Second, "every OnClose", func() bool { return closed.Load() == conns })
 	if n := p.Open(); n != 0 {
 		t.Fatalf("Open = %d after every peer closed", n)
 	}
@@ -159,7 +161,7 @@ func TestOneTaskPerConnection(t *testing.T) {
 	}
 	wg.Wait()
 	for i, st := range sts {
-		waitFor(t, fmt.Sprintf("conn %d to read everything", i), func() bool { return st.got.Load() == total })
+		testkit.Eventually(t, 10*time.Second, fmt.Sprintf("conn %d to read everything", i), func() bool { return st.got.Load() == total })
 	}
 	if overlap.Load() {
 		t.Fatal("two tasks ran one connection at once")
@@ -211,7 +213,7 @@ func TestReadCapYields(t *testing.T) {
 	if _, err := opeer.Write([]byte("o")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "flood bytes buffered", func() bool {
+	testkit.Eventually(t, 10*time.Second, "flood bytes buffered", func() bool {
 		n, err := unix.IoctlGetInt(ffd, unix.SIOCINQ)
 		return err == nil && n >= 32<<10
 	})
@@ -226,7 +228,7 @@ func TestReadCapYields(t *testing.T) {
 	if got := floodAtOther.Load(); got >= 32<<10 {
 		t.Fatalf("the flooding connection had %d bytes read before the other was served; the read cap is 4 KiB", got)
 	}
-	waitFor(t, "the flood to be read", func() bool { return floodRead.Load() == flood })
+	testkit.Eventually(t, 10*time.Second, "the flood to be read", func() bool { return floodRead.Load() == flood })
 }
 
 // TestCallerRuns: with a pool that is always (or half the time) full, the
@@ -464,7 +466,7 @@ func TestWriteQueueBound(t *testing.T) {
 	if !bytes.Equal(got, sent) {
 		t.Fatal("bytes arrived out of order or altered")
 	}
-	waitFor(t, "the queue to drain", func() bool { return c.QueuedBytes() == 0 })
+	testkit.Eventually(t, 10*time.Second, "the queue to drain", func() bool { return c.QueuedBytes() == 0 })
 	if err := c.Write([]byte("after")); err != nil {
 		t.Fatal(err)
 	}
@@ -561,23 +563,28 @@ func TestLookupStaleID(t *testing.T) {
 		t.Fatal("Lookup of a live id failed")
 	}
 	old.Close()
-	// A task may hold it (its first EPOLLOUT): teardown then follows.
-	waitFor(t, "Lookup to forget a closed connection", func() bool { return p.Lookup(oldID) == nil })
-	// Get the same fd number again (the lowest free one is reused).
-	var nc *Conn
-	for range 100 {
-		nfd, _ := pair(t)
-		if nfd != fd {
-			continue
+	// A task may hold it (its first EPOLLOUT): teardown then follows. The
+	// registry forgets the id before the fd is closed: wait for both.
+	testkit.Eventually(t, 10*time.Second, "Lookup to forget a closed connection and its fd to close", func() bool {
+		_, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		return p.Lookup(oldID) == nil && err == unix.EBADF
+	})
+	// Force the reuse: the new socket is fd (the lowest free number), or
+	// is moved onto the lowest free number at or above fd, which is fd
+	// itself unless someone else took it.
+	rfd, _ := pair(t)
+	if rfd != fd {
+		nfd := rfd
+		var err error
+		rfd, err = unix.FcntlInt(uintptr(nfd), unix.F_DUPFD_CLOEXEC, fd)
+		unix.Close(nfd)
+		if err != nil || rfd != fd {
+			t.Fatalf("dup onto fd %d: got %d, %v", fd, rfd, err)
 		}
-		nc = new(Conn)
-		if err := p.Register(nc, nfd, nil); err != nil {
-			t.Fatal(err)
-		}
-		break
 	}
-	if nc == nil {
-		t.Skip("fd never reused")
+	nc := new(Conn)
+	if err := p.Register(nc, rfd, nil); err != nil {
+		t.Fatal(err)
 	}
 	if nc.ID() == oldID {
 		t.Fatal("a reused fd got the old id")
@@ -656,7 +663,7 @@ func TestCloseAfterPollerClose(t *testing.T) {
 	c, fd, _ := registerPair(t, p)
 	p.Close()
 	// As a task does when it yields at the read cap: busy, read pending.
-	waitFor(t, "the connection to be idle", func() bool { return c.state.Load() == 0 })
+	testkit.Eventually(t, 10*time.Second, "the connection to be idle", func() bool { return c.state.Load() == 0 })
 	c.state.Store(stBusy | stRead)
 	p.shards[0].requeue(c)
 	c.Close()
@@ -730,7 +737,7 @@ func TestRemoteAddr(t *testing.T) {
 		t.Fatalf("RemoteAddr = %v, want %v", ra, nc.LocalAddr())
 	}
 	c.Close()
-	waitFor(t, "teardown", func() bool { return p.Open() == 0 })
+	testkit.Eventually(t, 10*time.Second, "teardown", func() bool { return p.Open() == 0 })
 	if ra := c.RemoteAddr(); ra != nil {
 		t.Fatalf("RemoteAddr after close = %v", ra)
 	}
@@ -780,11 +787,11 @@ func TestFDsReturnToBaseline(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	waitFor(t, "every OnClose", func() bool { return closed.Load() == cycles })
+	testkit.Eventually(t, 10*time.Second, "every OnClose", func() bool { return closed.Load() == cycles })
 	if p.Open() != 0 {
 		t.Fatalf("Open = %d", p.Open())
 	}
-	waitFor(t, "fds back to baseline", func() bool { return countFDs(t) <= base })
+	testkit.Eventually(t, 10*time.Second, "fds back to baseline", func() bool { return countFDs(t) <= base })
 }
 
 // Close waits for a Register in flight: Register checks closed and then

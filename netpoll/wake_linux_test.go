@@ -9,7 +9,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 	"unsafe"
+
+	"github.com/wsedge/wsedge/internal/testkit"
 )
 
 // wakeState is a test connection that counts wakes and catches overlap.
@@ -87,7 +90,7 @@ func TestWakeNeverLostNeverConcurrent(t *testing.T) {
 			for range rounds {
 				n := st.asked.Add(1)
 				st.Conn.Wake(1)
-				waitFor(t, fmt.Sprintf("conn %d: wake %d handled", i, n), func() bool { return st.served.Load() >= n })
+				testkit.Eventually(t, 10*time.Second, fmt.Sprintf("conn %d: wake %d handled", i, n), func() bool { return st.served.Load() >= n })
 			}
 		}()
 	}
@@ -153,7 +156,7 @@ func TestWakeRacesClose(t *testing.T) {
 		}()
 		close(start)
 		wg.Wait()
-		waitFor(t, "OnClose", st.closed.Load)
+		testkit.Eventually(t, 10*time.Second, "OnClose", st.closed.Load)
 		st.Conn.Wake(4) // dead: must do nothing
 	}
 	if late.Load() {

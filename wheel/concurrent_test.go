@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/wsedge/wsedge/internal/testkit"
 )
 
 // TestStopRacesExpiry stops timers while another goroutine advances the
@@ -113,7 +115,7 @@ func TestStopRacesRealDriver(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	waitFor(t, "every timer fired or stopped", func() bool { return nFired.Load()+nStopped.Load() >= timers })
+	testkit.Eventually(t, 20*time.Second, "every timer fired or stopped", func() bool { return nFired.Load()+nStopped.Load() >= timers })
 	for i, h := range handles {
 		_, f := fired.Load(h)
 		if f == stopped[i] {

@@ -65,18 +65,3 @@ func newManualWheel(t testing.TB, tick time.Duration, slots int, expire func([]E
 	t.Cleanup(w.Close)
 	return w, clock
 }
-
-// waitFor polls cond until it holds or a generous deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.After(20 * time.Second)
-	poll := time.NewTicker(time.Millisecond)
-	defer poll.Stop()
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-poll.C:
-		}
-	}
-}

@@ -5,17 +5,16 @@ package main
 // them in the -json report.
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/wsedge/wsedge/bench"
 	"github.com/wsedge/wsedge/edge"
 	"github.com/wsedge/wsedge/edge/app"
+	"github.com/wsedge/wsedge/internal/testkit"
 )
 
 // startApp runs wsedge with the application on loopback ports and returns
@@ -29,14 +28,7 @@ func startApp(t *testing.T, cfg app.Config) (ws, admin string) {
 	if err != nil {
 		t.Fatalf("app.NewServer: %v", err)
 	}
-	if err := s.Start(); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-	})
+	testkit.StartServer(t, s)
 	return "ws://" + s.Addr().String() + "/ws", "http://" + s.AdminAddr().String()
 }
 

@@ -11,10 +11,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/wsedge/wsedge/bench"
 	"github.com/wsedge/wsedge/edge"
+	"github.com/wsedge/wsedge/internal/testkit"
 )
 
 // TestMain lets the test binary be a -procs worker: spawnWorker re-executes
@@ -37,14 +37,7 @@ func startEdge(t *testing.T) (ws, admin string) {
 	if err != nil {
 		t.Fatalf("edge.New: %v", err)
 	}
-	if err := s.Start(); err != nil {
-		t.Fatalf("edge Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-	})
+	testkit.StartServer(t, s)
 	return "ws://" + s.Addr().String(), "http://" + s.AdminAddr().String()
 }
 

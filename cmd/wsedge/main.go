@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -30,151 +29,223 @@ func main() {
 // the started server. Exit codes: 0 after a clean shutdown, 1 when the
 // server cannot start, 2 for bad flags or configuration.
 func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int {
-	fs := flag.NewFlagSet("wsedge", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var cfg edge.Config
-	showVersion := fs.Bool("version", false, "print the version and exit")
-	fs.StringVar(&cfg.Addr, "addr", ":8080", "WebSocket listen address (host:port)")
-	fs.StringVar(&cfg.AdminAddr, "admin", "127.0.0.1:9090", `admin HTTP listen address for the /v1/ push API, /healthz, /readyz, /metrics; "off" disables it`)
-	fs.IntVar(&cfg.Backlog, "backlog", 0, "listen backlog (0: the system's SOMAXCONN)")
-	fs.IntVar(&cfg.Pollers, "pollers", runtime.GOMAXPROCS(0), "epoll shards, one goroutine each")
-	fs.IntVar(&cfg.Workers, "workers", edge.DefaultWorkers(), "worker pool size: goroutines that decode and handle readable connections (8 per CPU, at least 16)")
-	fs.IntVar(&cfg.ReadBufferSize, "read-buffer", 16<<10, "bytes of a worker's pooled read buffer")
-	fs.DurationVar(&cfg.WheelTick, "wheel-tick", 100*time.Millisecond, "timing wheel resolution: timers fire at most this late")
-	fs.IntVar(&cfg.WheelSlots, "wheel-slots", 4096, "timing wheel slots (rounded up to a power of two)")
-	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", 10*time.Second, "time allowed for the HTTP upgrade request")
-	fs.DurationVar(&cfg.PingInterval, "ping-interval", 30*time.Second, "send a ping after this long with no inbound bytes")
-	fs.DurationVar(&cfg.PongTimeout, "pong-timeout", 15*time.Second, "close a connection silent this long after a ping")
-	fs.DurationVar(&cfg.CloseTimeout, "close-timeout", 5*time.Second, "wait this long for the client's close frame")
-	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, give clients this long before exiting")
-	fs.Int64Var(&cfg.MaxMessage, "max-message", 64<<10, "largest message in bytes (close 1009 above)")
-	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", 8<<10, "largest upgrade request head in bytes (431 above)")
-	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "sockets held at once, handshaking ones included; 503 at accept above (0: what the open-file limit allows)")
-	fs.IntVar(&cfg.MaxPendingHandshakes, "max-pending-handshakes", 0, "sockets still in the upgrade handshake; 503 at accept above (0: a quarter of -max-conns, at least 64)")
-	fs.IntVar(&cfg.MaxPendingPerIP, "max-pending-per-ip", 256, "sockets in the upgrade handshake from one source address; 503 at accept above (-1: no bound)")
-	fs.IntVar(&cfg.WriteQueue, "write-queue", 256<<10, "bytes queued per connection for a client that reads slowly")
-	fs.StringVar(&cfg.SlowConsumer, "slow-consumer", "close", "when a client's write queue is full: close (1008) or drop the message")
-	fs.BoolVar(&cfg.Echo, "echo", false, "serve GET /echo (echoes every message; for conformance suites and benchmarks; with a JWT key it asks for the same token and origin as /ws)")
-	fs.BoolVar(&cfg.Pprof, "pprof", false, "mount /debug/pprof/ on the admin listener (asks for the admin token when one is set; off loopback it must be)")
-	gcPercent := fs.Int("gc-percent", defaultGCPercent, "garbage collector target (as GOGC): the heap may grow this many percent over live data before a collection; lower holds idle connections in less memory (a GOGC environment variable wins over the default)")
-	var appCfg app.Config
-	jwtSecret := fs.String("jwt-secret", "", "HS256 secret: clients must present a JWT (?token= or Authorization: Bearer) whose sub is the user id (visible in the process list: prefer -jwt-secret-file or WSEDGE_JWT_SECRET)")
-	jwtSecretFile := fs.String("jwt-secret-file", "", "file holding the HS256 secret (surrounding whitespace trimmed)")
-	jwtPublicKey := fs.String("jwt-public-key", "", "PEM file with an RSA (RS256) or P-256 ECDSA (ES256) public key for client JWTs")
-	fs.StringVar(&appCfg.JWTAudience, "jwt-audience", "", "the token's aud claim must contain this value (401 otherwise)")
-	fs.StringVar(&appCfg.JWTIssuer, "jwt-issuer", "", "the token's iss claim must equal this (401 otherwise)")
-	fs.BoolVar(&appCfg.JWTAllowNoExp, "jwt-allow-no-exp", false, "admit tokens without an exp claim (by default exp is required and a connection is closed with 4003 when its token expires)")
-	origins := fs.String("allowed-origins", "", "comma-separated exact Origin values browsers may connect from (default: any)")
-	fs.IntVar(&appCfg.MaxRoomsPerConn, "max-rooms-per-conn", 64, "rooms one connection may join")
-	fs.IntVar(&appCfg.MaxRooms, "max-rooms", app.DefaultMaxRooms, "rooms with a member on this node (each a NATS subscription in a cluster); a join that would create one more gets too_many_rooms")
-	clientRate := fs.Float64("client-rate", 0, fmt.Sprintf("client messages per second per connection; 0 turns the limit off (default: %d with a JWT key, off without)", app.DefaultClientRate))
-	fs.IntVar(&appCfg.ClientBurst, "client-burst", 0, fmt.Sprintf("burst allowed over -client-rate (0: %d with the default rate, else the rate rounded up)", app.DefaultClientBurst))
-	fs.StringVar(&appCfg.AdminToken, "admin-token", "", "bearer token required on the admin /v1/ API (required when -admin is not loopback; visible in the process list: prefer -admin-token-file or WSEDGE_ADMIN_TOKEN)")
-	adminTokenFile := fs.String("admin-token-file", "", "file holding the admin token (surrounding whitespace trimmed)")
-	fs.Int64Var(&appCfg.AdminMaxBody, "admin-max-body", 1<<20, "largest admin API request body in bytes (413 above)")
-	natsURLs := fs.String("nats", "", "comma-separated NATS server URLs (nats://host:4222): join the other nodes on them as one cluster (default: a single node, no NATS)")
-	nodeID := fs.String("node-id", "", "this node's name in the cluster (default: hostname-<random>)")
-	clusterTimeout := fs.Duration("cluster-timeout", 500*time.Millisecond, "how long a node waits for other nodes' answers (remote sends, admin pushes, presence)")
-	clusterPrefix := fs.String("cluster-prefix", "wsedge", "first token of the cluster's NATS subjects (one per cluster sharing a NATS)")
-	clusterQueueBytes := fs.Int64("cluster-queue-bytes", 64<<20, "bytes of bus messages a node queues for its dispatchers; past it they are dropped (wsedge_bus_queue_drops_total)")
-	natsCreds := fs.String("nats-creds", "", "NATS credentials file (user JWT and nkey seed) to authenticate the bus with")
-	natsNkey := fs.String("nats-nkey", "", "NATS nkey seed file to authenticate the bus with")
-	natsCA := fs.String("nats-ca", "", "PEM file of the CAs that sign the NATS server's certificate: connect with TLS")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "wsedge %s: WebSocket edge server for many mostly idle clients.\n\nUsage: wsedge [flags]\n\nEvery flag can also be set as WSEDGE_<FLAG> (e.g. WSEDGE_ADDR, WSEDGE_MAX_CONNS).\n\n", version)
-		fs.PrintDefaults()
+	o, code, done := parseArgs(args, stdout, stderr)
+	if done {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "wsedge: unexpected argument %q\n", fs.Arg(0))
-		return 2
-	}
-	onCommandLine := givenFlags(fs)
-	if err := applyEnv(fs, os.LookupEnv); err != nil {
-		fmt.Fprintf(stderr, "wsedge: %v\n", err)
-		return 2
-	}
-	if *showVersion {
-		fmt.Fprintln(stdout, "wsedge", version)
-		return 0
-	}
-	logger, err := newLogger(stderr, *logFormat, *logLevel)
+	logger, err := newLogger(stderr, o.logFormat, o.logLevel)
 	if err != nil {
 		fmt.Fprintf(stderr, "wsedge: %v\n", err)
 		return 2
 	}
-	cfg.Logger = logger
-	setGCPercent(fs, *gcPercent, os.LookupEnv)
-	given := givenFlags(fs)
-	for _, f := range []struct{ name, in string }{{"jwt-secret", "jwt-secret-file"}, {"admin-token", "admin-token-file"}} {
-		if given[f.name] && given[f.in] {
-			fmt.Fprintf(stderr, "wsedge: set -%s or -%s, not both\n", f.name, f.in)
-			return 2
-		}
-		if onCommandLine[f.name] {
-			logger.Warn("secret passed on the command line: it is visible in the process list; use -"+f.in+" or WSEDGE_"+strings.ToUpper(strings.ReplaceAll(f.name, "-", "_")), "flag", "-"+f.name)
-		}
-	}
-	if *jwtSecretFile != "" {
-		if *jwtSecret, err = readSecret("-jwt-secret-file", *jwtSecretFile); err != nil {
-			fmt.Fprintf(stderr, "wsedge: %v\n", err)
-			return 2
-		}
-	}
-	if *adminTokenFile != "" {
-		if appCfg.AdminToken, err = readSecret("-admin-token-file", *adminTokenFile); err != nil {
-			fmt.Fprintf(stderr, "wsedge: %v\n", err)
-			return 2
-		}
-	}
-	// -client-rate not given keeps app's default (on with a JWT key); given
-	// as 0 it turns the limit off.
-	switch {
-	case !given["client-rate"]:
-	case *clientRate == 0:
-		appCfg.ClientRate = app.NoClientRate
-	case *clientRate < 0:
-		fmt.Fprintf(stderr, "wsedge: -client-rate %v: client rate must not be negative (0 turns it off)\n", *clientRate)
+	setGCPercent(o.fs, o.gcPercent, os.LookupEnv)
+	if err := o.loadSecrets(logger); err != nil {
+		fmt.Fprintf(stderr, "wsedge: %v\n", err)
 		return 2
-	default:
-		appCfg.ClientRate = *clientRate
 	}
-
+	cfg, appCfg, err := o.configs(logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "wsedge: %v\n", err)
+		return 2
+	}
+	// Before the server is built: its MaxConns default is what the raised
+	// soft limit allows.
 	nofile, err := edge.RaiseOpenFileLimit()
 	if err != nil {
 		fmt.Fprintf(stderr, "wsedge: open-file limit: %v\n", err)
 		return 1
 	}
-	appCfg.JWTSecret = []byte(*jwtSecret)
-	if *jwtPublicKey != "" {
-		if appCfg.JWTPublicKeyPEM, err = os.ReadFile(*jwtPublicKey); err != nil {
-			fmt.Fprintf(stderr, "wsedge: -jwt-public-key: %v\n", err)
-			return 2
+	return serve(cfg, appCfg, nofile, stderr, ready)
+}
+
+// options are the command line and WSEDGE_ variables: the edge and app
+// configs the flags fill directly, and the values that need reading,
+// splitting or checking before they become config.
+type options struct {
+	fs            *flag.FlagSet
+	onCommandLine map[string]bool // flags given as arguments, not from the environment
+
+	edge edge.Config
+	app  app.Config
+
+	showVersion                            bool
+	gcPercent                              int
+	logFormat, logLevel                    string
+	jwtSecret, jwtSecretFile, jwtPublicKey string
+	adminTokenFile                         string
+	origins                                string
+	clientRate                             float64
+	natsURLs, nodeID, clusterPrefix        string
+	clusterTimeout                         time.Duration
+	clusterQueueBytes                      int64
+	natsCreds, natsNkey, natsCA            string
+}
+
+// newOptions defines every flag. The defaults are edge.DefaultConfig's and
+// app.DefaultConfig's, except where 0 means "decided at start": the limits
+// derived from the open-file limit (raised after parsing) or from other
+// flags, the rate limit that depends on a JWT key, and the cluster's own
+// defaults (ClusterConfig fills them).
+func newOptions(stderr io.Writer) *options {
+	o := &options{fs: flag.NewFlagSet("wsedge", flag.ContinueOnError), edge: edge.DefaultConfig(), app: app.DefaultConfig()}
+	o.edge.MaxConns, o.edge.MaxPendingHandshakes = 0, 0
+	fs, cfg, appCfg := o.fs, &o.edge, &o.app
+	fs.SetOutput(stderr)
+	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "WebSocket listen address (host:port)")
+	fs.StringVar(&cfg.AdminAddr, "admin", cfg.AdminAddr, `admin HTTP listen address for the /v1/ push API, /healthz, /readyz, /metrics; "off" disables it`)
+	fs.IntVar(&cfg.Backlog, "backlog", cfg.Backlog, "listen backlog (0: the system's SOMAXCONN)")
+	fs.IntVar(&cfg.Pollers, "pollers", cfg.Pollers, "epoll shards, one goroutine each (GOMAXPROCS, the CPUs Go uses)")
+	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "worker pool size: goroutines that decode and handle readable connections (8 per CPU, at least 16)")
+	fs.IntVar(&cfg.ReadBufferSize, "read-buffer", cfg.ReadBufferSize, "bytes of a worker's pooled read buffer")
+	fs.DurationVar(&cfg.WheelTick, "wheel-tick", cfg.WheelTick, "timing wheel resolution: timers fire at most this late")
+	fs.IntVar(&cfg.WheelSlots, "wheel-slots", cfg.WheelSlots, "timing wheel slots (rounded up to a power of two)")
+	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", cfg.HandshakeTimeout, "time allowed for the HTTP upgrade request")
+	fs.DurationVar(&cfg.PingInterval, "ping-interval", cfg.PingInterval, "send a ping after this long with no inbound bytes")
+	fs.DurationVar(&cfg.PongTimeout, "pong-timeout", cfg.PongTimeout, "close a connection silent this long after a ping")
+	fs.DurationVar(&cfg.CloseTimeout, "close-timeout", cfg.CloseTimeout, "wait this long for the client's close frame")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "on SIGTERM/SIGINT, give clients this long before exiting")
+	fs.Int64Var(&cfg.MaxMessage, "max-message", cfg.MaxMessage, "largest message in bytes (close 1009 above)")
+	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", cfg.MaxHeaderBytes, "largest upgrade request head in bytes (431 above)")
+	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "sockets held at once, handshaking ones included; 503 at accept above (0: the open-file limit less 64)")
+	fs.IntVar(&cfg.MaxPendingHandshakes, "max-pending-handshakes", cfg.MaxPendingHandshakes, "sockets still in the upgrade handshake; 503 at accept above (0: a quarter of -max-conns, at least 64)")
+	fs.IntVar(&cfg.MaxPendingPerIP, "max-pending-per-ip", cfg.MaxPendingPerIP, "sockets in the upgrade handshake from one source address; 503 at accept above (-1: no bound)")
+	fs.IntVar(&cfg.WriteQueue, "write-queue", cfg.WriteQueue, "bytes queued per connection for a client that reads slowly")
+	fs.StringVar(&cfg.SlowConsumer, "slow-consumer", cfg.SlowConsumer, "when a client's write queue is full: close (1008) or drop the message")
+	fs.BoolVar(&cfg.Echo, "echo", cfg.Echo, "serve GET /echo (echoes every message; for conformance suites and benchmarks; with a JWT key it asks for the same token and origin as /ws)")
+	fs.BoolVar(&cfg.Pprof, "pprof", cfg.Pprof, "mount /debug/pprof/ on the admin listener (asks for the admin token when one is set; off loopback it must be)")
+	fs.IntVar(&o.gcPercent, "gc-percent", defaultGCPercent, "garbage collector target (as GOGC): the heap may grow this many percent over live data before a collection; lower holds idle connections in less memory (a GOGC environment variable wins over the default)")
+	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "HS256 secret: clients must present a JWT (?token= or Authorization: Bearer) whose sub is the user id (visible in the process list: prefer -jwt-secret-file or WSEDGE_JWT_SECRET)")
+	fs.StringVar(&o.jwtSecretFile, "jwt-secret-file", "", "file holding the HS256 secret (surrounding whitespace trimmed)")
+	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "PEM file with an RSA (RS256) or P-256 ECDSA (ES256) public key for client JWTs")
+	fs.StringVar(&appCfg.JWTAudience, "jwt-audience", appCfg.JWTAudience, "the token's aud claim must contain this value (401 otherwise)")
+	fs.StringVar(&appCfg.JWTIssuer, "jwt-issuer", appCfg.JWTIssuer, "the token's iss claim must equal this (401 otherwise)")
+	fs.BoolVar(&appCfg.JWTAllowNoExp, "jwt-allow-no-exp", appCfg.JWTAllowNoExp, "admit tokens without an exp claim (by default exp is required and a connection is closed with 4003 when its token expires)")
+	fs.StringVar(&o.origins, "allowed-origins", "", "comma-separated exact Origin values browsers may connect from (default: any)")
+	fs.IntVar(&appCfg.MaxRoomsPerConn, "max-rooms-per-conn", appCfg.MaxRoomsPerConn, "rooms one connection may join")
+	fs.IntVar(&appCfg.MaxRooms, "max-rooms", appCfg.MaxRooms, "rooms with a member on this node (each a NATS subscription in a cluster); a join that would create one more gets too_many_rooms")
+	fs.Float64Var(&o.clientRate, "client-rate", 0, fmt.Sprintf("client messages per second per connection; 0 turns the limit off (default: %d with a JWT key, off without)", app.DefaultClientRate))
+	fs.IntVar(&appCfg.ClientBurst, "client-burst", appCfg.ClientBurst, fmt.Sprintf("burst allowed over -client-rate (0: %d with the default rate, else the rate rounded up)", app.DefaultClientBurst))
+	fs.StringVar(&appCfg.AdminToken, "admin-token", appCfg.AdminToken, "bearer token required on the admin /v1/ API (required when -admin is not loopback; visible in the process list: prefer -admin-token-file or WSEDGE_ADMIN_TOKEN)")
+	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the admin token (surrounding whitespace trimmed)")
+	fs.Int64Var(&appCfg.AdminMaxBody, "admin-max-body", appCfg.AdminMaxBody, "largest admin API request body in bytes (413 above)")
+	fs.StringVar(&o.natsURLs, "nats", "", "comma-separated NATS server URLs (nats://host:4222): join the other nodes on them as one cluster (default: a single node, no NATS)")
+	fs.StringVar(&o.nodeID, "node-id", "", "this node's name in the cluster (default: hostname-<random>)")
+	fs.DurationVar(&o.clusterTimeout, "cluster-timeout", 0, "how long a node waits for other nodes' answers (remote sends, admin pushes, presence) (default: 500ms)")
+	fs.StringVar(&o.clusterPrefix, "cluster-prefix", "", "first token of the cluster's NATS subjects (one per cluster sharing a NATS) (default: wsedge)")
+	fs.Int64Var(&o.clusterQueueBytes, "cluster-queue-bytes", 0, "bytes of bus messages a node queues for its dispatchers; past it they are dropped (wsedge_bus_queue_drops_total) (default: 64 MiB)")
+	fs.StringVar(&o.natsCreds, "nats-creds", "", "NATS credentials file (user JWT and nkey seed) to authenticate the bus with")
+	fs.StringVar(&o.natsNkey, "nats-nkey", "", "NATS nkey seed file to authenticate the bus with")
+	fs.StringVar(&o.natsCA, "nats-ca", "", "PEM file of the CAs that sign the NATS server's certificate: connect with TLS")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "wsedge %s: WebSocket edge server for many mostly idle clients.\n\nUsage: wsedge [flags]\n\nEvery flag can also be set as WSEDGE_<FLAG> (e.g. WSEDGE_ADDR, WSEDGE_MAX_CONNS).\n\n", version)
+		fs.PrintDefaults()
+	}
+	return o
+}
+
+// parseArgs reads the command line, then WSEDGE_ variables for the flags
+// not on it. done says run has finished with code: -h, -version, or an
+// error already reported.
+func parseArgs(args []string, stdout, stderr io.Writer) (o *options, code int, done bool) {
+	o = newOptions(stderr)
+	if err := o.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, 0, true
+		}
+		return nil, 2, true
+	}
+	if o.fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "wsedge: unexpected argument %q\n", o.fs.Arg(0))
+		return nil, 2, true
+	}
+	o.onCommandLine = givenFlags(o.fs)
+	if err := applyEnv(o.fs, os.LookupEnv); err != nil {
+		fmt.Fprintf(stderr, "wsedge: %v\n", err)
+		return nil, 2, true
+	}
+	if o.showVersion {
+		fmt.Fprintln(stdout, "wsedge", version)
+		return nil, 0, true
+	}
+	return o, 0, false
+}
+
+// loadSecrets reads the secret and key files into the app config, refusing
+// a secret given both inline and as a file, and warning when one is on the
+// command line.
+func (o *options) loadSecrets(logger *slog.Logger) error {
+	given := givenFlags(o.fs)
+	for _, f := range []struct{ name, in string }{{"jwt-secret", "jwt-secret-file"}, {"admin-token", "admin-token-file"}} {
+		if given[f.name] && given[f.in] {
+			return fmt.Errorf("set -%s or -%s, not both", f.name, f.in)
+		}
+		if o.onCommandLine[f.name] {
+			logger.Warn("secret passed on the command line: it is visible in the process list; use -"+f.in+" or WSEDGE_"+strings.ToUpper(strings.ReplaceAll(f.name, "-", "_")), "flag", "-"+f.name)
 		}
 	}
-	for _, o := range strings.Split(*origins, ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			appCfg.AllowedOrigins = append(appCfg.AllowedOrigins, o)
+	var err error
+	if o.jwtSecretFile != "" {
+		if o.jwtSecret, err = readSecret("-jwt-secret-file", o.jwtSecretFile); err != nil {
+			return err
 		}
 	}
-	if *natsURLs != "" {
-		cc := &cluster.Config{NodeID: *nodeID, Timeout: *clusterTimeout, Prefix: *clusterPrefix, QueueBytes: *clusterQueueBytes,
-			CredsFile: *natsCreds, NkeyFile: *natsNkey, CAFile: *natsCA}
-		for _, u := range strings.Split(*natsURLs, ",") {
-			if u = strings.TrimSpace(u); u != "" {
-				cc.URLs = append(cc.URLs, u)
-			}
+	if o.adminTokenFile != "" {
+		if o.app.AdminToken, err = readSecret("-admin-token-file", o.adminTokenFile); err != nil {
+			return err
 		}
-		appCfg.Cluster = cc
+	}
+	o.app.JWTSecret = []byte(o.jwtSecret)
+	if o.jwtPublicKey != "" {
+		if o.app.JWTPublicKeyPEM, err = os.ReadFile(o.jwtPublicKey); err != nil {
+			return fmt.Errorf("-jwt-public-key: %w", err)
+		}
+	}
+	return nil
+}
+
+// configs turns the options into the edge and app configs: the values
+// that need splitting (origins, NATS URLs) or a rule (-client-rate).
+func (o *options) configs(logger *slog.Logger) (edge.Config, app.Config, error) {
+	cfg, appCfg := o.edge, o.app
+	cfg.Logger = logger
+	// -client-rate not given keeps app's default (on with a JWT key); given
+	// as 0 it turns the limit off.
+	switch {
+	case !givenFlags(o.fs)["client-rate"]:
+	case o.clientRate == 0:
+		appCfg.ClientRate = app.NoClientRate
+	case o.clientRate < 0:
+		return cfg, appCfg, fmt.Errorf("-client-rate %v: client rate must not be negative (0 turns it off)", o.clientRate)
+	default:
+		appCfg.ClientRate = o.clientRate
+	}
+	appCfg.AllowedOrigins = splitList(o.origins)
+	if o.natsURLs != "" {
+		appCfg.Cluster = &cluster.Config{NodeID: o.nodeID, Timeout: o.clusterTimeout, Prefix: o.clusterPrefix, QueueBytes: o.clusterQueueBytes,
+			CredsFile: o.natsCreds, NkeyFile: o.natsNkey, CAFile: o.natsCA, URLs: splitList(o.natsURLs)}
 	}
 	cfg.AdminToken = appCfg.AdminToken // pprof asks for the same token as /v1/
+	return cfg, appCfg, nil
+}
+
+// splitList splits a comma-separated flag value, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// serve builds and starts the server, then waits for SIGTERM or SIGINT and
+// shuts it down.
+func serve(cfg edge.Config, appCfg app.Config, nofile uint64, stderr io.Writer, ready chan<- *edge.Server) int {
+	logger := cfg.Logger
 	srv, a, err := app.NewServer(cfg, appCfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "wsedge: %v\n", err)

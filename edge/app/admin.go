@@ -14,7 +14,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/wsedge/wsedge/edge/cluster"
 	"github.com/wsedge/wsedge/frame"
@@ -373,16 +372,15 @@ func (a *App) getRoom(w http.ResponseWriter, r *http.Request) {
 // GET /v1/stats
 func (a *App) getStats(w http.ResponseWriter, _ *http.Request) {
 	st := a.srv.Stats()
-	fams, _ := a.srv.Registry().Gather()
 	writeJSON(w, http.StatusOK, struct {
 		Connections        int64   `json:"connections"`
 		TCPConnections     int64   `json:"tcp_connections"`
 		Users              int64   `json:"users"`
 		Rooms              int64   `json:"rooms"`
-		MessagesIn         float64 `json:"messages_in"`
-		MessagesOut        float64 `json:"messages_out"`
-		MessagesDropped    float64 `json:"messages_dropped"`
-		SlowConsumerCloses float64 `json:"slow_consumer_closes"`
+		MessagesIn         int64   `json:"messages_in"`
+		MessagesOut        int64   `json:"messages_out"`
+		MessagesDropped    int64   `json:"messages_dropped"`
+		SlowConsumerCloses int64   `json:"slow_consumer_closes"`
 		UptimeSeconds      float64 `json:"uptime_seconds"`
 		Goroutines         int     `json:"goroutines"`
 		PoolRunning        int     `json:"pool_running"`
@@ -393,48 +391,16 @@ func (a *App) getStats(w http.ResponseWriter, _ *http.Request) {
 		TCPConnections:     st.TCPConnections,
 		Users:              a.users.count.Load(),
 		Rooms:              a.rooms.count.Load(),
-		MessagesIn:         sample(fams, "wsedge_messages_received_total", "", ""),
-		MessagesOut:        sample(fams, "wsedge_messages_sent_total", "", ""),
-		MessagesDropped:    sample(fams, "wsedge_slow_consumer_total", "action", "drop"),
-		SlowConsumerCloses: sample(fams, "wsedge_slow_consumer_total", "action", "close"),
+		MessagesIn:         st.MessagesIn,
+		MessagesOut:        st.MessagesOut,
+		MessagesDropped:    st.MessagesDropped,
+		SlowConsumerCloses: st.SlowConsumerCloses,
 		UptimeSeconds:      st.Uptime.Seconds(),
 		Goroutines:         runtime.NumGoroutine(),
 		PoolRunning:        st.PoolRunning,
 		PoolCapacity:       st.PoolCapacity,
 		Draining:           a.srv.Draining(),
 	})
-}
-
-// sample sums a counter or gauge family's samples whose label key has value
-// (every sample when key is "").
-func sample(fams []*dto.MetricFamily, name, key, value string) float64 {
-	var sum float64
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			if key != "" && !hasLabel(m, key, value) {
-				continue
-			}
-			switch {
-			case m.Counter != nil:
-				sum += m.Counter.GetValue()
-			case m.Gauge != nil:
-				sum += m.Gauge.GetValue()
-			}
-		}
-	}
-	return sum
-}
-
-func hasLabel(m *dto.Metric, key, value string) bool {
-	for _, lp := range m.GetLabel() {
-		if lp.GetName() == key {
-			return lp.GetValue() == value
-		}
-	}
-	return false
 }
 
 // GET /v1/cluster: this node, the live nodes it knows, and whether NATS is

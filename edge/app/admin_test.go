@@ -12,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/wsedge/wsedge/edge"
+	"github.com/wsedge/wsedge/internal/testkit"
 )
 
 // coderDial connects with coder/websocket, an independent client.
@@ -24,7 +25,7 @@ func (ts *testServer) coderDial(user string) *websocket.Conn {
 		ts.t.Fatalf("coder dial: %v", err)
 	}
 	ts.t.Cleanup(func() { c.CloseNow() })
-	eventually(ts.t, 5*time.Second, user+" registered", func() bool { return ts.app.users.get(user) != nil })
+	testkit.Eventually(ts.t, 5*time.Second, user+" registered", func() bool { return ts.app.users.get(user) != nil })
 	return c
 }
 
@@ -135,7 +136,7 @@ func TestPresence(t *testing.T) {
 	}
 	// A user who leaves disappears from presence.
 	bob.Close()
-	eventually(t, 5*time.Second, "bob gone", func() bool {
+	testkit.Eventually(t, 5*time.Second, "bob gone", func() bool {
 		status, _, _ := ts.adminDo("GET", "/v1/users/bob", "", "")
 		return status == http.StatusNotFound
 	})
@@ -283,7 +284,7 @@ func TestStats(t *testing.T) {
 	var raw map[string]any
 	// The core counts a message once its write returns, which can be after
 	// the client already read it: poll until the ack is counted.
-	eventually(t, 5*time.Second, "the ack counted in messages_out", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the ack counted in messages_out", func() bool {
 		raw = nil
 		if err := json.Unmarshal([]byte(ts.admin("GET", "/v1/stats", "", http.StatusOK)), &raw); err != nil {
 			t.Fatal(err)

@@ -82,18 +82,35 @@ const (
 // NoClientRate as Config.ClientRate turns the client rate limit off.
 const NoClientRate = -1
 
+// DefaultConfig returns what a zero Config stands for, the one place the
+// application's defaults are written (cmd/wsedge's flags take theirs from
+// it). ClientRate and ClientBurst stay 0: their default depends on whether
+// a JWT key is set (DefaultClientRate and DefaultClientBurst with one, off
+// without), so it is settled in withDefaults. Cluster stays nil (a single
+// node); ClusterConfig has its own defaults.
+func DefaultConfig() Config {
+	return Config{
+		Path:            "/ws",
+		TokenTick:       time.Second,
+		MaxRoomsPerConn: 64,
+		MaxRooms:        DefaultMaxRooms,
+		AdminMaxBody:    1 << 20,
+	}
+}
+
 func (c Config) withDefaults() (Config, error) {
+	d := DefaultConfig()
 	if c.Path == "" {
-		c.Path = "/ws"
+		c.Path = d.Path
 	}
 	if c.MaxRoomsPerConn <= 0 {
-		c.MaxRoomsPerConn = 64
+		c.MaxRoomsPerConn = d.MaxRoomsPerConn
 	}
 	if c.MaxRooms <= 0 {
-		c.MaxRooms = DefaultMaxRooms
+		c.MaxRooms = d.MaxRooms
 	}
 	if c.AdminMaxBody <= 0 {
-		c.AdminMaxBody = 1 << 20
+		c.AdminMaxBody = d.AdminMaxBody
 	}
 	if math.IsNaN(c.ClientRate) || math.IsInf(c.ClientRate, 0) {
 		return c, fmt.Errorf("client rate %v: must be a finite number", c.ClientRate)
@@ -105,7 +122,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("token tick %v: must not be negative", c.TokenTick)
 	}
 	if c.TokenTick == 0 {
-		c.TokenTick = time.Second
+		c.TokenTick = d.TokenTick
 	}
 	tokens := len(c.JWTSecret) > 0 || len(c.JWTPublicKeyPEM) > 0
 	if !tokens && (c.JWTAudience != "" || c.JWTIssuer != "") {

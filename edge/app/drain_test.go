@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wsedge/wsedge/edge"
+	"github.com/wsedge/wsedge/internal/testkit"
 )
 
 // rawUpgrade opens a WebSocket connection by hand that will never answer a
@@ -35,7 +36,7 @@ func TestDrain(t *testing.T) {
 	ts := start(t, Config{}, func(c *edge.Config) { c.ShutdownTimeout = 2 * time.Second })
 	alice := ts.dial("alice")
 	ts.rawUpgrade("stubborn")
-	eventually(t, 5*time.Second, "stubborn registered", func() bool { return ts.app.users.get("stubborn") != nil })
+	testkit.Eventually(t, 5*time.Second, "stubborn registered", func() bool { return ts.app.users.get("stubborn") != nil })
 
 	began := time.Now()
 	done := make(chan error, 1)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/wsedge/wsedge/internal/testkit"
 )
 
 func TestDevIdentity(t *testing.T) {
@@ -218,7 +220,7 @@ func TestReplaceOnReconnect(t *testing.T) {
 		t.Fatalf("old connection closed with %d, want 4000", code)
 	}
 	// The old connection's late OnClose must not unregister the new one.
-	eventually(t, 5*time.Second, "the old connection's close", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the old connection's close", func() bool {
 		return ts.srv.Stats().Connections == 2
 	})
 	if ts.app.users.get("alice") == nil {

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/wsedge/wsedge/internal/testkit"
 )
 
 // The application's series change as clients and the admin API act.
@@ -57,7 +59,7 @@ func TestMetricsScraped(t *testing.T) {
 	}
 
 	alice.Close()
-	eventually(t, 5*time.Second, "users and rooms gauges fall", func() bool {
+	testkit.Eventually(t, 5*time.Second, "users and rooms gauges fall", func() bool {
 		return ts.scrape("wsedge_users", "") == 1 && ts.scrape("wsedge_rooms", "") == 1
 	})
 }

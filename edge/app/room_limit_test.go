@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/wsedge/wsedge/internal/testkit"
 )
 
 // -max-rooms bounds the rooms a node holds: a join that would create a room
@@ -150,7 +152,7 @@ func TestJoinLeaveRateLimited(t *testing.T) {
 	if got := ts.scrape("wsedge_drops_total", "reason=rate_limited"); got != 2 {
 		t.Errorf("rate_limited drops = %v, want 2", got)
 	}
-	eventually(t, 5*time.Second, "the looper's room is gone", func() bool { return ts.app.rooms.count.Load() == 0 })
+	testkit.Eventually(t, 5*time.Second, "the looper's room is gone", func() bool { return ts.app.rooms.count.Load() == 0 })
 }
 
 // The room index against a naive reference (a map of sets), through rooms

@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsedge/wsedge/edge"
+	"github.com/wsedge/wsedge/internal/testkit"
 )
 
 // dialSlow connects a client with a tiny receive buffer that never reads.
@@ -101,11 +102,11 @@ func TestSlowConsumerClosed(t *testing.T) {
 	fast.expect(`{"type":"ack","id":1}`)
 	ts.dialSlow("slow")
 	floodRoom(t, ts, fast, 1)
-	eventually(t, 5*time.Second, "the slow consumer unregistered", func() bool { return ts.app.users.get("slow") == nil })
+	testkit.Eventually(t, 5*time.Second, "the slow consumer unregistered", func() bool { return ts.app.users.get("slow") == nil })
 	if got := ts.scrape("wsedge_slow_consumer_total", "action=close"); got != 1 {
 		t.Errorf("slow-consumer closes %v, want 1", got)
 	}
-	eventually(t, 5*time.Second, "close 1008 counted", func() bool { return ts.scrape("wsedge_closes_total", "code=1008") == 1 })
+	testkit.Eventually(t, 5*time.Second, "close 1008 counted", func() bool { return ts.scrape("wsedge_closes_total", "code=1008") == 1 })
 	if got := ts.scrape("wsedge_drops_total", "reason=closed"); got < 1 {
 		t.Errorf("drops (closed) %v", got)
 	}

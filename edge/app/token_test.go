@@ -9,6 +9,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
+
+	"github.com/wsedge/wsedge/internal/testkit"
 )
 
 const testSecret = "s3cret"
@@ -52,7 +54,7 @@ func TestTokenExpiryCloses4003(t *testing.T) {
 	if got := ts.scrape("wsedge_token_expiries_total", ""); got != 1 {
 		t.Errorf("token expiries %v, want 1", got)
 	}
-	eventually(t, 5*time.Second, "the expiry entry released", func() bool { return ts.app.tokens.wheel.Len() == 0 })
+	testkit.Eventually(t, 5*time.Second, "the expiry entry released", func() bool { return ts.app.tokens.wheel.Len() == 0 })
 }
 
 // A refresh before exp keeps the connection open past the old exp: a
