@@ -121,17 +121,7 @@ func TestCloseCodeLabelBounded(t *testing.T) {
 func TestPprofNeedsAdminToken(t *testing.T) {
 	s := startServer(t, func(c *Config) { c.Pprof = true; c.AdminToken = "adm1n-s3cret" })
 	get := func(path, token string) (int, string) {
-		req, _ := http.NewRequest("GET", "http://"+s.AdminAddr().String()+path, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return testkit.Get(t, "http://"+s.AdminAddr().String()+path, token)
 	}
 	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/symbol"} {
 		if st, _ := get(path, ""); st != http.StatusUnauthorized {

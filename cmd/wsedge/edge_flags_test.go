@@ -19,6 +19,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsedge/wsedge/edge"
+	"github.com/wsedge/wsedge/internal/testkit"
 )
 
 // -pprof off loopback without an admin token refuses to start: exit 2 and
@@ -49,17 +50,7 @@ func TestPprofBehindAdminTokenAndEchoOff(t *testing.T) {
 	}
 	defer stop(t, done)
 	get := func(path, token string) (int, string) {
-		req, _ := http.NewRequest("GET", "http://"+srv.AdminAddr().String()+path, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return testkit.Get(t, "http://"+srv.AdminAddr().String()+path, token)
 	}
 	if st, _ := get("/debug/pprof/heap", ""); st != http.StatusUnauthorized {
 		t.Errorf("pprof without the token: %d, want 401", st)

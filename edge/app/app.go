@@ -72,7 +72,7 @@ func (a *App) Mount(srv *edge.Server) error {
 	if h, ok := ec.Handlers[a.cfg.Path].(*App); !ok || h != a {
 		return fmt.Errorf("app: the server's handler for %s is not this app", a.cfg.Path)
 	}
-	if ec.AdminAddr != "off" && a.cfg.AdminToken == "" && !isLoopback(ec.AdminAddr) {
+	if ec.AdminAddr != "off" && a.cfg.AdminToken == "" && !edge.IsLoopback(ec.AdminAddr) {
 		return fmt.Errorf("admin listener %s is not a loopback address: set an admin token (-admin-token) or listen on 127.0.0.1", ec.AdminAddr)
 	}
 	a.srv = srv

@@ -23,6 +23,7 @@ import (
 	"github.com/wsedge/wsedge/edge"
 
 	"github.com/wsedge/wsedge/edge/cluster"
+	"github.com/wsedge/wsedge/internal/testkit"
 )
 
 func writeFile(t testing.TB, name string, b []byte) string {
@@ -60,7 +61,7 @@ func TestClusterNkeyAuth(t *testing.T) {
 
 	anon := start(t, Config{Cluster: &cluster.Config{URLs: []string{ns.ClientURL()}, NodeID: "anon", ReconnectMax: 50 * time.Millisecond}}, nil)
 	t.Cleanup(anon.app.Close)
-	eventually(t, 5*time.Second, "the refused node says why", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the refused node says why", func() bool {
 		return strings.Contains(strings.ToLower(anon.log.String()), "authorization violation")
 	})
 	if anon.app.cluster.Ready() == nil {
@@ -123,7 +124,7 @@ func TestClusterTLS(t *testing.T) {
 	// Without those roots the server's certificate is not trusted.
 	other := start(t, Config{Cluster: &cluster.Config{URLs: []string{ns.ClientURL()}, NodeID: "other", ReconnectMax: 50 * time.Millisecond}}, nil)
 	t.Cleanup(other.app.Close)
-	eventually(t, 5*time.Second, "the untrusting node says why", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the untrusting node says why", func() bool {
 		return strings.Contains(other.log.String(), "certificate")
 	})
 	if other.app.cluster.Ready() == nil {

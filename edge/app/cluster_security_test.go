@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/wsedge/wsedge/edge/cluster"
+	"github.com/wsedge/wsedge/internal/testkit"
 )
 
 // rawNATS is a plain NATS client on the cluster's server: what any holder
@@ -113,7 +114,7 @@ func TestClusterBodiesOverBusPayload(t *testing.T) {
 
 	// Without NATS the other nodes are skipped: counted as drops.
 	ns.Shutdown()
-	eventually(t, 5*time.Second, "node0 degraded", func() bool { return n0.app.ClusterStatus().Status == "degraded" })
+	testkit.Eventually(t, 5*time.Second, "node0 degraded", func() bool { return n0.app.ClusterStatus().Status == "degraded" })
 	before := max(n0.scrape("wsedge_drops_total", "reason=unavailable"), 0) // -1: no series yet
 	n0.admin(http.MethodPost, "/v1/broadcast", `1`, http.StatusOK)
 	n0.admin(http.MethodPost, "/v1/rooms/big/messages", `2`, http.StatusOK)

@@ -13,6 +13,8 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/wsedge/wsedge/edge/cluster"
+	"github.com/wsedge/wsedge/internal/testkit"
+	"github.com/wsedge/wsedge/internal/testkit/natstest"
 )
 
 // startNATS runs an embedded NATS server on 127.0.0.1 (port -1: a free one).
@@ -23,16 +25,7 @@ func startNATS(t testing.TB, port int) *natsserver.Server {
 
 func startNATSWith(t testing.TB, opts *natsserver.Options) *natsserver.Server {
 	t.Helper()
-	ns, err := natsserver.NewServer(opts)
-	if err != nil {
-		t.Fatalf("nats server: %v", err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns
+	return natstest.Start(t, opts)
 }
 
 // testCluster is n wsedge nodes sharing one NATS server.
@@ -74,7 +67,7 @@ func startClusterOn(t testing.TB, ns *natsserver.Server, n int, mod func(*cluste
 func (c *testCluster) waitNodes(n int) {
 	c.t.Helper()
 	for _, ts := range c.nodes {
-		eventually(c.t, 10*time.Second, fmt.Sprintf("%d nodes seen by %s", n, ts.app.cluster.Node()), func() bool {
+		testkit.Eventually(c.t, 10*time.Second, fmt.Sprintf("%d nodes seen by %s", n, ts.app.cluster.Node()), func() bool {
 			st := ts.app.ClusterStatus()
 			return st.Status == "ok" && len(st.Nodes) == n
 		})
@@ -98,7 +91,7 @@ func (c *testCluster) dial(i int, user string) *client {
 func (c *testCluster) visible(j int, user string, i int) {
 	c.t.Helper()
 	ts := c.nodes[j]
-	eventually(c.t, 5*time.Second, user+" visible from "+ts.app.cluster.Node(), func() bool {
+	testkit.Eventually(c.t, 5*time.Second, user+" visible from "+ts.app.cluster.Node(), func() bool {
 		status, _, body := ts.adminDo(http.MethodGet, "/v1/users/"+user, "", "")
 		return status == http.StatusOK && strings.Contains(body, `"node":"`+c.nodes[i].app.cluster.Node()+`"`)
 	})
@@ -155,7 +148,7 @@ func TestClusterRooms(t *testing.T) {
 	}
 	outsider := c.dial(0, "outsider")
 	for _, ts := range c.nodes { // a join's subscription reaches NATS just after the ack
-		eventually(t, 5*time.Second, "3 members seen by "+ts.app.cluster.Node(), func() bool {
+		testkit.Eventually(t, 5*time.Second, "3 members seen by "+ts.app.cluster.Node(), func() bool {
 			var room struct{ Members int }
 			return json.Unmarshal([]byte(ts.admin(http.MethodGet, "/v1/rooms/lobby", "", http.StatusOK)), &room) == nil && room.Members == 3
 		})
@@ -202,7 +195,7 @@ func TestClusterRooms(t *testing.T) {
 	// after a grace.
 	members[2].send(`{"type":"leave","room":"lobby","id":3}`)
 	members[2].expect(`{"type":"ack","id":3}`)
-	eventually(t, 6*time.Second, "node2 drops the room's subscription", func() bool {
+	testkit.Eventually(t, 6*time.Second, "node2 drops the room's subscription", func() bool {
 		return c.nodes[2].scrape("wsedge_bus_subscriptions", "") == 1 // bob's only
 	})
 	members[1].send(`{"type":"publish","room":"lobby","data":"again","id":4}`)
@@ -231,7 +224,7 @@ func TestClusterReplaceAndPresence(t *testing.T) {
 	if code := old.expectClose(); code != int(CloseReplaced) {
 		t.Fatalf("old connection closed with %d, want 4000", code)
 	}
-	eventually(t, 5*time.Second, "node0 forgets alice and her room", func() bool {
+	testkit.Eventually(t, 5*time.Second, "node0 forgets alice and her room", func() bool {
 		return c.nodes[0].app.users.get("alice") == nil && c.nodes[0].scrape("wsedge_bus_subscriptions", "") == 0
 	})
 	alice.send(`{"type":"join","room":"s","id":2}`)
@@ -276,7 +269,7 @@ func TestClusterSurvivesNATSRestart(t *testing.T) {
 	port := c.ns.Addr().(*net.TCPAddr).Port
 	c.ns.Shutdown()
 	for _, ts := range c.nodes {
-		eventually(t, 5*time.Second, ts.app.cluster.Node()+" degraded", func() bool { return ts.app.ClusterStatus().Status == "degraded" })
+		testkit.Eventually(t, 5*time.Second, ts.app.cluster.Node()+" degraded", func() bool { return ts.app.ClusterStatus().Status == "degraded" })
 	}
 	var st cluster.Status
 	mustJSON(t, c.nodes[0].admin(http.MethodGet, "/v1/cluster", "", http.StatusOK), &st)
@@ -309,7 +302,7 @@ func TestClusterSurvivesNATSRestart(t *testing.T) {
 	// NATS comes back on the same port: the nodes reconnect and resubscribe.
 	c.ns = startNATS(t, port)
 	c.waitNodes(3)
-	eventually(t, 5*time.Second, "/readyz ready again", func() bool {
+	testkit.Eventually(t, 5*time.Second, "/readyz ready again", func() bool {
 		code, _, got := c.nodes[0].adminDo(http.MethodGet, "/readyz", "", "")
 		return code == http.StatusOK && got == "ready\n"
 	})

@@ -247,13 +247,6 @@ func (ts *testServer) admin(method, path, body string, wantStatus int) string {
 	return b
 }
 
-// eventually is testkit.Eventually under the name cluster_*_test.go still
-// use; it goes when they move to edge/cluster (issue 13, section 2).
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	testkit.Eventually(t, d, what, cond)
-}
-
 // scrape reads /metrics and returns a sample's value (labels "k=v,k2=v2"
 // in the exposition's order, "" for none); -1 when absent.
 func (ts *testServer) scrape(name, labels string) float64 {

@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -46,4 +47,24 @@ func Sample(t testing.TB, url, name, labels string) float64 {
 		}
 	}
 	return -1
+}
+
+// Get does a GET of url with token as its bearer ("" for none) and returns
+// the status and the body.
+func Get(t testing.TB, url, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
