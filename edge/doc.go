@@ -3,8 +3,9 @@
 // connection lifecycle (phases, close handshake, slow consumers), keepalive
 // on the timing wheel, graceful shutdown, the admin listener (/healthz,
 // /readyz, /metrics, pprof) and the transport's metrics. The application
-// (users, rooms, the client protocol, the /v1/ admin API, the cluster bus)
-// lives in edge/app and plugs in through Handler.
+// (users, rooms, the client protocol, the /v1/ admin API) lives in edge/app
+// and plugs in through Handler; the NATS bus that joins nodes lives in
+// edge/cluster, which edge never imports.
 //
 // It never starts a goroutine per connection and never blocks a worker on a
 // socket: goroutines are the poller shards, the worker pool, the wheel's

@@ -14,6 +14,7 @@ import (
 
 	"github.com/wsedge/wsedge/edge"
 	"github.com/wsedge/wsedge/edge/app"
+	"github.com/wsedge/wsedge/edge/cluster"
 )
 
 // helpDefaults runs -h and returns each flag's usage text and the default
@@ -50,7 +51,7 @@ func helpDefaults(t *testing.T) (usage, def map[string]string) {
 // app.DefaultConfig give (0 where the value is decided at start), and
 // lists no flag this test does not know.
 func TestHelpDefaultsAreDefaultConfig(t *testing.T) {
-	ed, ad := edge.DefaultConfig(), app.DefaultConfig()
+	ed, ad, cl := edge.DefaultConfig(), app.DefaultConfig(), cluster.DefaultConfig()
 	str := func(v any) string {
 		if s := fmt.Sprint(v); s != "0" && s != "false" {
 			return s
@@ -71,7 +72,8 @@ func TestHelpDefaultsAreDefaultConfig(t *testing.T) {
 		"client-rate": "", "client-burst": "", // on with a JWT key only
 		"jwt-audience": "", "jwt-issuer": "", "jwt-allow-no-exp": "", "allowed-origins": "", "admin-token": "",
 		"jwt-secret": "", "jwt-secret-file": "", "jwt-public-key": "", "admin-token-file": "",
-		"nats": "", "node-id": "", "cluster-timeout": "", "cluster-prefix": "", "cluster-queue-bytes": "", // ClusterConfig's defaults
+		"nats": "", "node-id": "", // no cluster by default; the node id is made at start
+		"cluster-timeout": str(cl.Timeout), "cluster-prefix": cl.Prefix, "cluster-queue-bytes": str(cl.QueueBytes),
 		"nats-creds": "", "nats-nkey": "", "nats-ca": "",
 		"gc-percent": str(defaultGCPercent), "log-format": "text", "log-level": "info", "version": "",
 	}

@@ -90,6 +90,7 @@ func newOptions(stderr io.Writer) *options {
 	o := &options{fs: flag.NewFlagSet("wsedge", flag.ContinueOnError), edge: edge.DefaultConfig(), app: app.DefaultConfig()}
 	o.edge.MaxConns, o.edge.MaxPendingHandshakes = 0, 0
 	fs, cfg, appCfg := o.fs, &o.edge, &o.app
+	cl := cluster.DefaultConfig()
 	fs.SetOutput(stderr)
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "WebSocket listen address (host:port)")
@@ -131,9 +132,9 @@ func newOptions(stderr io.Writer) *options {
 	fs.Int64Var(&appCfg.AdminMaxBody, "admin-max-body", appCfg.AdminMaxBody, "largest admin API request body in bytes (413 above)")
 	fs.StringVar(&o.natsURLs, "nats", "", "comma-separated NATS server URLs (nats://host:4222): join the other nodes on them as one cluster (default: a single node, no NATS)")
 	fs.StringVar(&o.nodeID, "node-id", "", "this node's name in the cluster (default: hostname-<random>)")
-	fs.DurationVar(&o.clusterTimeout, "cluster-timeout", 0, "how long a node waits for other nodes' answers (remote sends, admin pushes, presence) (default: 500ms)")
-	fs.StringVar(&o.clusterPrefix, "cluster-prefix", "", "first token of the cluster's NATS subjects (one per cluster sharing a NATS) (default: wsedge)")
-	fs.Int64Var(&o.clusterQueueBytes, "cluster-queue-bytes", 0, "bytes of bus messages a node queues for its dispatchers; past it they are dropped (wsedge_bus_queue_drops_total) (default: 64 MiB)")
+	fs.DurationVar(&o.clusterTimeout, "cluster-timeout", cl.Timeout, "how long a node waits for other nodes' answers (remote sends, admin pushes, presence)")
+	fs.StringVar(&o.clusterPrefix, "cluster-prefix", cl.Prefix, "first token of the cluster's NATS subjects (one per cluster sharing a NATS)")
+	fs.Int64Var(&o.clusterQueueBytes, "cluster-queue-bytes", cl.QueueBytes, "bytes of bus messages a node queues for its dispatchers; past it they are dropped (wsedge_bus_queue_drops_total)")
 	fs.StringVar(&o.natsCreds, "nats-creds", "", "NATS credentials file (user JWT and nkey seed) to authenticate the bus with")
 	fs.StringVar(&o.natsNkey, "nats-nkey", "", "NATS nkey seed file to authenticate the bus with")
 	fs.StringVar(&o.natsCA, "nats-ca", "", "PEM file of the CAs that sign the NATS server's certificate: connect with TLS")

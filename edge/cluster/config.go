@@ -54,6 +54,31 @@ type Config struct {
 	CAFile string
 }
 
+// DefaultConfig is the one source of the bus's defaults (cmd/wsedge's
+// flags take theirs from it); URLs and NodeID have none: the node id is
+// made at start (hostname-<random>).
+func DefaultConfig() Config {
+	return Config{
+		Prefix:          "wsedge",
+		Timeout:         500 * time.Millisecond,
+		Heartbeat:       time.Second,
+		ReconnectMax:    2 * time.Second,
+		ReconnectBuffer: 4 << 20,
+		Dispatchers:     4,
+		QueueLen:        8192,
+		QueueBytes:      64 << 20,
+		MaxPending:      16384,
+	}
+}
+
+// setDefault fills a zero or negative field from the default.
+func setDefault[T int | int64 | time.Duration | string](v *T, d T) {
+	var zero T
+	if *v == zero || *v < zero {
+		*v = d
+	}
+}
+
 func (c Config) withDefaults() (Config, error) {
 	if len(c.URLs) == 0 {
 		return c, errors.New("cluster: no NATS URL")
@@ -70,35 +95,19 @@ func (c Config) withDefaults() (Config, error) {
 	if !names.Valid(c.NodeID) {
 		return c, fmt.Errorf("cluster: node id %q: must be 1-128 printable ASCII characters", c.NodeID)
 	}
-	if c.Prefix == "" {
-		c.Prefix = "wsedge"
-	}
+	def := DefaultConfig()
+	setDefault(&c.Prefix, def.Prefix)
 	if strings.ContainsAny(c.Prefix, " \t\r\n*>") || strings.HasPrefix(c.Prefix, ".") || strings.HasSuffix(c.Prefix, ".") {
 		return c, fmt.Errorf("cluster: subject prefix %q: want tokens such as wsedge or prod.wsedge", c.Prefix)
 	}
-	def := func(v *time.Duration, d time.Duration) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	def(&c.Timeout, 500*time.Millisecond)
-	def(&c.Heartbeat, time.Second)
-	def(&c.ReconnectMax, 2*time.Second)
-	if c.ReconnectBuffer <= 0 {
-		c.ReconnectBuffer = 4 << 20
-	}
-	if c.Dispatchers <= 0 {
-		c.Dispatchers = 4
-	}
-	if c.QueueLen <= 0 {
-		c.QueueLen = 8192
-	}
-	if c.QueueBytes <= 0 {
-		c.QueueBytes = 64 << 20
-	}
-	if c.MaxPending <= 0 {
-		c.MaxPending = 16384
-	}
+	setDefault(&c.Timeout, def.Timeout)
+	setDefault(&c.Heartbeat, def.Heartbeat)
+	setDefault(&c.ReconnectMax, def.ReconnectMax)
+	setDefault(&c.ReconnectBuffer, def.ReconnectBuffer)
+	setDefault(&c.Dispatchers, def.Dispatchers)
+	setDefault(&c.QueueLen, def.QueueLen)
+	setDefault(&c.QueueBytes, def.QueueBytes)
+	setDefault(&c.MaxPending, def.MaxPending)
 	if c.CredsFile != "" && c.NkeyFile != "" {
 		return c, errors.New("cluster: set either a NATS credentials file or an nkey seed file, not both")
 	}
