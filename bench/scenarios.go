@@ -59,6 +59,7 @@ func finishPool(p *pool) *Result {
 	r.Client = ClientStats{
 		UserSeconds: user - p.userBefore, SystemSeconds: sys - p.sysBefore, PeakRSS: maxRSS,
 		Goroutines: max(p.goroutines, int64(runtime.NumGoroutine())),
+		IO:         p.io(),
 	}
 	if held > 0 && peakRSS > p.rssBefore {
 		r.Client.RSSPerConn = float64(peakRSS-p.rssBefore) / float64(held)
