@@ -165,7 +165,10 @@ func TestIdlePID(t *testing.T) {
 	if err := res.WriteSummary(&sb); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"server (/proc/PID)", "server CPU", "client CPU", "epoll I/O"} {
+	if l := res.Client.Load; l == nil || l.Seconds < 1.4 || l.ClientCPUSeconds < 0 || l.ServerCPUSeconds < 0 {
+		t.Errorf("load phase CPU = %+v", l)
+	}
+	for _, want := range []string{"server (/proc/PID)", "server CPU", "client CPU", "load phase CPU", "epoll I/O"} {
 		if !strings.Contains(sb.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, sb.String())
 		}

@@ -18,6 +18,8 @@ type Progress struct {
 	Sent      int64 `json:"sent"`
 	Received  int64 `json:"received"`
 	Errors    int64 `json:"errors"`
+	// CPUSeconds is the worker process's CPU (user+system) so far.
+	CPUSeconds float64 `json:"cpu_seconds"`
 }
 
 func (p *Progress) add(q Progress) {
@@ -27,6 +29,7 @@ func (p *Progress) add(q Progress) {
 	p.Sent += q.Sent
 	p.Received += q.Received
 	p.Errors += q.Errors
+	p.CPUSeconds += q.CPUSeconds
 }
 
 // pool holds one worker's client connections and counts what happens to
@@ -88,9 +91,11 @@ func (p *pool) markHeld() {
 }
 
 func (p *pool) progress() Progress {
+	user, sys, _ := selfUsage()
 	return Progress{
 		Open: p.open.Load(), Attempted: p.attempted.Load(), Failed: p.failed.Load(),
 		Sent: p.sent.Load(), Received: p.received.Load(), Errors: p.errs.Load(),
+		CPUSeconds: user + sys - p.userBefore - p.sysBefore,
 	}
 }
 

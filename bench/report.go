@@ -89,6 +89,13 @@ func (r *Result) WriteSummary(w io.Writer) error {
 	p("client CPU\t%.1fs (%.1fs user, %.1fs sys, %.1fs driver), %.1f%% of %d CPUs over %s; machine busy %.0f%%",
 		cl.UserSeconds+cl.SystemSeconds+cl.DriverSeconds, cl.UserSeconds, cl.SystemSeconds, cl.DriverSeconds,
 		cl.CPUPercent, cl.CPUs, r.Elapsed, cl.MachineBusyPercent)
+	if l := cl.Load; l != nil {
+		server := "server not read (give -pid)"
+		if l.ServerCPUSeconds > 0 {
+			server = fmt.Sprintf("server %.1fs", l.ServerCPUSeconds)
+		}
+		p("load phase CPU\tclient %.1fs, %s, over %.1fs", l.ClientCPUSeconds, server, l.Seconds)
+	}
 	p("client\t%s I/O, peak RSS %s (%s per held connection), %d goroutines",
 		cl.IO, fmtBytes(float64(cl.PeakRSS)), fmtBytes(cl.RSSPerConn), cl.Goroutines)
 	p("errors\t%d", r.Errors)

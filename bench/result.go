@@ -144,6 +144,17 @@ type ClientStats struct {
 	// wss://, other platforms, and the scenarios docs/benchmarks.md names).
 	IO        string `json:"io"`
 	Saturated bool   `json:"saturated"`
+	// Load is the CPU of the load phase alone (after every connection is
+	// open, until the hold, duration or fan-out ends).
+	Load *LoadCPU `json:"load,omitempty"`
+}
+
+// LoadCPU sets the client's CPU beside the server's (with -pid) over the
+// load phase.
+type LoadCPU struct {
+	Seconds          float64 `json:"seconds"`
+	ClientCPUSeconds float64 `json:"client_cpu_seconds"`
+	ServerCPUSeconds float64 `json:"server_cpu_seconds,omitempty"`
 }
 
 // addCounts adds every count of b to a (maps may be nil).

@@ -70,6 +70,7 @@ type driver struct {
 	started time.Time
 	handles []handle
 	server  ServerStats
+	load    *LoadCPU
 	fanout  *FanoutStats
 	postTS  []int64
 }
@@ -78,12 +79,6 @@ func (d *driver) run(parent context.Context, procs int) (*Result, error) {
 	ctx, cancel := context.WithTimeout(parent, d.cfg.Deadline)
 	defer cancel()
 	if d.sampling() {
-		if d.cfg.PID == 0 {
-			// The first scrape of a fresh server grows its heap for good
-			// (docs/operations.md); taken before the baseline, it is not
-			// counted against the connections.
-			_, _ = d.admin.sample(ctx)
-		}
 		s, err := d.sample(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrServerUnreachable, err)
@@ -118,10 +113,12 @@ func (d *driver) run(parent context.Context, procs int) (*Result, error) {
 		if d.cfg.Scenario != ScenarioIdle || d.cfg.PID > 0 {
 			d.sampleServer(ctx, &d.server.Holding)
 		}
+		load := d.beginLoad()
 		for _, h := range d.handles {
 			h.start()
 		}
 		d.loadPhase(ctx)
+		d.endLoad(load)
 	}
 	for _, h := range d.handles {
 		h.stop()
@@ -221,6 +218,35 @@ func (d *driver) reportProgress(ctx context.Context) func() {
 		}
 	}()
 	return func() { close(done); <-exited }
+}
+
+// loadMark is the client's and the server's CPU as the load phase begins.
+type loadMark struct {
+	at             time.Time
+	client, server float64
+	serverOK       bool
+}
+
+// beginLoad and endLoad measure the CPU of the load phase alone, apart from
+// connecting (whose loopback TCP handshakes the kernel charges mostly to
+// the connecting side): that is the phase whose latencies the report gives.
+func (d *driver) beginLoad() loadMark {
+	m := loadMark{at: time.Now(), client: d.progress().CPUSeconds}
+	if d.cfg.PID > 0 {
+		if s, err := procSample(d.cfg.PID); err == nil {
+			m.server, m.serverOK = s.CPUSeconds, true
+		}
+	}
+	return m
+}
+
+func (d *driver) endLoad(m loadMark) {
+	d.load = &LoadCPU{Seconds: time.Since(m.at).Seconds(), ClientCPUSeconds: d.progress().CPUSeconds - m.client}
+	if m.serverOK {
+		if s, err := procSample(d.cfg.PID); err == nil {
+			d.load.ServerCPUSeconds = s.CPUSeconds - m.server
+		}
+	}
 }
 
 // sampling reports whether the run reads the server's figures at all.
@@ -457,6 +483,7 @@ func (d *driver) finishClient(res *Result, busy0, total0 uint64, cpuOK bool, cpu
 		c.MachineBusyPercent = 100 * float64(busy1-busy0) / float64(total1-total0)
 	}
 	c.Saturated = c.CPUPercent > 90
+	c.Load = d.load
 }
 
 // warn adds the warnings a reader must not miss.
@@ -481,9 +508,9 @@ func (d *driver) warn(res *Result) {
 	if f := res.Fanout; f != nil && f.Delivered < f.Expected {
 		add("fan-out delivered %d of %d expected messages", f.Delivered, f.Expected)
 	}
-	if s := res.Server; s != nil && s.CPUSeconds > 0 && c.UserSeconds+c.SystemSeconds+c.DriverSeconds > s.CPUSeconds {
-		add("the client used more CPU (%.1fs) than the server (%.1fs): latency may be the client's",
-			c.UserSeconds+c.SystemSeconds+c.DriverSeconds, s.CPUSeconds)
+	if l := c.Load; l != nil && l.ServerCPUSeconds > 0 && l.ClientCPUSeconds > l.ServerCPUSeconds {
+		add("while loading the client used more CPU (%.1fs) than the server (%.1fs): latency may be the client's",
+			l.ClientCPUSeconds, l.ServerCPUSeconds)
 	}
 	switch res.Stop {
 	case StopInterrupted:
