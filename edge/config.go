@@ -27,7 +27,22 @@ type Config struct {
 	PingInterval     time.Duration // ping after this long with no inbound bytes; default 30s
 	PongTimeout      time.Duration // close when nothing arrives this long after a ping; default 15s
 	CloseTimeout     time.Duration // wait this long for the peer's close frame; default 5s
-	ShutdownTimeout  time.Duration // Shutdown gives clients this long; default 10s
+	ShutdownTimeout  time.Duration // Shutdown gives clients this long; default DrainWindow+5s, at least 10s; must exceed DrainWindow
+	// DrainWindow spreads Shutdown's closes evenly over this long (each
+	// client: DrainHint's message, then 1012); 0 closes everyone at once.
+	DrainWindow time.Duration
+	// DrainHint, when set, gives the text message a client gets just before
+	// its drain close 1012, told to reconnect after afterMs (jittered);
+	// nil sends none. The application owns its wording.
+	DrainHint func(afterMs int) []byte
+	// AcceptRate bounds new connections accepted per second (503 with a
+	// jittered Retry-After at accept above it, counted as accept_rate);
+	// 0: no bound. AcceptBurst is the burst over it; default AcceptRate.
+	AcceptRate  float64
+	AcceptBurst int
+	// ReusePort sets SO_REUSEPORT on the listener so that a new process can
+	// bind the same address while this one drains (see netpoll.ListenConfig).
+	ReusePort bool
 
 	MaxMessage     int64 // largest message accepted (1009 above); default 64 KiB
 	MaxHeaderBytes int   // largest upgrade request head (431 above); default 8 KiB
@@ -54,6 +69,14 @@ type Config struct {
 
 	Logger *slog.Logger // default slog.Default()
 }
+
+// DefaultAcceptRate and DefaultAcceptBurst are wsedge's -accept-rate and
+// -accept-burst: below what one node handshakes on 2 cores with connect
+// p99 still flat (docs/benchmarks.md, "Reconnect storm").
+const (
+	DefaultAcceptRate  = 2000
+	DefaultAcceptBurst = 500
+)
 
 // fdReserve is kept free of client connections for the listener, the
 // admin API, logs and the answers (503) to connections over the limit.
@@ -88,7 +111,19 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.PingInterval, 30*time.Second)
 	def(&c.PongTimeout, 15*time.Second)
 	def(&c.CloseTimeout, 5*time.Second)
-	def(&c.ShutdownTimeout, 10*time.Second)
+	if c.DrainWindow < 0 {
+		return c, fmt.Errorf("drain window %v: must not be negative", c.DrainWindow)
+	}
+	def(&c.ShutdownTimeout, max(10*time.Second, c.DrainWindow+5*time.Second))
+	if c.DrainWindow > 0 && c.ShutdownTimeout <= c.DrainWindow {
+		return c, fmt.Errorf("shutdown timeout %v must exceed the drain window %v (clients closed at its end need time for the close handshake)", c.ShutdownTimeout, c.DrainWindow)
+	}
+	if c.AcceptRate < 0 {
+		return c, fmt.Errorf("accept rate %v: must not be negative (0: no bound)", c.AcceptRate)
+	}
+	if c.AcceptBurst <= 0 {
+		c.AcceptBurst = max(1, int(c.AcceptRate))
+	}
 	if c.MaxMessage <= 0 {
 		c.MaxMessage = 64 << 10
 	}

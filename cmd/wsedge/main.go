@@ -45,7 +45,11 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int
 	fs.DurationVar(&cfg.PingInterval, "ping-interval", 30*time.Second, "send a ping after this long with no inbound bytes")
 	fs.DurationVar(&cfg.PongTimeout, "pong-timeout", 15*time.Second, "close a connection silent this long after a ping")
 	fs.DurationVar(&cfg.CloseTimeout, "close-timeout", 5*time.Second, "wait this long for the client's close frame")
-	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, give clients this long before exiting")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM/SIGINT, give clients this long before exiting (must exceed -drain-window)")
+	fs.DurationVar(&cfg.DrainWindow, "drain-window", 10*time.Second, `on SIGTERM/SIGINT, close clients evenly over this long, each with a {"type":"reconnect"} hint then close 1012 (0: all at once; a second signal: all at once)`)
+	fs.Float64Var(&cfg.AcceptRate, "accept-rate", edge.DefaultAcceptRate, "new connections accepted per second; 503 with a jittered Retry-After at accept above it (0: no bound)")
+	fs.IntVar(&cfg.AcceptBurst, "accept-burst", edge.DefaultAcceptBurst, "burst of new connections allowed over -accept-rate")
+	fs.BoolVar(&cfg.ReusePort, "reuseport", false, "set SO_REUSEPORT on the listener, so a new wsedge can start on the same address while this one drains (new connections go to the newer; see docs/operations.md)")
 	fs.Int64Var(&cfg.MaxMessage, "max-message", 64<<10, "largest message in bytes (close 1009 above)")
 	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", 8<<10, "largest upgrade request head in bytes (431 above)")
 	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "sockets held at once, handshaking ones included; 503 at accept above (0: what the open-file limit allows)")
@@ -194,9 +198,20 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int
 		ready <- srv
 	}
 	got := <-sig
-	logger.Info("shutting down", "signal", got.String(), "timeout", eff.ShutdownTimeout.String())
-	if err := srv.Shutdown(context.Background()); err != nil {
-		logger.Warn("shutdown timed out; remaining connections dropped", "err", err)
+	logger.Info("shutting down", "signal", got.String(), "drain_window", eff.DrainWindow.String(), "timeout", eff.ShutdownTimeout.String())
+	stopped := make(chan error, 1)
+	go func() { stopped <- srv.Shutdown(context.Background()) }()
+	for wait := true; wait; {
+		select {
+		case err := <-stopped:
+			if err != nil {
+				logger.Warn("shutdown timed out; remaining connections dropped", "err", err)
+			}
+			wait = false
+		case got = <-sig:
+			logger.Info("second signal: closing every remaining client now", "signal", got.String())
+			srv.DrainNow()
+		}
 	}
 	logger.Info("stopped")
 	return 0
