@@ -473,7 +473,7 @@ func (s *Server) handshake(c *Conn, p []byte) {
 	}
 	s.open.Add(1)
 	s.metrics.connections.Inc()
-	s.wheel.Reset(c.timer, s.capDrain(c, s.cfg.PingInterval, s.nowMs()))
+	s.rearm(c, s.cfg.PingInterval, s.nowMs())
 	h.OnOpen(c)
 	if len(req.Rest) > 0 {
 		c.feed(s, req.Rest)
@@ -553,7 +553,7 @@ func (c *Conn) onTimer(s *Server, now uint32) {
 		// an answer (the conservative side: the next ping asks again).
 		if sent != 0 && int32(last-sent) < 0 {
 			if waited := since(sent); waited < cfg.PongTimeout {
-				s.wheel.Reset(c.timer, s.capDrain(c, cfg.PongTimeout-waited, now))
+				s.rearm(c, cfg.PongTimeout-waited, now)
 				return
 			}
 			s.metrics.pongTimeouts.Inc()
@@ -561,13 +561,13 @@ func (c *Conn) onTimer(s *Server, now uint32) {
 			return
 		}
 		if idle := since(last); idle < cfg.PingInterval {
-			s.wheel.Reset(c.timer, s.capDrain(c, cfg.PingInterval-idle, now))
+			s.rearm(c, cfg.PingInterval-idle, now)
 			return
 		}
 		c.waitFrom = now | 1
 		s.metrics.pingsSent.Inc()
 		c.writeControl(s, ws.OpPing, nil)
-		s.wheel.Reset(c.timer, s.capDrain(c, cfg.PongTimeout, now))
+		s.rearm(c, cfg.PongTimeout, now)
 	case phaseClosing, phaseDraining:
 		if waited := since(c.waitFrom); waited < cfg.CloseTimeout {
 			s.wheel.Reset(c.timer, cfg.CloseTimeout-waited)
@@ -578,14 +578,20 @@ func (c *Conn) onTimer(s *Server, now uint32) {
 	}
 }
 
-// capDrain shortens an open connection's next timer to its drain deadline
-// while Shutdown spreads its closes, so no keepalive re-arm can carry it
-// past the deadline.
-func (s *Server) capDrain(c *Conn, d time.Duration, now uint32) time.Duration {
-	if !s.drain.on.Load() {
-		return d
+// rearm sets an open connection's timer to d, or to its drain deadline if
+// sooner while Shutdown spreads its closes. If the drain began meanwhile
+// it arms again: startDrain sets drain.on before it re-arms anyone, so
+// either its Reset comes after ours or we see drain.on (atomics are
+// sequentially consistent) and a keepalive re-arm never hides a deadline.
+func (s *Server) rearm(c *Conn, d time.Duration, now uint32) {
+	on := s.drain.on.Load()
+	if on {
+		d = min(d, max(s.drainLeft(c.ID(), now), 0))
 	}
-	return min(d, max(s.drainLeft(c.ID(), now), 0))
+	s.wheel.Reset(c.timer, d)
+	if !on && s.drain.on.Load() {
+		s.wheel.Reset(c.timer, max(s.drainLeft(c.ID(), s.nowMs()), 0))
+	}
 }
 
 // Shutdown drains the server: /readyz turns 503, accepting stops, and the

@@ -150,6 +150,11 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- *edge.Server) int
 		appCfg.ClientRate = *clientRate
 	}
 
+	if cfg.DrainWindow > 0 && cfg.ShutdownTimeout <= cfg.DrainWindow {
+		fmt.Fprintf(stderr, "wsedge: -shutdown-timeout %v must exceed -drain-window %v (the clients closed last need time for their close handshake)\n", cfg.ShutdownTimeout, cfg.DrainWindow)
+		return 2
+	}
+
 	nofile, err := edge.RaiseOpenFileLimit()
 	if err != nil {
 		fmt.Fprintf(stderr, "wsedge: open-file limit: %v\n", err)
