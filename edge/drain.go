@@ -25,6 +25,7 @@ type drainState struct {
 	on    atomic.Bool   // the schedule below is set
 	start atomic.Uint32 // s.nowMs() when the drain began
 	span  atomic.Int64  // the window in ms; 0 once a second signal drains at once
+	armed atomic.Bool   // startDrain has re-armed every open connection
 }
 
 // drainFraction maps a connection id uniformly onto [0, 1) (splitmix64's
@@ -70,6 +71,7 @@ func (s *Server) startDrain(window time.Duration) {
 		}
 		return true
 	})
+	s.drain.armed.Store(true)
 }
 
 // DrainNow closes every remaining client at once with 1012 (the second

@@ -75,7 +75,7 @@ func TestDrainSpreadsClosesOverWindow(t *testing.T) {
 	s.poller.Range(func(nc *netpoll.Conn) bool { ids = append(ids, nc.ID()); return true })
 	done := make(chan error, 1)
 	go func() { done <- s.Shutdown(context.Background()) }()
-	eventually(t, 5*time.Second, "drain armed", s.drain.on.Load)
+	eventually(t, 5*time.Second, "drain armed", s.drain.armed.Load)
 	start := time.Duration(s.drain.start.Load()) * time.Millisecond
 
 	perSecond := make([]int, window/time.Second)
