@@ -14,7 +14,9 @@ import (
 )
 
 // Config configures a Server. The zero value works: every zero field takes
-// the default named in its comment, which is DefaultConfig's value.
+// the default named in its comment, which is DefaultConfig's value, except
+// DrainWindow and AcceptRate, whose zero means off (all at once, no bound):
+// DefaultConfig has the production values cmd/wsedge's flags start from.
 type Config struct {
 	Addr      string // WebSocket listener; default ":8080"
 	AdminAddr string // admin HTTP listener (/healthz, /readyz, /metrics); default "127.0.0.1:9090"; "off" disables it
@@ -31,7 +33,22 @@ type Config struct {
 	PingInterval     time.Duration // ping after this long with no inbound bytes; default 30s
 	PongTimeout      time.Duration // close when nothing arrives this long after a ping; default 15s
 	CloseTimeout     time.Duration // wait this long for the peer's close frame; default 5s
-	ShutdownTimeout  time.Duration // Shutdown gives clients this long; default 10s
+	ShutdownTimeout  time.Duration // Shutdown gives clients this long; default DrainWindow+5s, at least 15s; must exceed DrainWindow
+	// DrainWindow spreads Shutdown's closes evenly over this long (each
+	// client: DrainHint's message, then 1012); 0 closes everyone at once.
+	DrainWindow time.Duration
+	// DrainHint, when set, gives the text message a client gets just before
+	// its drain close 1012, told to reconnect after afterMs (jittered);
+	// nil sends none. The application owns its wording.
+	DrainHint func(afterMs int) []byte
+	// AcceptRate bounds new connections accepted per second (503 with a
+	// jittered Retry-After at accept above it, counted as accept_rate);
+	// 0: no bound. AcceptBurst is the burst over it; default AcceptRate.
+	AcceptRate  float64
+	AcceptBurst int
+	// ReusePort sets SO_REUSEPORT on the listener so that a new process can
+	// bind the same address while this one drains (see netpoll.ListenConfig).
+	ReusePort bool
 
 	MaxMessage     int64 // largest message accepted (1009 above); default 64 KiB
 	MaxHeaderBytes int   // largest upgrade request head (431 above); default 8 KiB
@@ -59,6 +76,14 @@ type Config struct {
 	Logger *slog.Logger // default slog.Default()
 }
 
+// DefaultAcceptRate and DefaultAcceptBurst are wsedge's -accept-rate and
+// -accept-burst: below what one node handshakes on 2 cores with connect
+// p99 still flat (docs/benchmarks.md, "Reconnect storm").
+const (
+	DefaultAcceptRate  = 2000
+	DefaultAcceptBurst = 500
+)
+
 // fdReserve is kept free of client connections for the listener, the
 // admin API, logs and the answers (503) to connections over the limit.
 const fdReserve = 64
@@ -84,7 +109,10 @@ func DefaultConfig() Config {
 		PingInterval:         30 * time.Second,
 		PongTimeout:          15 * time.Second,
 		CloseTimeout:         5 * time.Second,
-		ShutdownTimeout:      10 * time.Second,
+		ShutdownTimeout:      15 * time.Second,
+		DrainWindow:          10 * time.Second,
+		AcceptRate:           DefaultAcceptRate,
+		AcceptBurst:          DefaultAcceptBurst,
 		MaxMessage:           frame.DefaultMaxMessage,
 		MaxHeaderBytes:       frame.DefaultMaxHeaderBytes,
 		MaxConns:             maxConns,
@@ -111,7 +139,19 @@ func (c Config) withDefaults() (Config, error) {
 	orDefault(&c.PingInterval, d.PingInterval)
 	orDefault(&c.PongTimeout, d.PongTimeout)
 	orDefault(&c.CloseTimeout, d.CloseTimeout)
-	orDefault(&c.ShutdownTimeout, d.ShutdownTimeout)
+	if c.DrainWindow < 0 {
+		return c, fmt.Errorf("drain window %v: must not be negative", c.DrainWindow)
+	}
+	orDefault(&c.ShutdownTimeout, max(d.ShutdownTimeout, c.DrainWindow+5*time.Second))
+	if c.DrainWindow > 0 && c.ShutdownTimeout <= c.DrainWindow {
+		return c, fmt.Errorf("shutdown timeout %v must exceed the drain window %v (clients closed at its end need time for the close handshake)", c.ShutdownTimeout, c.DrainWindow)
+	}
+	if c.AcceptRate < 0 {
+		return c, fmt.Errorf("accept rate %v: must not be negative (0: no bound)", c.AcceptRate)
+	}
+	if c.AcceptBurst <= 0 {
+		c.AcceptBurst = max(1, int(c.AcceptRate))
+	}
 	orDefault(&c.MaxPendingPerIP, d.MaxPendingPerIP) // negative: no bound
 	orDefault(&c.SlowConsumer, d.SlowConsumer)
 	orDefault(&c.Logger, d.Logger)

@@ -40,6 +40,7 @@ Usage:
   wsbench chat   -url ws://HOST:8080/ws   -conns N -rate R -duration D
   wsbench churn  -url ws://HOST:8080/ws   -conns N -rate R -duration D [-admin URL]
   wsbench compare [-conns N ...]          wsedge against bench/peers, one table
+  wsbench storm  -url ws://HOST:8080/ws   -conns N [-restart-cmd CMD] [-admin URL]  (wsbench storm -h)
 
 Scenarios:
   idle    open N connections at R/s, hold them for D, close them. Connect
@@ -189,6 +190,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg.Scenario = args[0]
 	if cfg.Scenario == "compare" {
 		return runCompare(ctx, args[1:], stdout, stderr)
+	}
+	if cfg.Scenario == bench.ScenarioStorm {
+		return runStorm(ctx, args[1:], stdout, stderr)
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

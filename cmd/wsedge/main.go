@@ -105,7 +105,11 @@ func newOptions(stderr io.Writer) *options {
 	fs.DurationVar(&cfg.PingInterval, "ping-interval", cfg.PingInterval, "send a ping after this long with no inbound bytes")
 	fs.DurationVar(&cfg.PongTimeout, "pong-timeout", cfg.PongTimeout, "close a connection silent this long after a ping")
 	fs.DurationVar(&cfg.CloseTimeout, "close-timeout", cfg.CloseTimeout, "wait this long for the client's close frame")
-	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "on SIGTERM/SIGINT, give clients this long before exiting")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "on SIGTERM/SIGINT, give clients this long before exiting (must exceed -drain-window)")
+	fs.DurationVar(&cfg.DrainWindow, "drain-window", cfg.DrainWindow, `on SIGTERM/SIGINT, close clients evenly over this long, each with a {"type":"reconnect"} hint then close 1012 (0: all at once; a second signal: all at once)`)
+	fs.Float64Var(&cfg.AcceptRate, "accept-rate", cfg.AcceptRate, "new connections accepted per second; 503 with a jittered Retry-After at accept above it (0: no bound)")
+	fs.IntVar(&cfg.AcceptBurst, "accept-burst", cfg.AcceptBurst, "burst of new connections allowed over -accept-rate")
+	fs.BoolVar(&cfg.ReusePort, "reuseport", cfg.ReusePort, "set SO_REUSEPORT on the listener, so a new wsedge can start on the same address while this one drains (new connections go to the newer; see docs/operations.md)")
 	fs.Int64Var(&cfg.MaxMessage, "max-message", cfg.MaxMessage, "largest message in bytes (close 1009 above)")
 	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", cfg.MaxHeaderBytes, "largest upgrade request head in bytes (431 above)")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "sockets held at once, handshaking ones included; 503 at accept above (0: the open-file limit less 64)")
@@ -229,6 +233,9 @@ func (o *options) configs(logger *slog.Logger) (edge.Config, app.Config, error) 
 			CredsFile: o.natsCreds, NkeyFile: o.natsNkey, CAFile: o.natsCA, URLs: splitList(o.natsURLs)}
 	}
 	cfg.AdminToken = appCfg.AdminToken // pprof asks for the same token as /v1/
+	if cfg.DrainWindow > 0 && cfg.ShutdownTimeout <= cfg.DrainWindow {
+		return cfg, appCfg, fmt.Errorf("-shutdown-timeout %v must exceed -drain-window %v (the clients closed last need time for their close handshake)", cfg.ShutdownTimeout, cfg.DrainWindow)
+	}
 	return cfg, appCfg, nil
 }
 
@@ -267,9 +274,20 @@ func serve(cfg edge.Config, appCfg app.Config, nofile uint64, stderr io.Writer, 
 		ready <- srv
 	}
 	got := <-sig
-	logger.Info("shutting down", "signal", got.String(), "timeout", eff.ShutdownTimeout.String())
-	if err := srv.Shutdown(context.Background()); err != nil {
-		logger.Warn("shutdown timed out; remaining connections dropped", "err", err)
+	logger.Info("shutting down", "signal", got.String(), "drain_window", eff.DrainWindow.String(), "timeout", eff.ShutdownTimeout.String())
+	stopped := make(chan error, 1)
+	go func() { stopped <- srv.Shutdown(context.Background()) }()
+	for wait := true; wait; {
+		select {
+		case err := <-stopped:
+			if err != nil {
+				logger.Warn("shutdown timed out; remaining connections dropped", "err", err)
+			}
+			wait = false
+		case got = <-sig:
+			logger.Info("second signal: closing every remaining client now", "signal", got.String())
+			srv.DrainNow()
+		}
 	}
 	logger.Info("stopped")
 	return 0

@@ -156,15 +156,11 @@ type deliveredAnswer struct {
 	Nodes     int    `json:"nodes,omitempty"` // cluster mode: the nodes whose deliveries are counted
 }
 
-// readPush checks that pushes are accepted and reads the body, one JSON
-// value, with the whitespace around it trimmed. It answers the request
-// itself and returns nil when it fails.
+// readPush reads a push's body, one JSON value, with the whitespace around
+// it trimmed. It answers the request itself and returns nil when it fails.
+// While the server drains, pushes are still taken: the clients not closed
+// yet get them, and the answer's "delivered" counts exactly who did.
 func (a *App) readPush(w http.ResponseWriter, r *http.Request) []byte {
-	if a.srv.Draining() {
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "draining", "the server is shutting down")
-		return nil
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.AdminMaxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError

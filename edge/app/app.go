@@ -118,6 +118,9 @@ func NewServer(edgeCfg edge.Config, appCfg Config) (*edge.Server, *App, error) {
 		handlers["/echo"] = echo{a} // admits as /ws does; edge's built-in /echo admits anyone
 	}
 	edgeCfg.Handlers = handlers
+	if edgeCfg.DrainHint == nil {
+		edgeCfg.DrainHint = reconnectHint
+	}
 	srv, err := edge.New(edgeCfg)
 	if err != nil {
 		return nil, nil, err
