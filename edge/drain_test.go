@@ -17,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/wsedge/wsedge/internal/testkit"
 	"github.com/wsedge/wsedge/netpoll"
 )
 
@@ -70,12 +71,12 @@ func TestDrainSpreadsClosesOverWindow(t *testing.T) {
 			}
 		}()
 	}
-	eventually(t, 5*time.Second, "all open", func() bool { return s.open.Load() == n })
+	testkit.Eventually(t, 5*time.Second, "all open", func() bool { return s.open.Load() == n })
 	ids := make([]uint64, 0, n)
 	s.poller.Range(func(nc *netpoll.Conn) bool { ids = append(ids, nc.ID()); return true })
 	done := make(chan error, 1)
 	go func() { done <- s.Shutdown(context.Background()) }()
-	eventually(t, 5*time.Second, "drain armed", s.drain.armed.Load)
+	testkit.Eventually(t, 5*time.Second, "drain armed", s.drain.armed.Load)
 	start := time.Duration(s.drain.start.Load()) * time.Millisecond
 
 	perSecond := make([]int, window/time.Second)
@@ -89,7 +90,7 @@ func TestDrainSpreadsClosesOverWindow(t *testing.T) {
 				want++ // due before this tick: must be closed by now
 			}
 		}
-		eventually(t, 5*time.Second, fmt.Sprintf("closes at %v", elapsed), func() bool {
+		testkit.Eventually(t, 5*time.Second, fmt.Sprintf("closes at %v", elapsed), func() bool {
 			return drainClosed(s) >= float64(want)
 		})
 		got := int(drainClosed(s))

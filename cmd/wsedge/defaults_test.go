@@ -64,6 +64,7 @@ func TestHelpDefaultsAreDefaultConfig(t *testing.T) {
 		"wheel-tick": str(ed.WheelTick), "wheel-slots": str(ed.WheelSlots),
 		"handshake-timeout": str(ed.HandshakeTimeout), "ping-interval": str(ed.PingInterval), "pong-timeout": str(ed.PongTimeout),
 		"close-timeout": str(ed.CloseTimeout), "shutdown-timeout": str(ed.ShutdownTimeout),
+		"drain-window": str(ed.DrainWindow), "accept-rate": str(ed.AcceptRate), "accept-burst": str(ed.AcceptBurst), "reuseport": str(ed.ReusePort),
 		"max-message": str(ed.MaxMessage), "max-header-bytes": str(ed.MaxHeaderBytes),
 		"max-conns": "", "max-pending-handshakes": "", // from the raised open-file limit and -max-conns, at start
 		"max-pending-per-ip": str(ed.MaxPendingPerIP), "write-queue": str(ed.WriteQueue), "slow-consumer": ed.SlowConsumer,

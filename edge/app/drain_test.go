@@ -97,7 +97,7 @@ func TestPushDuringSpreadDrainDelivered(t *testing.T) {
 	alice, bob := ts.dial("alice"), ts.dial("bob")
 	done := make(chan error, 1)
 	go func() { done <- ts.srv.Shutdown(context.Background()) }()
-	eventually(t, 5*time.Second, "draining", ts.srv.Draining)
+	testkit.Eventually(t, 5*time.Second, "draining", ts.srv.Draining)
 	if got := ts.admin("POST", "/v1/users/alice/messages", `{"n":1}`, http.StatusOK); got != `{"delivered":1}`+"\n" {
 		t.Fatalf("push to alice while draining: %s", got)
 	}
