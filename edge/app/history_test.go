@@ -3,6 +3,7 @@ package app
 import (
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -224,4 +225,34 @@ func TestHistoryOffIsTodaysProtocol(t *testing.T) {
 	c.send(`{"type":"publish","room":"r","data":"a"}`)
 	c.expect(`{"type":"message","from":"u","room":"r","data":"a"}`)
 	ts.admin("GET", "/v1/rooms/r/history", "", 404)
+}
+
+// BenchmarkHubMemoryHistory is BenchmarkHubMemory with history on, joins
+// going through joinRecover: rooms nobody published to get no history, so
+// B/user must equal BenchmarkHubMemory's.
+func BenchmarkHubMemoryHistory(b *testing.B) {
+	const n = 1 << 20
+	cfg, _ := Config{MaxRoomsPerConn: 64, MaxRooms: n, HistorySize: 32}.withDefaults()
+	a := &App{cfg: cfg, cluster: single{}, hist: newHistories(cfg)}
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = "user-" + strconv.Itoa(i)
+	}
+	for b.Loop() {
+		a.users, a.rooms = newUsers(), newRooms()
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		now := time.Now().UnixNano()
+		for i, id := range ids {
+			u := &user{id: id, connectedAt: now}
+			a.users.put(u)
+			if err := a.joinRecover(u, ids[i^1], nil, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/user")
+	}
 }
