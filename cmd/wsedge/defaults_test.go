@@ -70,6 +70,7 @@ func TestHelpDefaultsAreDefaultConfig(t *testing.T) {
 		"max-pending-per-ip": str(ed.MaxPendingPerIP), "write-queue": str(ed.WriteQueue), "slow-consumer": ed.SlowConsumer,
 		"echo": str(ed.Echo), "pprof": str(ed.Pprof),
 		"max-rooms-per-conn": str(ad.MaxRoomsPerConn), "max-rooms": str(ad.MaxRooms), "admin-max-body": str(ad.AdminMaxBody),
+		"history-size": str(ad.HistorySize), "history-ttl": str(ad.HistoryTTL), "history-max-bytes": str(ad.HistoryMaxBytes),
 		"client-rate": "", "client-burst": "", // on with a JWT key only
 		"jwt-audience": "", "jwt-issuer": "", "jwt-allow-no-exp": "", "allowed-origins": "", "admin-token": "",
 		"jwt-secret": "", "jwt-secret-file": "", "jwt-public-key": "", "admin-token-file": "",

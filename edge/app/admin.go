@@ -53,6 +53,7 @@ func (a *App) mountAdmin(mux *http.ServeMux) {
 	a.route(mux, "/v1/rooms/{room}/messages", map[string]http.HandlerFunc{http.MethodPost: a.pushRoom})
 	a.route(mux, "/v1/broadcast", map[string]http.HandlerFunc{http.MethodPost: a.pushAll})
 	a.route(mux, "/v1/users/{id}", map[string]http.HandlerFunc{http.MethodGet: a.getUser, http.MethodDelete: a.kickUser})
+	a.route(mux, "/v1/rooms/{room}/history", map[string]http.HandlerFunc{http.MethodGet: a.getHistory})
 	a.route(mux, "/v1/rooms/{room}", map[string]http.HandlerFunc{http.MethodGet: a.getRoom})
 	a.route(mux, "/v1/stats", map[string]http.HandlerFunc{http.MethodGet: a.getStats})
 	a.route(mux, "/v1/cluster", map[string]http.HandlerFunc{http.MethodGet: a.getCluster})
@@ -270,14 +271,10 @@ func (a *App) pushRoom(w http.ResponseWriter, r *http.Request) {
 	if data == nil {
 		return
 	}
-	n := 0
-	fr := frame.AppendFrame(nil, ws.OpText, appendMessage(nil, "", room, data))
-	if !a.cluster.Fits(room, len(fr)) {
+	fr, n, ok := a.publishRoom(room, "", data)
+	if !ok {
 		a.tooLargeForBus(w) // refused before any member gets it
 		return
-	}
-	if members := a.rooms.members(room); len(members) > 0 {
-		n = a.fanout(members, fr, kindRoom)
 	}
 	remote, nodes, err := a.cluster.PushRoom(room, fr)
 	writeJSON(w, http.StatusOK, a.frameAnswer(n, remote, nodes, err))

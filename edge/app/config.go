@@ -59,6 +59,17 @@ type Config struct {
 	AdminToken   string
 	AdminMaxBody int64 // largest admin request body; default 1 MiB
 
+	// HistorySize is how many messages each room keeps for clients that
+	// rejoin with since (docs/protocol.md); 0 turns history off and the
+	// protocol has no offsets. Unlike the fields above, its zero value is
+	// not DefaultConfig's: an embedding program opts in. HistoryTTL is how
+	// long a message is kept (default 2m) and HistoryMaxBytes bounds all
+	// histories on the node (default 64 MiB; the largest lose their oldest
+	// messages first). A cluster node keeps no history yet (docs/cluster.md).
+	HistorySize     int
+	HistoryTTL      time.Duration
+	HistoryMaxBytes int64
+
 	// Cluster, when set, joins this node to others through NATS
 	// (docs/cluster.md); nil runs a single node.
 	Cluster *cluster.Config
@@ -94,6 +105,9 @@ func DefaultConfig() Config {
 		MaxRoomsPerConn: 64,
 		MaxRooms:        DefaultMaxRooms,
 		AdminMaxBody:    1 << 20,
+		HistorySize:     32,
+		HistoryTTL:      2 * time.Minute,
+		HistoryMaxBytes: 64 << 20,
 	}
 }
 
@@ -110,6 +124,15 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.AdminMaxBody <= 0 {
 		c.AdminMaxBody = d.AdminMaxBody
+	}
+	if c.HistorySize < 0 || c.HistoryTTL < 0 || c.HistoryMaxBytes < 0 {
+		return c, errors.New("history size, ttl and max bytes must not be negative")
+	}
+	if c.HistoryTTL == 0 {
+		c.HistoryTTL = d.HistoryTTL
+	}
+	if c.HistoryMaxBytes == 0 {
+		c.HistoryMaxBytes = d.HistoryMaxBytes
 	}
 	if math.IsNaN(c.ClientRate) || math.IsInf(c.ClientRate, 0) {
 		return c, fmt.Errorf("client rate %v: must be a finite number", c.ClientRate)

@@ -151,9 +151,20 @@ func (a *App) OnMessage(c *edge.Conn, op ws.OpCode, p []byte) {
 	case typeSend:
 		a.send(u, &msg)
 	case typeJoin:
-		switch err := a.join(u, msg.room); err {
-		case nil:
-			a.ack(u, msg.id)
+		var err error
+		if a.hist == nil {
+			if err = a.join(u, msg.room); err == nil {
+				a.ack(u, msg.id)
+			}
+		} else {
+			since, ok := parseSince(msg.since)
+			if !ok {
+				a.replyError(u, msg.id, codeBadRequest, `"since" must be {"offset":<integer >= 0>,"epoch":<string>}`)
+				return
+			}
+			err = a.joinRecover(u, msg.room, since, msg.id) // acks itself
+		}
+		switch err {
 		case errTooManyRooms:
 			a.m.joinRefused("max_rooms_per_conn")
 			a.replyError(u, msg.id, codeTooManyRooms, "at most "+strconv.Itoa(a.cfg.MaxRoomsPerConn)+" rooms per connection")
@@ -172,12 +183,11 @@ func (a *App) OnMessage(c *edge.Conn, op ws.OpCode, p []byte) {
 			a.replyError(u, msg.id, codeNotMember, "join the room before publishing to it")
 			return
 		}
-		fr := frame.AppendFrame(nil, ws.OpText, appendMessage(nil, u.id, msg.room, msg.data))
-		if !a.cluster.Fits(msg.room, len(fr)) {
+		fr, _, ok := a.publishRoom(msg.room, u.id, msg.data)
+		if !ok {
 			a.refuseTooLarge(u, msg.id) // refused before any member gets it
 			return
 		}
-		a.fanout(a.rooms.members(msg.room), fr, kindRoom)
 		if !a.cluster.PublishRoom(msg.room, fr) {
 			a.m.dropped("unavailable", 1) // the members on other nodes, however many
 		}
