@@ -77,11 +77,15 @@ type Config struct {
 }
 
 // DefaultAcceptRate and DefaultAcceptBurst are wsedge's -accept-rate and
-// -accept-burst: below what one node handshakes on 2 cores with connect
-// p99 still flat (docs/benchmarks.md, "Reconnect storm").
+// -accept-burst. A handshake (accept, upgrade, register, and later the
+// close) costs the server 50-90 µs of CPU on the 2-core development
+// machine, so it can take some 20,000 a second; 10,000 a second holds
+// handshakes to about 40% of it, leaving the rest to established clients,
+// and stays above the connect rates of ordinary load runs
+// (docs/benchmarks.md, "Reconnect storm").
 const (
-	DefaultAcceptRate  = 2000
-	DefaultAcceptBurst = 500
+	DefaultAcceptRate  = 10000
+	DefaultAcceptBurst = 10000
 )
 
 // fdReserve is kept free of client connections for the listener, the
