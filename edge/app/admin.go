@@ -16,7 +16,6 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/wsedge/wsedge/edge/cluster"
-	"github.com/wsedge/wsedge/frame"
 )
 
 // maxListedUsers bounds GET /v1/rooms/{room}'s user list, and what each
@@ -275,13 +274,14 @@ func (a *App) pushRoom(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n := 0
-	fr := frame.AppendFrame(nil, ws.OpText, appendMessage(nil, "", room, data))
+	f := a.srv.NewFanout(ws.OpText, appendMessage(nil, "", room, data))
+	fr := f.Plain()
 	if !a.cluster.Fits(room, len(fr)) {
 		a.tooLargeForBus(w) // refused before any member gets it
 		return
 	}
 	if members := a.rooms.members(room); len(members) > 0 {
-		n = a.fanout(members, fr, kindRoom)
+		n = a.fanout(members, f, kindRoom)
 	}
 	remote, nodes, err := a.cluster.PushRoom(room, fr)
 	writeJSON(w, http.StatusOK, a.frameAnswer(n, remote, nodes, err))
@@ -293,12 +293,13 @@ func (a *App) pushAll(w http.ResponseWriter, r *http.Request) {
 	if data == nil {
 		return
 	}
-	fr := frame.AppendFrame(nil, ws.OpText, appendMessage(nil, "", "", data))
+	f := a.srv.NewFanout(ws.OpText, appendMessage(nil, "", "", data))
+	fr := f.Plain()
 	if !a.cluster.Fits("", len(fr)) {
 		a.tooLargeForBus(w) // refused before any client gets it
 		return
 	}
-	n := a.broadcast(fr)
+	n := a.broadcast(f)
 	remote, nodes, err := a.cluster.PushAll(fr)
 	writeJSON(w, http.StatusOK, a.frameAnswer(n, remote, nodes, err))
 }

@@ -172,12 +172,13 @@ func (a *App) OnMessage(c *edge.Conn, op ws.OpCode, p []byte) {
 			a.replyError(u, msg.id, codeNotMember, "join the room before publishing to it")
 			return
 		}
-		fr := frame.AppendFrame(nil, ws.OpText, appendMessage(nil, u.id, msg.room, msg.data))
+		f := a.srv.NewFanout(ws.OpText, appendMessage(nil, u.id, msg.room, msg.data))
+		fr := f.Plain() // what the bus carries; deflate connections get it compressed once
 		if !a.cluster.Fits(msg.room, len(fr)) {
 			a.refuseTooLarge(u, msg.id) // refused before any member gets it
 			return
 		}
-		a.fanout(a.rooms.members(msg.room), fr, kindRoom)
+		a.fanout(a.rooms.members(msg.room), f, kindRoom)
 		if !a.cluster.PublishRoom(msg.room, fr) {
 			a.m.dropped("unavailable", 1) // the members on other nodes, however many
 		}
