@@ -93,16 +93,6 @@ func (c *Conn) WriteFanout(f *Fanout) error {
 	return err
 }
 
-// Compression reports the connection's outbound form (frame.CompressionNone
-// unless it negotiated permessage-deflate). Safe from any goroutine once
-// the connection is open.
-func (c *Conn) Compression() frame.Compression {
-	if c.route.Load() == nil {
-		return frame.CompressionNone
-	}
-	return c.comp
-}
-
 // decoderConfig is the decoder configuration of a connection with outbound
 // form comp: inflating with the server's Deflate when it negotiated it.
 func (s *Server) decoderConfig(comp frame.Compression) frame.DecoderConfig {
