@@ -62,6 +62,13 @@ type Config struct {
 	WriteQueue      int    // outbound queue bound per connection in bytes; default 256 KiB
 	SlowConsumer    string // "close" (1008 "slow consumer", default) or "drop" (the message)
 
+	// DisableCompression turns permessage-deflate (RFC 7692) off: offers
+	// are declined. It is on by default and costs an idle connection
+	// nothing (no context takeover: no per-connection compressor).
+	DisableCompression bool
+	CompressionLevel   int // klauspost/compress/flate level 1..9, or -2 (Huffman only); default 1
+	CompressionMinSize int // payloads smaller than this go out plain; default 128; < 0: compress all
+
 	Echo  bool // serve GET /echo (every message back; for conformance suites and benchmarks)
 	Pprof bool // mount /debug/pprof/ on the admin listener (never its cmdline profile)
 
@@ -124,6 +131,8 @@ func DefaultConfig() Config {
 		MaxPendingPerIP:      256, // room for a carrier NAT
 		WriteQueue:           netpoll.DefaultWriteQueue,
 		SlowConsumer:         "close",
+		CompressionLevel:     frame.DefaultCompressionLevel,
+		CompressionMinSize:   frame.DefaultCompressionMinSize,
 		Logger:               slog.Default(),
 	}
 }
@@ -158,6 +167,8 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	orDefault(&c.MaxPendingPerIP, d.MaxPendingPerIP) // negative: no bound
 	orDefault(&c.SlowConsumer, d.SlowConsumer)
+	orDefault(&c.CompressionLevel, d.CompressionLevel)
+	orDefault(&c.CompressionMinSize, d.CompressionMinSize) // negative: compress every message
 	orDefault(&c.Logger, d.Logger)
 	positiveOrDefault(&c.Pollers, d.Pollers)
 	positiveOrDefault(&c.Workers, d.Workers)

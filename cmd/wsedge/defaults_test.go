@@ -69,6 +69,7 @@ func TestHelpDefaultsAreDefaultConfig(t *testing.T) {
 		"max-conns": "", "max-pending-handshakes": "", // from the raised open-file limit and -max-conns, at start
 		"max-pending-per-ip": str(ed.MaxPendingPerIP), "write-queue": str(ed.WriteQueue), "slow-consumer": ed.SlowConsumer,
 		"echo": str(ed.Echo), "pprof": str(ed.Pprof),
+		"compression": str(!ed.DisableCompression), "compression-level": str(ed.CompressionLevel), "compression-min-size": str(ed.CompressionMinSize),
 		"max-rooms-per-conn": str(ad.MaxRoomsPerConn), "max-rooms": str(ad.MaxRooms), "admin-max-body": str(ad.AdminMaxBody),
 		"history-size": str(ad.HistorySize), "history-ttl": str(ad.HistoryTTL), "history-max-bytes": str(ad.HistoryMaxBytes),
 		"client-rate": "", "client-burst": "", // on with a JWT key only

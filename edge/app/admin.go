@@ -16,7 +16,6 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/wsedge/wsedge/edge/cluster"
-	"github.com/wsedge/wsedge/frame"
 )
 
 // maxListedUsers bounds GET /v1/rooms/{room}'s user list, and what each
@@ -286,12 +285,13 @@ func (a *App) pushAll(w http.ResponseWriter, r *http.Request) {
 	if data == nil {
 		return
 	}
-	fr := frame.AppendFrame(nil, ws.OpText, appendMessage(nil, "", "", data))
+	f := a.srv.NewFanout(ws.OpText, appendMessage(nil, "", "", data))
+	fr := f.Plain()
 	if !a.cluster.Fits("", len(fr)) {
 		a.tooLargeForBus(w) // refused before any client gets it
 		return
 	}
-	n := a.broadcast(fr)
+	n := a.broadcast(f)
 	remote, nodes, err := a.cluster.PushAll(fr)
 	writeJSON(w, http.StatusOK, a.frameAnswer(n, remote, nodes, err))
 }

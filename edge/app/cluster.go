@@ -119,14 +119,16 @@ func (l local) DeliverUser(id string, payload []byte) cluster.Delivery {
 	return delivery(l.a.write(u, payload, kindUser))
 }
 
+// DeliverRoom and Broadcast get the plain frame the bus relayed; deflate
+// connections get its payload compressed, once per message on this node.
 func (l local) DeliverRoom(room string, fr []byte) int {
 	if members := l.a.rooms.members(room); len(members) > 0 {
-		return l.a.fanout(members, fr, kindRoom)
+		return l.a.fanout(members, l.a.srv.FanoutOfFrame(fr), kindRoom)
 	}
 	return 0
 }
 
-func (l local) Broadcast(fr []byte) int { return l.a.broadcast(fr) }
+func (l local) Broadcast(fr []byte) int { return l.a.broadcast(l.a.srv.FanoutOfFrame(fr)) }
 func (l local) Kick(id string) bool     { return l.a.kickLocal(id) }
 
 func (l local) Replace(id string, connectedAt int64) bool {

@@ -13,7 +13,6 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/wsedge/wsedge/frame"
 	"github.com/wsedge/wsedge/internal/shardmap"
 )
 
@@ -270,25 +269,29 @@ func (hs *histories) register(reg prometheus.Registerer) error {
 // history's lock, so fan-out order is history order.
 func (a *App) publishRoom(room, from string, data []byte) (fr []byte, n int, ok bool) {
 	if a.hist == nil {
-		fr = frame.AppendFrame(nil, ws.OpText, appendMessage(nil, from, room, data))
+		// One Fanout: each form (plain, compressed) is encoded once for
+		// every member; fr, the plain frame, is what the bus carries.
+		f := a.srv.NewFanout(ws.OpText, appendMessage(nil, from, room, data))
+		fr = f.Plain()
 		if !a.cluster.Fits(room, len(fr)) {
 			return nil, 0, false
 		}
 		if members := a.rooms.members(room); len(members) > 0 {
-			n = a.fanout(members, fr, kindRoom)
+			n = a.fanout(members, f, kindRoom)
 		}
 		return fr, n, true
 	}
 	h := a.hist.lock(room, true)
 	payload := appendRoomMessage(nil, from, room, h.last+1, data)
-	fr = frame.AppendFrame(nil, ws.OpText, payload)
+	f := a.srv.NewFanout(ws.OpText, payload)
+	fr = f.Plain()
 	if !a.cluster.Fits(room, len(fr)) {
 		h.mu.Unlock() // an empty history left behind goes with the next sweep
 		return nil, 0, false
 	}
 	a.hist.append(h, payload, time.Now().UnixNano())
 	if members := a.rooms.members(room); len(members) > 0 {
-		n = a.fanout(members, fr, kindRoom)
+		n = a.fanout(members, f, kindRoom)
 	}
 	h.mu.Unlock()
 	a.hist.evictOverMax()
