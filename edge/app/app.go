@@ -31,6 +31,8 @@ type App struct {
 	admin   adminAuth
 	cluster Cluster // single, or the NATS bus
 	tokens  tokens
+	policyM policyMetrics
+	hook    *hooks // PolicyHook only
 }
 
 // New checks cfg and builds the application.
@@ -89,6 +91,10 @@ func (a *App) Mount(srv *edge.Server) error {
 	if err := a.startTokens(srv.Registry()); err != nil {
 		return err
 	}
+	if err := a.startPolicy(srv.Registry()); err != nil {
+		a.stopTokens()
+		return err
+	}
 	a.mountAdmin(srv.Mux())
 	if a.verify == nil {
 		a.log.Warn("no JWT key configured: development mode, the ?user= query parameter is the identity and anyone can claim any user")
@@ -135,5 +141,6 @@ func (a *App) ClusterStatus() cluster.Status { return a.cluster.Status() }
 // server's Shutdown.
 func (a *App) Close() {
 	a.stopTokens()
+	a.stopPolicy()
 	a.cluster.Close()
 }

@@ -27,7 +27,7 @@ func BenchmarkHubMemory(b *testing.B) {
 		for i, id := range ids {
 			u := &user{id: id, connectedAt: now}
 			a.users.put(u)
-			if err := a.join(u, ids[i^1]); err != nil {
+			if err := a.join(u, ids[i^1], false); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -31,11 +31,14 @@ func (a *App) Accept(c *edge.Conn, req *frame.Request) error {
 	if err := a.checkOrigin(req.Origin); err != nil {
 		return err
 	}
-	id, exp, err := a.identify(req)
+	id, exp, g, err := a.identify(req)
 	if err != nil {
 		return err
 	}
 	u := &user{id: id, conn: c, connectedAt: time.Now().UnixNano()}
+	if g != nil {
+		u.ext = &userExt{grants: g}
+	}
 	if a.verify != nil {
 		u.tok = &tokenState{}
 		u.tok.exp.Store(exp)
@@ -48,40 +51,57 @@ func (a *App) Accept(c *edge.Conn, req *frame.Request) error {
 }
 
 // identify returns the user id of req: the token's sub claim with a key
-// configured, else the user query parameter; and the token's exp in unix
-// nanoseconds (0 without one).
-func (a *App) identify(req *frame.Request) (string, int64, error) {
+// configured, else the user query parameter; the token's exp in unix
+// nanoseconds (0 without one); and, under room policy claims, its room
+// patterns (nil without any).
+func (a *App) identify(req *frame.Request) (string, int64, *grants, error) {
+	id, exp, claims, err := a.identifyToken(req)
+	if err != nil || claims == nil {
+		return id, exp, nil, err
+	}
+	g, why := newGrants(claims)
+	if why != "" {
+		return "", 0, nil, a.tokenUnauthorized("invalid", why)
+	}
+	return id, exp, g, nil
+}
+
+func (a *App) identifyToken(req *frame.Request) (string, int64, *connClaims, error) {
 	if a.verify == nil {
 		id := req.Query("user")
 		if id == "" {
 			a.m.authFailure("missing")
-			return "", 0, frame.NewHTTPError(http.StatusUnauthorized, "missing user: connect to /ws?user=<id>")
+			return "", 0, nil, frame.NewHTTPError(http.StatusUnauthorized, "missing user: connect to /ws?user=<id>")
 		}
 		if !validName(id) {
 			a.m.authFailure("bad_user_id")
-			return "", 0, frame.NewHTTPError(http.StatusBadRequest, "user id must be 1-128 printable ASCII characters")
+			return "", 0, nil, frame.NewHTTPError(http.StatusBadRequest, "user id must be 1-128 printable ASCII characters")
 		}
-		return id, 0, nil
+		return id, 0, nil, nil
 	}
 	tok := req.Query("token")
 	if tok == "" {
 		tok = bearer(req.Authorization)
 	}
 	if tok == "" {
-		return "", 0, a.tokenUnauthorized("missing", "missing token: use ?token= or Authorization: Bearer")
+		return "", 0, nil, a.tokenUnauthorized("missing", "missing token: use ?token= or Authorization: Bearer")
 	}
-	claims, reason, msg := a.verify.checkToken(tok)
+	var claims connClaims // rooms and publish are only kept under policy claims
+	reason, msg := a.verify.check(tok, &claims, &claims.RegisteredClaims)
 	if reason != "" {
-		return "", 0, a.tokenUnauthorized(reason, msg)
+		return "", 0, nil, a.tokenUnauthorized(reason, msg)
 	}
 	if claims.Subject == "" {
-		return "", 0, a.tokenUnauthorized("missing", "token has no sub claim")
+		return "", 0, nil, a.tokenUnauthorized("missing", "token has no sub claim")
 	}
 	if !validName(claims.Subject) {
 		a.m.authFailure("bad_user_id")
-		return "", 0, frame.NewHTTPError(http.StatusBadRequest, "user id (sub) must be 1-128 printable ASCII characters")
+		return "", 0, nil, frame.NewHTTPError(http.StatusBadRequest, "user id (sub) must be 1-128 printable ASCII characters")
 	}
-	return claims.Subject, unixNanos(claims.ExpiresAt), nil
+	if a.cfg.RoomPolicy != PolicyClaims {
+		return claims.Subject, unixNanos(claims.ExpiresAt), nil, nil
+	}
+	return claims.Subject, unixNanos(claims.ExpiresAt), &claims, nil
 }
 
 // bearer returns the credentials of an "Authorization: Bearer <token>"
@@ -127,7 +147,8 @@ func (a *App) OnClose(c *edge.Conn, _ ws.StatusCode) {
 	a.cluster.UserDown(u.id)
 }
 
-// OnMessage handles one client message on the connection's worker.
+// OnMessage handles one client message on the connection's worker. While
+// a join waits on the hook, later messages wait behind it (OnWake).
 func (a *App) OnMessage(c *edge.Conn, op ws.OpCode, p []byte) {
 	u := c.Value().(*user)
 	if op != ws.OpText {
@@ -135,9 +156,23 @@ func (a *App) OnMessage(c *edge.Conn, op ws.OpCode, p []byte) {
 		c.Close(ws.StatusUnsupportedData, "binary messages are not supported")
 		return
 	}
+	w := u.waiting()
+	if w != nil && len(w.backlog) >= maxBacklog {
+		a.refuseRate(u, p) // over the backlog: counted against the rate
+		return
+	}
 	if u.limiter != nil && !a.allow(u, p) {
 		return
 	}
+	if w != nil {
+		w.backlog = append(w.backlog, slices.Clone(p))
+		return
+	}
+	a.handle(u, p)
+}
+
+// handle acts on one client message.
+func (a *App) handle(u *user, p []byte) {
 	msg, perr := parseClientMessage(p)
 	if perr != nil {
 		a.m.clientMessage("invalid")
@@ -151,25 +186,21 @@ func (a *App) OnMessage(c *edge.Conn, op ws.OpCode, p []byte) {
 	case typeSend:
 		a.send(u, &msg)
 	case typeJoin:
-		switch err := a.join(u, msg.room); err {
-		case nil:
-			a.ack(u, msg.id)
-		case errTooManyRooms:
-			a.m.joinRefused("max_rooms_per_conn")
-			a.replyError(u, msg.id, codeTooManyRooms, "at most "+strconv.Itoa(a.cfg.MaxRoomsPerConn)+" rooms per connection")
-		case errNodeRooms:
-			a.m.joinRefused("max_rooms")
-			a.replyError(u, msg.id, codeTooManyRooms, "this server holds its maximum of "+strconv.Itoa(a.cfg.MaxRooms)+" rooms: join an existing room or try again later")
-		}
-		// errDetached: the connection is being closed; say nothing.
+		a.authorizeJoin(u, &msg)
 	case typeLeave:
 		a.leave(u, msg.room)
 		a.ack(u, msg.id)
 	case typeRefresh:
 		a.refresh(u, &msg)
 	case typePublish:
-		if !u.isMember(msg.room) {
+		member, mayPublish := a.mayPublish(u, msg.room)
+		if !member {
 			a.replyError(u, msg.id, codeNotMember, "join the room before publishing to it")
+			return
+		}
+		a.policyDecision(typePublish, mayPublish)
+		if !mayPublish {
+			a.replyError(u, msg.id, codeForbidden, "you may not publish to room "+msg.room)
 			return
 		}
 		fr := frame.AppendFrame(nil, ws.OpText, appendMessage(nil, u.id, msg.room, msg.data))
@@ -185,6 +216,21 @@ func (a *App) OnMessage(c *edge.Conn, op ws.OpCode, p []byte) {
 	}
 }
 
+// joinRoom adds the member the room policy allowed and answers the client.
+func (a *App) joinRoom(u *user, room string, id []byte, pub bool) {
+	switch err := a.join(u, room, pub); err {
+	case nil:
+		a.ack(u, id)
+	case errTooManyRooms:
+		a.m.joinRefused("max_rooms_per_conn")
+		a.replyError(u, id, codeTooManyRooms, "at most "+strconv.Itoa(a.cfg.MaxRoomsPerConn)+" rooms per connection")
+	case errNodeRooms:
+		a.m.joinRefused("max_rooms")
+		a.replyError(u, id, codeTooManyRooms, "this server holds its maximum of "+strconv.Itoa(a.cfg.MaxRooms)+" rooms: join an existing room or try again later")
+	}
+	// errDetached: the connection is being closed; say nothing.
+}
+
 // allow applies the client rate limit: the first message over it gets
 // rate_limited, the next one over it closes the connection with 1008.
 func (a *App) allow(u *user, p []byte) bool {
@@ -192,11 +238,18 @@ func (a *App) allow(u *user, p []byte) bool {
 		u.overLimit = false
 		return true
 	}
+	a.refuseRate(u, p)
+	return false
+}
+
+// refuseRate refuses a message over the client's rate: the first one gets
+// rate_limited, the next one in a row closes the connection with 1008.
+func (a *App) refuseRate(u *user, p []byte) {
 	a.m.dropped("rate_limited", 1)
 	if u.overLimit {
 		a.m.clientMessage("rate_limited")
 		u.conn.Close(ws.StatusPolicyViolation, "rate limit exceeded")
-		return false
+		return
 	}
 	u.overLimit = true
 	a.m.clientMessage("rate_limited")
@@ -206,7 +259,6 @@ func (a *App) allow(u *user, p []byte) bool {
 		id = perr.id
 	}
 	a.replyError(u, id, codeRateLimited, "too many messages: slow down or be disconnected")
-	return false
 }
 
 // send delivers a direct message to one user.

@@ -22,14 +22,18 @@ type user struct {
 	connectedAt int64         // unix nanoseconds
 	limiter     *rate.Limiter // nil unless rate limiting is on
 	tok         *tokenState   // token users only: expiry (token.go)
+	// ext is the room policy's state (userext.go): nil for an open-policy
+	// connection that has no hook call pending. Set under mu.
+	ext *userExt
+
+	mu    sync.Mutex
+	rooms []string // joined rooms, usually a handful
 	// overLimit is set by the first message refused by the limiter and
 	// cleared by the next one allowed; only the connection's handler
-	// goroutine touches it.
+	// goroutine touches it. Beside closed, after rooms, so the two bools
+	// share one word and ext costs no size class (BenchmarkHubMemory).
 	overLimit bool
-
-	mu     sync.Mutex
-	rooms  []string // joined rooms, usually a handful
-	closed bool     // detached: replaced, kicked or gone; joins are refused
+	closed    bool // detached: replaced, kicked or gone; joins are refused
 }
 
 func (u *user) connectedTime() time.Time { return time.Unix(0, u.connectedAt) }
@@ -228,17 +232,21 @@ func (r *rooms) has(name string) bool {
 	return set != nil // a room is deleted with its last member
 }
 
-// join adds u to room. It fails with errTooManyRooms at the connection's
-// limit, errNodeRooms when room would be a new room past the node's, and
-// errDetached once u has been replaced, kicked or closed. Joining a room
-// twice is a no-op. Lock order: user, then room shard.
-func (a *App) join(u *user, room string) error {
+// join adds u to room; pub says the member may publish there (kept only
+// under a room policy other than open). It fails with errTooManyRooms at
+// the connection's limit, errNodeRooms when room would be a new room past
+// the node's, and errDetached once u has been replaced, kicked or closed.
+// Joining a room twice only adds pub. Lock order: user, then room shard.
+func (a *App) join(u *user, room string, pub bool) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.closed {
 		return errDetached
 	}
-	if slices.Contains(u.rooms, room) {
+	if i := slices.Index(u.rooms, room); i >= 0 {
+		if pub && a.cfg.RoomPolicy != PolicyOpen {
+			u.setPublish(i, true)
+		}
 		return nil
 	}
 	if len(u.rooms) >= a.cfg.MaxRoomsPerConn {
@@ -249,11 +257,15 @@ func (a *App) join(u *user, room string) error {
 		return errNodeRooms
 	}
 	u.rooms = append(u.rooms, name)
+	if a.cfg.RoomPolicy != PolicyOpen {
+		u.setPublish(len(u.rooms)-1, pub)
+	}
 	a.cluster.RoomUp(room)
 	return nil
 }
 
-// leave removes u from room; leaving a room not joined is a no-op.
+// leave removes u from room; leaving a room not joined is a no-op. The
+// last room takes the gone one's place, and its publish bit with it.
 func (a *App) leave(u *user, room string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -261,13 +273,20 @@ func (a *App) leave(u *user, room string) {
 	if i < 0 {
 		return
 	}
-	u.rooms = slices.Delete(u.rooms, i, i+1)
+	last := len(u.rooms) - 1
+	u.rooms[i] = u.rooms[last]
+	u.rooms[last] = ""
+	u.rooms = u.rooms[:last]
+	if u.ext != nil {
+		u.setPublish(i, u.ext.canPublish(last))
+		u.setPublish(last, false)
+	}
 	a.rooms.remove(room, u)
 	a.cluster.RoomDown(room)
 }
 
 // detach takes u out of every room and refuses its later joins. It is
-// idempotent.
+// idempotent. It may run on any goroutine: of ext it only clears pub.
 func (a *App) detach(u *user) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -277,6 +296,9 @@ func (a *App) detach(u *user) {
 		a.cluster.RoomDown(room)
 	}
 	u.rooms = nil
+	if u.ext != nil {
+		clear(u.ext.pub)
+	}
 }
 
 // kickLocal removes a user held here and closes it with 4001.

@@ -67,7 +67,7 @@ func BenchmarkRoomMemory(b *testing.B) {
 				before := heapAfterGC()
 				for i, u := range us {
 					for k := range perUser {
-						if err := a.join(u, tc.room(i, k)); err != nil {
+						if err := a.join(u, tc.room(i, k), false); err != nil {
 							b.Fatal(err)
 						}
 					}
