@@ -212,8 +212,18 @@ func (a *App) pushUser(w http.ResponseWriter, r *http.Request) {
 	}
 	payload := appendMessage(nil, "", "", data)
 	var d cluster.Delivery
-	if u := a.users.get(id); u != nil {
-		d = delivery(a.write(u, payload, kindUser))
+	n := 1 // connections that took it, when d is Delivered
+	if conns := a.users.conns(id); conns != nil {
+		n = 0
+		for _, u := range conns {
+			if a.write(u, payload, kindUser) == nil {
+				n++
+			}
+		}
+		d = cluster.Dropped
+		if n > 0 {
+			d = cluster.Delivered
+		}
 	} else if !a.cluster.Fits(id, len(payload)) {
 		a.tooLargeForBus(w)
 		return
@@ -229,7 +239,7 @@ func (a *App) pushUser(w http.ResponseWriter, r *http.Request) {
 	}
 	switch d {
 	case cluster.Delivered:
-		writeJSON(w, http.StatusOK, deliveredAnswer{Delivered: 1})
+		writeJSON(w, http.StatusOK, deliveredAnswer{Delivered: n})
 	case cluster.Dropped:
 		writeJSON(w, http.StatusOK, deliveredAnswer{Delivered: 0})
 	default:
@@ -309,8 +319,8 @@ func (a *App) getUser(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if u := a.users.get(id); u != nil {
-		writeJSON(w, http.StatusOK, a.userInfo(u))
+	if conns := a.users.conns(id); conns != nil {
+		writeJSON(w, http.StatusOK, a.userInfo(conns))
 		return
 	}
 	switch body, err := a.cluster.User(id); err {

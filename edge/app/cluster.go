@@ -94,10 +94,11 @@ func (a *App) joinCluster() error {
 		return nil
 	}
 	b, err := cluster.New(*a.cfg.Cluster, cluster.Host{
-		Local:    local{a},
-		Registry: a.srv.Registry(),
-		Logger:   a.log,
-		MaxText:  max(a.srv.Config().MaxMessage, a.cfg.AdminMaxBody) + maxEnvelope,
+		Local:        local{a},
+		Registry:     a.srv.Registry(),
+		Logger:       a.log,
+		MaxText:      max(a.srv.Config().MaxMessage, a.cfg.AdminMaxBody) + maxEnvelope,
+		ConnsPerUser: a.cfg.ConnsPerUser,
 	})
 	if err != nil {
 		return err
@@ -112,11 +113,7 @@ func (a *App) joinCluster() error {
 type local struct{ a *App }
 
 func (l local) DeliverUser(id string, payload []byte) cluster.Delivery {
-	u := l.a.users.get(id)
-	if u == nil {
-		return cluster.NotConnected
-	}
-	return delivery(l.a.write(u, payload, kindUser))
+	return l.a.writeUser(l.a.users.conns(id), payload)
 }
 
 func (l local) DeliverRoom(room string, fr []byte) int {
@@ -130,21 +127,30 @@ func (l local) Broadcast(fr []byte) int { return l.a.broadcast(fr) }
 func (l local) Kick(id string) bool     { return l.a.kickLocal(id) }
 
 func (l local) Replace(id string, connectedAt int64) bool {
-	u := l.a.users.get(id)
-	if u == nil || u.connectedAt != connectedAt || !l.a.users.remove(u) {
-		return false
+	for _, u := range l.a.users.conns(id) {
+		if u.connectedAt == connectedAt && l.a.users.remove(u) {
+			l.a.evict(u, "replaced", CloseReplaced)
+			return true
+		}
 	}
-	l.a.evict(u, "replaced", CloseReplaced)
-	return true
+	return false
 }
 
 func (l local) Presence(id string) ([]byte, bool) {
-	u := l.a.users.get(id)
-	if u == nil {
+	conns := l.a.users.conns(id)
+	if conns == nil {
 		return nil, false
 	}
-	body, _ := json.Marshal(l.a.userInfo(u))
+	body, _ := json.Marshal(l.a.userInfo(conns))
 	return body, true
+}
+
+func (l local) Conns(id string) []int64 {
+	var at []int64
+	for _, u := range l.a.users.conns(id) {
+		at = append(at, u.connectedAt)
+	}
+	return at
 }
 
 func (l local) RoomMembers(room string, max int) (int, []string) {
@@ -164,7 +170,7 @@ func (l local) UserSince(id string) (int64, bool) {
 }
 
 func (l local) EachUser(fn func(string, int64)) {
-	l.a.users.eachShard(func(snap []*user) {
+	l.a.users.m.EachShard(func(snap []*user) { // the newest connection of each
 		for _, u := range snap {
 			fn(u.id, u.connectedAt)
 		}
@@ -174,19 +180,37 @@ func (l local) EachUser(fn func(string, int64)) {
 func (l local) HasUser(id string) bool   { return l.a.users.get(id) != nil }
 func (l local) HasRoom(room string) bool { return l.a.rooms.has(room) }
 
-// userInfo is GET /v1/users/{id}'s answer.
+// userInfo is GET /v1/users/{id}'s answer: the newest connection's fields
+// (as before multi-device) and every connection held here.
 type userInfo struct {
-	User        string   `json:"user"`
+	User        string     `json:"user"`
+	ConnectedAt string     `json:"connected_at"`
+	RemoteAddr  string     `json:"remote_addr"`
+	Rooms       []string   `json:"rooms"`
+	Node        string     `json:"node,omitempty"` // cluster mode: the node holding the connection
+	Connections []connInfo `json:"connections"`    // oldest first
+}
+
+// connInfo is one of a user's connections in userInfo.
+type connInfo struct {
+	Node        string   `json:"node,omitempty"`
 	ConnectedAt string   `json:"connected_at"`
 	RemoteAddr  string   `json:"remote_addr"`
 	Rooms       []string `json:"rooms"`
-	Node        string   `json:"node,omitempty"` // cluster mode: the node holding the connection
 }
 
-func (a *App) userInfo(u *user) userInfo {
-	remote := ""
-	if addr := u.conn.RemoteAddr(); addr != nil {
-		remote = addr.String()
+// userInfo describes conns, a user's connections, oldest first.
+func (a *App) userInfo(conns []*user) userInfo {
+	info := userInfo{Connections: make([]connInfo, 0, len(conns))}
+	for _, u := range conns {
+		remote := ""
+		if addr := u.conn.RemoteAddr(); addr != nil {
+			remote = addr.String()
+		}
+		info.Connections = append(info.Connections, connInfo{Node: a.cluster.Node(),
+			ConnectedAt: u.connectedTime().UTC().Format(time.RFC3339Nano), RemoteAddr: remote, Rooms: u.roomList()})
 	}
-	return userInfo{User: u.id, ConnectedAt: u.connectedTime().UTC().Format(time.RFC3339), RemoteAddr: remote, Rooms: u.roomList(), Node: a.cluster.Node()}
+	u, newest := conns[len(conns)-1], info.Connections[len(conns)-1]
+	info.User, info.ConnectedAt, info.RemoteAddr, info.Rooms, info.Node = u.id, u.connectedTime().UTC().Format(time.RFC3339), newest.RemoteAddr, newest.Rooms, a.cluster.Node()
+	return info
 }

@@ -114,12 +114,12 @@ func bearer(h string) string {
 	return strings.TrimSpace(cred)
 }
 
-// OnOpen registers the user; an older connection of the same user is
-// detached and closed with 4000.
+// OnOpen registers the user; the user's oldest connection past
+// Config.ConnsPerUser is detached and closed with 4000.
 func (a *App) OnOpen(c *edge.Conn) {
 	u := c.Value().(*user)
 	a.armExpiry(c, u)
-	if old := a.users.put(u); old != nil {
+	for _, old := range a.users.put(u, a.cfg.ConnsPerUser) {
 		a.evict(old, "replaced", CloseReplaced)
 	}
 	// OnClose may run on another goroutine; if it already detached u, it
@@ -264,9 +264,8 @@ func (a *App) refuseRate(u *user, p []byte) {
 // send delivers a direct message to one user.
 func (a *App) send(from *user, msg *clientMessage) {
 	payload := appendMessage(nil, from.id, "", msg.data)
-	to := a.users.get(msg.to)
-	if to != nil {
-		a.sent(from, msg.id, msg.to, delivery(a.write(to, payload, kindUser)), nil)
+	if to := a.users.conns(msg.to); to != nil {
+		a.sent(from, msg.id, msg.to, a.writeUser(to, payload), nil)
 		return
 	}
 	if !a.cluster.Fits(msg.to, len(payload)) {
@@ -315,7 +314,24 @@ func (a *App) refuseTooLarge(u *user, id []byte) {
 	a.replyError(u, id, codeTooLarge, "message too large for the cluster bus (NATS max payload "+strconv.FormatInt(a.cluster.MaxPayload(), 10)+" bytes)")
 }
 
-// write sends one message to one user and counts the outcome.
+// writeUser writes payload to each of a user's connections: Delivered when
+// one took it.
+func (a *App) writeUser(conns []*user, payload []byte) cluster.Delivery {
+	d := cluster.NotConnected
+	for _, u := range conns {
+		switch delivery(a.write(u, payload, kindUser)) {
+		case cluster.Delivered:
+			d = cluster.Delivered
+		case cluster.Dropped:
+			if d != cluster.Delivered {
+				d = cluster.Dropped
+			}
+		}
+	}
+	return d
+}
+
+// write sends one message to one connection and counts the outcome.
 func (a *App) write(u *user, payload []byte, kind string) error {
 	err := u.conn.WriteMessage(ws.OpText, payload)
 	a.m.outcome(kind, err, 1)

@@ -54,53 +54,115 @@ func (u *user) roomList() []string {
 	return out
 }
 
-// users maps user ids to their one connection: a lookup takes one shard's
-// read lock.
+// users maps user ids to their connections: a lookup takes one shard's
+// read lock. m holds each user's newest connection; a user with more than
+// one (Config.ConnsPerUser > 1) has the older ones in older, oldest first,
+// changed only under m's shard lock, so a user of one connection costs
+// what it did before multi-device.
 type users struct {
 	m     shardmap.Map[*user]
-	count atomic.Int64
+	older shardmap.Map[[]*user]
+	count atomic.Int64 // user ids, not connections
 }
 
 func newUsers() *users {
 	r := &users{}
 	r.m.Init()
+	r.older.Init()
 	return r
 }
 
-// put registers u and returns the connection it replaced, if any.
-func (r *users) put(u *user) (old *user) {
+// put registers u, the user's newest connection, and returns the ones it
+// replaced: the oldest ones past limit connections per user.
+func (r *users) put(u *user, limit int) (replaced []*user) {
 	r.m.Write(u.id, func(sh map[string]*user) {
-		old = sh[u.id]
+		old := sh[u.id]
 		sh[u.id] = u
-	})
-	if old == nil {
-		r.count.Add(1)
-	}
-	return old
-}
-
-// remove unregisters u only if the registry still maps its id to u: the
-// late close of a replaced connection must not unregister its successor.
-func (r *users) remove(u *user) (ok bool) {
-	r.m.Write(u.id, func(sh map[string]*user) {
-		if ok = sh[u.id] == u; ok {
-			delete(sh, u.id)
+		switch {
+		case old == nil:
+			r.count.Add(1)
+		case limit <= 1:
+			replaced = []*user{old}
+		default:
+			r.older.Write(u.id, func(osh map[string][]*user) {
+				list := append(slices.Clone(osh[u.id]), old) // copied: snapshots alias the old one
+				if n := len(list) + 1 - limit; n > 0 {
+					replaced = slices.Clone(list[:n])
+					list = slices.Delete(list, 0, n) // a fresh tail: readers hold copies
+				}
+				if len(list) == 0 {
+					delete(osh, u.id)
+				} else {
+					osh[u.id] = list
+				}
+			})
 		}
 	})
-	if ok {
-		r.count.Add(-1)
-	}
+	return replaced
+}
+
+// remove unregisters u only if it is still registered: the late close of a
+// replaced connection must not unregister its successor.
+func (r *users) remove(u *user) (ok bool) {
+	r.m.Write(u.id, func(sh map[string]*user) {
+		r.older.Write(u.id, func(osh map[string][]*user) {
+			list := osh[u.id]
+			switch {
+			case sh[u.id] == u && len(list) == 0:
+				delete(sh, u.id)
+				r.count.Add(-1)
+			case sh[u.id] == u: // the next newest takes its place
+				sh[u.id] = list[len(list)-1]
+				list = list[:len(list)-1]
+			default:
+				i := slices.Index(list, u)
+				if i < 0 {
+					return
+				}
+				list = slices.Delete(slices.Clone(list), i, i+1)
+			}
+			ok = true
+			if len(list) == 0 {
+				delete(osh, u.id)
+			} else {
+				osh[u.id] = list
+			}
+		})
+	})
 	return ok
 }
 
+// get returns the user's newest connection, or nil.
 func (r *users) get(id string) *user {
 	u, _ := r.m.Get(id)
 	return u
 }
 
-// eachShard calls fn with a snapshot of each non-empty shard, handed over
-// after the shard's lock is released.
-func (r *users) eachShard(fn func([]*user)) { r.m.EachShard(fn) }
+// conns returns the user's connections, oldest first (nil: none).
+func (r *users) conns(id string) (out []*user) {
+	r.m.Read(id, func(sh map[string]*user) {
+		u := sh[id]
+		if u == nil {
+			return
+		}
+		older, _ := r.older.Get(id)
+		out = append(slices.Clone(older), u)
+	})
+	return out
+}
+
+// eachShard calls fn with a snapshot of each non-empty shard, every
+// connection of its users, handed over after the shard's lock is released.
+func (r *users) eachShard(fn func([]*user)) {
+	r.m.EachShard(fn)
+	r.older.EachShard(func(lists [][]*user) {
+		var snap []*user
+		for _, l := range lists {
+			snap = append(snap, l...)
+		}
+		fn(snap)
+	})
+}
 
 // rooms is the room index: room name to members. A room exists while it
 // has a member. Membership changes take one shard's write lock; fan-out
@@ -301,15 +363,20 @@ func (a *App) detach(u *user) {
 	}
 }
 
-// kickLocal removes a user held here and closes it with 4001.
+// kickLocal removes every connection of a user held here and closes them
+// with 4001.
 func (a *App) kickLocal(id string) bool {
-	u := a.users.get(id)
-	if u == nil || !a.users.remove(u) {
-		return false
+	kicked := false
+	for _, u := range a.users.conns(id) {
+		if a.users.remove(u) {
+			a.evict(u, "kicked", CloseKicked)
+			kicked = true
+		}
 	}
-	a.evict(u, "kicked", CloseKicked)
-	a.cluster.UserDown(id)
-	return true
+	if kicked {
+		a.cluster.UserDown(id)
+	}
+	return kicked
 }
 
 // evict closes u, already unregistered, for reason (replaced or kicked).

@@ -62,7 +62,7 @@ func BenchmarkRoomMemory(b *testing.B) {
 				now := time.Now().UnixNano()
 				for i := range us {
 					us[i] = &user{id: "user-" + strconv.Itoa(i), connectedAt: now}
-					a.users.put(us[i])
+					a.users.put(us[i], 1)
 				}
 				before := heapAfterGC()
 				for i, u := range us {

@@ -121,6 +121,13 @@ func (l *fakeLocal) UserSince(id string) (int64, bool) {
 	return at, ok
 }
 
+func (l *fakeLocal) Conns(id string) []int64 {
+	if at, ok := l.UserSince(id); ok {
+		return []int64{at}
+	}
+	return nil
+}
+
 func (l *fakeLocal) EachUser(fn func(string, int64)) {
 	l.mu.Lock()
 	users := make(map[string]int64, len(l.users))

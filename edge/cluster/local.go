@@ -32,6 +32,8 @@ type Local interface {
 	RoomMembers(room string, max int) (members int, ids []string)
 	// UserSince reports when the user held here connected (unix nanoseconds).
 	UserSince(id string) (connectedAt int64, ok bool)
+	// Conns lists the connect times of the user's connections held here.
+	Conns(id string) []int64
 	// EachUser calls fn for every user held here.
 	EachUser(fn func(id string, connectedAt int64))
 	HasUser(id string) bool
@@ -80,4 +82,7 @@ type Host struct {
 	// MaxText bounds the text a node relays to its clients: the largest
 	// client message or admin body plus the envelope the app adds.
 	MaxText int64
+	// ConnsPerUser is how many connections a user may hold across the
+	// cluster (devices.go); 0 or 1: one, settled by claims.
+	ConnsPerUser int
 }

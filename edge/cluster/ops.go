@@ -41,6 +41,12 @@ func (b *Bus) handle(m *nats.Msg) {
 		b.reply(m, []byte{byte(r)})
 	case opClaim:
 		b.onClaim(name, msg.node, msg.at)
+	case opConns:
+		b.reply(m, connsAnswer(b.node, b.local.Conns(name)))
+	case opEvict:
+		if msg.node == b.node && b.local.Replace(name, msg.at) {
+			b.UserDown(name)
+		}
 	case opKick:
 		r := NotConnected
 		if b.local.Kick(name) {
@@ -87,7 +93,7 @@ type roomPart struct {
 // when its user connected reached the other node before that node listened.
 func (b *Bus) onClaim(id, node string, at int64) {
 	mine, ok := b.local.UserSince(id)
-	if !ok || node == b.node {
+	if !ok || node == b.node || b.connsPerUser > 1 { // devices.go settles those
 		return
 	}
 	if mine > at || (mine == at && b.node > node) {
