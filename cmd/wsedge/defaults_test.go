@@ -73,6 +73,8 @@ func TestHelpDefaultsAreDefaultConfig(t *testing.T) {
 		"jwt-secret": "", "jwt-secret-file": "", "jwt-public-key": "", "admin-token-file": "",
 		"nats": "", "node-id": "", "cluster-timeout": "", "cluster-prefix": "", "cluster-queue-bytes": "", // ClusterConfig's defaults
 		"nats-creds": "", "nats-nkey": "", "nats-ca": "",
+		"room-policy": ad.RoomPolicy, "join-hook": "", "hook-concurrency": str(ad.HookConcurrency), "hook-queue": str(ad.HookQueue),
+		"hook-timeout": str(ad.HookTimeout), "hook-cache": str(ad.HookCache), "hook-cache-size": str(ad.HookCacheSize), "conns-per-user": str(ad.ConnsPerUser),
 		"gc-percent": str(defaultGCPercent), "log-format": "text", "log-level": "info", "version": "",
 	}
 	usage, def := helpDefaults(t)
