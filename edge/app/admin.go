@@ -213,17 +213,15 @@ func (a *App) pushUser(w http.ResponseWriter, r *http.Request) {
 	payload := appendMessage(nil, "", "", data)
 	var d cluster.Delivery
 	n := 1 // connections that took it, when d is Delivered
-	if conns := a.users.conns(id); conns != nil {
-		n = 0
-		for _, u := range conns {
-			if a.write(u, payload, kindUser) == nil {
-				n++
-			}
+	if a.cfg.ConnsPerUser > 1 {
+		ch := make(chan struct{})
+		a.deliverAll(id, payload, func(rd cluster.Delivery, rn int) { d, n = rd, rn; close(ch) })
+		<-ch // an admin handler may wait: at most the cluster timeout
+		if d == cluster.NotConnected {
+			a.m.dropped("not_connected", 1)
 		}
-		d = cluster.Dropped
-		if n > 0 {
-			d = cluster.Delivered
-		}
+	} else if conns := a.users.conns(id); conns != nil {
+		d, n = a.writeUser(conns, payload)
 	} else if !a.cluster.Fits(id, len(payload)) {
 		a.tooLargeForBus(w)
 		return
@@ -317,6 +315,17 @@ func (a *App) pushAll(w http.ResponseWriter, r *http.Request) {
 func (a *App) getUser(w http.ResponseWriter, r *http.Request) {
 	id, ok := pathName(w, r, "id")
 	if !ok {
+		return
+	}
+	if a.cfg.ConnsPerUser > 1 && a.cfg.Cluster != nil {
+		switch info, ok, err := a.presence(id); {
+		case ok:
+			writeJSON(w, http.StatusOK, info)
+		case err != nil:
+			a.unavailable(w, err)
+		default:
+			writeError(w, http.StatusNotFound, "not_connected", "user "+id+" is not connected")
+		}
 		return
 	}
 	if conns := a.users.conns(id); conns != nil {

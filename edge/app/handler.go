@@ -261,11 +261,17 @@ func (a *App) refuseRate(u *user, p []byte) {
 	a.replyError(u, id, codeRateLimited, "too many messages: slow down or be disconnected")
 }
 
-// send delivers a direct message to one user.
+// send delivers a direct message to one user: to each of its connections,
+// here and, with more than one allowed per user, on the other nodes.
 func (a *App) send(from *user, msg *clientMessage) {
 	payload := appendMessage(nil, from.id, "", msg.data)
+	if a.cfg.ConnsPerUser > 1 {
+		a.sendAll(from, msg, payload)
+		return
+	}
 	if to := a.users.conns(msg.to); to != nil {
-		a.sent(from, msg.id, msg.to, a.writeUser(to, payload), nil)
+		d, _ := a.writeUser(to, payload)
+		a.sent(from, msg.id, msg.to, d, nil)
 		return
 	}
 	if !a.cluster.Fits(msg.to, len(payload)) {
@@ -315,20 +321,47 @@ func (a *App) refuseTooLarge(u *user, id []byte) {
 }
 
 // writeUser writes payload to each of a user's connections: Delivered when
-// one took it.
-func (a *App) writeUser(conns []*user, payload []byte) cluster.Delivery {
-	d := cluster.NotConnected
+// one took it, and how many did.
+func (a *App) writeUser(conns []*user, payload []byte) (cluster.Delivery, int) {
+	d, n := cluster.NotConnected, 0
 	for _, u := range conns {
 		switch delivery(a.write(u, payload, kindUser)) {
 		case cluster.Delivered:
-			d = cluster.Delivered
+			d, n = cluster.Delivered, n+1
 		case cluster.Dropped:
 			if d != cluster.Delivered {
 				d = cluster.Dropped
 			}
 		}
 	}
-	return d
+	return d, n
+}
+
+// deliverAll writes payload to a user's connections here and on the other
+// nodes (Config.ConnsPerUser > 1); done gets the outcome and the count.
+func (a *App) deliverAll(to string, payload []byte, done func(cluster.Delivery, int)) {
+	d, n := a.writeUser(a.users.conns(to), payload)
+	if !a.cluster.Fits(to, len(payload)) {
+		done(d, n) // too large for the bus: the local connections only
+		return
+	}
+	a.cluster.SendUsers(to, payload, func(rd cluster.Delivery, rn int) {
+		if rd == cluster.Delivered || (rd == cluster.Dropped && d == cluster.NotConnected) {
+			d = rd
+		}
+		done(d, n+rn)
+	})
+}
+
+// sendAll is a client's send with several connections per user allowed.
+func (a *App) sendAll(from *user, msg *clientMessage, payload []byte) {
+	id, name := slices.Clone(msg.id), msg.to // the answer may come after the handler returned
+	a.deliverAll(name, payload, func(d cluster.Delivery, _ int) {
+		if d == cluster.NotConnected {
+			a.m.dropped("not_connected", 1)
+		}
+		a.sent(from, id, name, d, nil)
+	})
 }
 
 // write sends one message to one connection and counts the outcome.

@@ -70,6 +70,11 @@ type pendingReq struct {
 	fn    func([]byte, error)
 	timer *time.Timer
 	ch    chan []byte
+	// gatherAsync: all gets the answers (got, under pmu) once want came,
+	// NATS said nobody listens, or Timeout passed.
+	all  func([][]byte)
+	got  [][]byte
+	want int
 }
 
 // subTable maps names to subscriptions. With a grace, a subscription whose

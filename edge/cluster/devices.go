@@ -3,6 +3,7 @@ package cluster
 import (
 	"cmp"
 	"encoding/binary"
+	"encoding/json"
 	"slices"
 	"strconv"
 	"time"
@@ -23,33 +24,86 @@ const (
 // sees both. A node that does not answer in time (a partition) is not
 // counted: docs/cluster.md says what that allows.
 func (b *Bus) settleDevices(id string) {
+	b.gatherAsync(b.userPrefix+subjectToken(id), nameMsg(opConns, id), func(answers [][]byte) {
+		b.evictOldest(id, answers)
+	})
+}
+
+// gatherAsync publishes data on subject and calls fn once with the answers
+// of the other nodes: when every live one answered, NATS said nobody
+// listens, or Timeout passed; at once with none when NATS is away or too
+// many requests wait. fn runs on the inbox's or the timer's goroutine.
+func (b *Bus) gatherAsync(subject string, data []byte, fn func([][]byte)) {
 	if !b.connected() {
+		fn(nil)
 		return
 	}
 	seq := b.reqSeq.Add(1)
-	pr := &pendingReq{ch: make(chan []byte, 64)}
+	pr := &pendingReq{all: fn, want: max(b.peers(), 1)}
 	b.pmu.Lock()
 	if len(b.pending) >= b.cfg.MaxPending {
 		b.pmu.Unlock()
 		b.m.errors.WithLabelValues("too_many_pending").Inc()
+		fn(nil)
 		return
 	}
 	b.pending[seq] = pr
-	b.pmu.Unlock()
-	// No goroutine per request: the timer's, once, after Timeout.
-	time.AfterFunc(b.cfg.Timeout, func() {
-		b.forget(seq)
-		var answers [][]byte
-		for len(pr.ch) > 0 {
-			answers = append(answers, <-pr.ch)
+	pr.timer = time.AfterFunc(b.cfg.Timeout, func() {
+		b.pmu.Lock()
+		_, ok := b.pending[seq]
+		delete(b.pending, seq)
+		got := pr.got
+		b.pmu.Unlock()
+		if ok {
+			fn(got)
 		}
-		b.evictOldest(id, answers)
 	})
-	if err := b.nc.PublishRequest(b.userPrefix+subjectToken(id), b.inbox+strconv.FormatUint(seq, 10), nameMsg(opConns, id)); err != nil {
+	b.pmu.Unlock()
+	if err := b.nc.PublishRequest(subject, b.inbox+strconv.FormatUint(seq, 10), data); err != nil {
 		b.m.publishErrors.Inc()
-		return
+		return // the timer answers with what came: nothing
 	}
 	b.m.messages.WithLabelValues("out").Inc()
+}
+
+// SendUsers is SendUser for users of several connections (Host.ConnsPerUser
+// > 1), who may be held on several nodes: every node holding the user
+// writes payload; done gets how many connections took it (0 and
+// NotConnected when none holds it).
+func (b *Bus) SendUsers(to string, payload []byte, done func(Delivery, int)) {
+	b.gatherAsync(b.userPrefix+subjectToken(to), deliverMsg(to, payload), func(answers [][]byte) {
+		d, n := NotConnected, 0
+		for _, a := range answers {
+			ad, an, ok := parseDeliveredN(a)
+			if !ok {
+				b.m.errors.WithLabelValues("bad_message").Inc()
+				continue
+			}
+			n += an
+			if ad == Delivered || (ad == Dropped && d == NotConnected) {
+				d = ad
+			}
+		}
+		done(d, n)
+	})
+}
+
+// deliveredN is a node's answer to opDeliver with Host.ConnsPerUser > 1:
+// the Delivery, then how many connections took it (decimal).
+func deliveredN(d Delivery, n int) []byte {
+	return strconv.AppendInt([]byte{byte(d)}, int64(n), 10)
+}
+
+func parseDeliveredN(p []byte) (Delivery, int, bool) {
+	if len(p) < 2 {
+		return 0, 0, false
+	}
+	n, err := strconv.Atoi(string(p[1:]))
+	d := Delivery(p[0])
+	if err != nil || n < 0 || (d != Delivered && d != Dropped && d != NotConnected) {
+		return 0, 0, false
+	}
+	return d, n, true
 }
 
 // device is one connection of a user somewhere in the cluster.
@@ -119,4 +173,22 @@ func parseConnsAnswer(p []byte) (node string, ats []int64, ok bool) {
 		p = p[k:]
 	}
 	return node, ats, len(p) == 0
+}
+
+// Presences is every other node's presence JSON of a user (Host.ConnsPerUser
+// > 1: it may be held on several); it waits for every live node or Timeout.
+func (b *Bus) Presences(id string) ([][]byte, error) {
+	got, err := b.gather(b.userPrefix+subjectToken(id), nameMsg(opPresence, id), b.peers())
+	if err == errNoResponders || err == ErrTimeout {
+		err = nil
+	}
+	out := got[:0]
+	for _, g := range got {
+		if json.Valid(g) { // not from a node: any NATS client can answer
+			out = append(out, g)
+		} else {
+			b.m.errors.WithLabelValues("bad_message").Inc()
+		}
+	}
+	return out, err
 }

@@ -55,12 +55,12 @@ func (l *fakeLocal) log() []string {
 	return slices.Clone(l.got)
 }
 
-func (l *fakeLocal) DeliverUser(id string, payload []byte) Delivery {
+func (l *fakeLocal) DeliverUser(id string, payload []byte) (Delivery, int) {
 	if !l.HasUser(id) {
-		return NotConnected
+		return NotConnected, 0
 	}
 	l.record("user " + id + " " + string(payload))
-	return Delivered
+	return Delivered, 1
 }
 
 func (l *fakeLocal) DeliverRoom(room string, fr []byte) int {

@@ -14,8 +14,9 @@ import (
 // for HasUser and HasRoom, with one of its subscription tables' shards
 // locked: those two must only read the registry.
 type Local interface {
-	// DeliverUser writes a client message (JSON text) to the user held here.
-	DeliverUser(id string, payload []byte) Delivery
+	// DeliverUser writes a client message (JSON text) to the user's
+	// connections held here and counts those that took it.
+	DeliverUser(id string, payload []byte) (Delivery, int)
 	// DeliverRoom writes fr, one encoded text frame, to the room's members
 	// here and returns how many writes were accepted.
 	DeliverRoom(room string, fr []byte) int

@@ -34,11 +34,15 @@ func (b *Bus) handle(m *nats.Msg) {
 	name := msg.name
 	switch msg.op {
 	case opDeliver:
-		r := b.local.DeliverUser(name, msg.rest)
+		r, n := b.local.DeliverUser(name, msg.rest)
 		if r == Delivered {
-			b.m.remote.WithLabelValues(kindUser).Inc()
+			b.m.remote.WithLabelValues(kindUser).Add(float64(n))
 		}
-		b.reply(m, []byte{byte(r)})
+		if b.connsPerUser > 1 {
+			b.reply(m, deliveredN(r, n))
+		} else {
+			b.reply(m, []byte{byte(r)})
+		}
 	case opClaim:
 		b.onClaim(name, msg.node, msg.at)
 	case opConns:
@@ -138,6 +142,21 @@ func (b *Bus) onReply(m *nats.Msg) {
 		b.pmu.Unlock()
 		pr.timer.Stop()
 		pr.fn(data, rerr)
+		return
+	}
+	if pr.all != nil { // gatherAsync (devices.go)
+		if rerr == nil {
+			pr.got = append(pr.got, data)
+		}
+		if rerr == nil && len(pr.got) < pr.want {
+			b.pmu.Unlock()
+			return
+		}
+		delete(b.pending, seq)
+		got := pr.got
+		b.pmu.Unlock()
+		pr.timer.Stop()
+		pr.all(got)
 		return
 	}
 	b.pmu.Unlock()
