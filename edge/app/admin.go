@@ -349,12 +349,13 @@ func (a *App) kickUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	kicked := a.kickLocal(id)
-	if !kicked {
-		var err error
-		if kicked, err = a.cluster.Kick(id); err != nil {
+	if !kicked || a.cfg.ConnsPerUser > 1 { // several connections: maybe on other nodes too
+		remote, err := a.cluster.Kick(id)
+		if err != nil && !kicked {
 			a.unavailable(w, err)
 			return
 		}
+		kicked = kicked || remote
 	}
 	if kicked {
 		w.WriteHeader(http.StatusNoContent)

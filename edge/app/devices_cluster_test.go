@@ -59,4 +59,12 @@ func TestClusterConnsPerUser(t *testing.T) {
 	}
 	laptop.expect(`{"type":"message","data":"q"}`)
 	tab.expect(`{"type":"message","data":"q"}`)
+
+	// A kick from a node holding none closes every connection, on every node.
+	c.nodes[0].admin(http.MethodDelete, "/v1/users/alice", "", http.StatusNoContent)
+	for _, cl := range []*client{laptop, tab} {
+		if code := cl.expectClose(); code != int(CloseKicked) {
+			t.Fatalf("kick closed with %d, want 4001", code)
+		}
+	}
 }

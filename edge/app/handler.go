@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
 
 	"github.com/wsedge/wsedge/edge"
@@ -86,8 +87,14 @@ func (a *App) identifyToken(req *frame.Request) (string, int64, *connClaims, err
 	if tok == "" {
 		return "", 0, nil, a.tokenUnauthorized("missing", "missing token: use ?token= or Authorization: Bearer")
 	}
-	var claims connClaims // rooms and publish are only kept under policy claims
-	reason, msg := a.verify.check(tok, &claims, &claims.RegisteredClaims)
+	// rooms and publish are only read under policy claims: elsewhere a
+	// token's other claims, whatever their shape, are not ours to refuse.
+	var claims connClaims
+	into := jwt.Claims(&claims.RegisteredClaims)
+	if a.cfg.RoomPolicy == PolicyClaims {
+		into = &claims
+	}
+	reason, msg := a.verify.check(tok, into, &claims.RegisteredClaims)
 	if reason != "" {
 		return "", 0, nil, a.tokenUnauthorized(reason, msg)
 	}

@@ -311,3 +311,15 @@ func TestConnsPerUser(t *testing.T) {
 		}
 	}
 }
+
+// Outside policy claims a token's rooms/publish claims are not read: one
+// of another shape still connects; under claims it is refused (401).
+func TestRoomPolicyClaimsShape(t *testing.T) {
+	tok := signClaims(t, testSecret, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix(), "rooms": "lobby"})
+	if got := startTokens(t, Config{}).dialStatus("token="+tok, nil); got != http.StatusSwitchingProtocols {
+		t.Errorf("open policy: status %d, want 101", got)
+	}
+	if got := startTokens(t, Config{RoomPolicy: PolicyClaims}).dialStatus("token="+tok, nil); got != http.StatusUnauthorized {
+		t.Errorf("claims policy: status %d, want 401", got)
+	}
+}

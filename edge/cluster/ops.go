@@ -373,11 +373,19 @@ func (b *Bus) User(id string) ([]byte, error) {
 // Kick closes a user not held here with 4001: false when no node holds
 // it, ErrUnavailable when the cluster could not be asked.
 func (b *Bus) Kick(id string) (bool, error) {
-	got, err := b.gather(b.userPrefix+subjectToken(id), nameMsg(opKick, id), 1)
+	want := 1
+	if b.connsPerUser > 1 {
+		want = b.peers() // the user may be held on several nodes: kick on all
+	}
+	got, err := b.gather(b.userPrefix+subjectToken(id), nameMsg(opKick, id), want)
 	b.lookup(lookupResult(err))
+	kicked := false
+	for _, r := range got {
+		kicked = kicked || (len(r) == 1 && Delivery(r[0]) == Delivered)
+	}
 	switch {
-	case err == nil:
-		return len(got[0]) == 1 && Delivery(got[0][0]) == Delivered, nil
+	case err == nil || kicked:
+		return kicked, nil
 	case err == errNoResponders || err == ErrTimeout:
 		return false, nil
 	}
