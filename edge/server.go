@@ -345,6 +345,9 @@ func (s *Server) OnWake(nc *netpoll.Conn, events uint8) {
 	if events&wakeTimer != 0 {
 		c.onTimer(s, s.nowMs())
 	}
+	if events&wakeHandler != 0 {
+		c.onHandlerWake() // wake.go
+	}
 }
 
 // OnClose is netpoll's callback after a socket is closed. It runs on

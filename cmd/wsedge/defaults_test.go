@@ -78,6 +78,8 @@ func TestHelpDefaultsAreDefaultConfig(t *testing.T) {
 		"nats": "", "node-id": "", // no cluster by default; the node id is made at start
 		"cluster-timeout": str(cl.Timeout), "cluster-prefix": cl.Prefix, "cluster-queue-bytes": str(cl.QueueBytes),
 		"nats-creds": "", "nats-nkey": "", "nats-ca": "",
+		"room-policy": ad.RoomPolicy, "join-hook": "", "hook-concurrency": str(ad.HookConcurrency), "hook-queue": str(ad.HookQueue),
+		"hook-timeout": str(ad.HookTimeout), "hook-cache": str(ad.HookCache), "hook-cache-size": str(ad.HookCacheSize), "conns-per-user": str(ad.ConnsPerUser),
 		"gc-percent": str(defaultGCPercent), "log-format": "text", "log-level": "info", "version": "",
 	}
 	usage, def := helpDefaults(t)

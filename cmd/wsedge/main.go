@@ -136,6 +136,14 @@ func newOptions(stderr io.Writer) *options {
 	fs.IntVar(&appCfg.MaxRooms, "max-rooms", appCfg.MaxRooms, "rooms with a member on this node (each a NATS subscription in a cluster); a join that would create one more gets too_many_rooms")
 	fs.Float64Var(&o.clientRate, "client-rate", 0, fmt.Sprintf("client messages per second per connection; 0 turns the limit off (default: %d with a JWT key, off without)", app.DefaultClientRate))
 	fs.IntVar(&appCfg.ClientBurst, "client-burst", appCfg.ClientBurst, fmt.Sprintf("burst allowed over -client-rate (0: %d with the default rate, else the rate rounded up)", app.DefaultClientBurst))
+	fs.StringVar(&appCfg.RoomPolicy, "room-policy", appCfg.RoomPolicy, "who may join and publish to a room: open (anyone), claims (the token's rooms/publish patterns or a room token) or hook (-join-hook decides); refused: forbidden")
+	fs.StringVar(&appCfg.JoinHook, "join-hook", appCfg.JoinHook, "URL that -room-policy hook POSTs {user,room,node} to for each join (the admin token as bearer); 200 {\"allow\":true,\"publish\":false} or 403")
+	fs.IntVar(&appCfg.HookConcurrency, "hook-concurrency", appCfg.HookConcurrency, "join hook calls in flight at once")
+	fs.IntVar(&appCfg.HookQueue, "hook-queue", appCfg.HookQueue, "joins waiting for a join hook call; past it a join gets unavailable (wsedge_room_hook_requests_total{result=\"queue_full\"})")
+	fs.DurationVar(&appCfg.HookTimeout, "hook-timeout", appCfg.HookTimeout, "time allowed for one join hook call; past it the join gets unavailable")
+	fs.DurationVar(&appCfg.HookCache, "hook-cache", appCfg.HookCache, "keep a join hook's answer per user and room this long (0: off)")
+	fs.IntVar(&appCfg.HookCacheSize, "hook-cache-size", appCfg.HookCacheSize, "join hook answers cached at most")
+	fs.IntVar(&appCfg.ConnsPerUser, "conns-per-user", appCfg.ConnsPerUser, "connections one user may hold (across the cluster); one more replaces the oldest with 4000")
 	fs.StringVar(&appCfg.AdminToken, "admin-token", appCfg.AdminToken, "bearer token required on the admin /v1/ API (required when -admin is not loopback; visible in the process list: prefer -admin-token-file or WSEDGE_ADMIN_TOKEN)")
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the admin token (surrounding whitespace trimmed)")
 	fs.Int64Var(&appCfg.AdminMaxBody, "admin-max-body", appCfg.AdminMaxBody, "largest admin API request body in bytes (413 above)")
@@ -237,6 +245,9 @@ func (o *options) configs(logger *slog.Logger) (edge.Config, app.Config, error) 
 		appCfg.ClientRate = o.clientRate
 	}
 	appCfg.AllowedOrigins = splitList(o.origins)
+	if appCfg.HookCache == 0 {
+		appCfg.HookCache = app.NoHookCache // -hook-cache 0 turns the cache off
+	}
 	if o.natsURLs != "" {
 		appCfg.Cluster = &cluster.Config{NodeID: o.nodeID, Timeout: o.clusterTimeout, Prefix: o.clusterPrefix, QueueBytes: o.clusterQueueBytes,
 			CredsFile: o.natsCreds, NkeyFile: o.natsNkey, CAFile: o.natsCA, URLs: splitList(o.natsURLs)}

@@ -32,6 +32,8 @@ type App struct {
 	cluster Cluster // single, or the NATS bus
 	tokens  tokens
 	hist    *histories // nil: history off
+	policyM policyMetrics
+	hook    *hooks // PolicyHook only
 }
 
 // New checks cfg and builds the application.
@@ -98,6 +100,10 @@ func (a *App) Mount(srv *edge.Server) error {
 	if err := a.startTokens(srv.Registry()); err != nil {
 		return err
 	}
+	if err := a.startPolicy(srv.Registry()); err != nil {
+		a.stopTokens()
+		return err
+	}
 	a.mountAdmin(srv.Mux())
 	if a.hist != nil {
 		a.startSweeper()
@@ -156,5 +162,6 @@ func (a *App) Close() {
 	if a.hist != nil {
 		a.hist.close()
 	}
+	a.stopPolicy()
 	a.cluster.Close()
 }

@@ -320,7 +320,7 @@ func parseSince(raw json.RawMessage) (*position, bool) {
 // room history's lock, replays what u missed after since (nil: nothing),
 // then acks with the room's position. Replayed messages and the ack go
 // through the connection's bounded queue, before any live message.
-func (a *App) joinRecover(u *user, room string, since *position, id []byte) error {
+func (a *App) joinRecover(u *user, room string, pub bool, since *position, id []byte) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.closed {
@@ -333,18 +333,7 @@ func (a *App) joinRecover(u *user, room string, since *position, id []byte) erro
 	if !member && len(u.rooms) >= a.cfg.MaxRoomsPerConn {
 		return errTooManyRooms
 	}
-	add := func() error {
-		if member {
-			return nil
-		}
-		name, ok := a.rooms.tryAdd(room, u, a.cfg.MaxRooms)
-		if !ok {
-			return errNodeRooms
-		}
-		u.rooms = append(u.rooms, name)
-		a.cluster.RoomUp(room)
-		return nil
-	}
+	add := func() error { return a.addMember(u, room, pub) }
 	for {
 		var (
 			h      *history

@@ -248,8 +248,8 @@ func BenchmarkHubMemoryHistory(b *testing.B) {
 		now := time.Now().UnixNano()
 		for i, id := range ids {
 			u := &user{id: id, connectedAt: now}
-			a.users.put(u)
-			if err := a.joinRecover(u, ids[i^1], nil, nil); err != nil {
+			a.users.put(u, 1)
+			if err := a.joinRecover(u, ids[i^1], false, nil, nil); err != nil {
 				b.Fatal(err)
 			}
 		}
