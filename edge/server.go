@@ -146,6 +146,7 @@ func (s *Server) Start() error {
 		WriteQueue:     s.cfg.WriteQueue,
 		Handler:        s,
 		Dispatch:       s.dispatch,
+		DispatchBatch:  s.dispatchBatch,
 		OnPanic: func(c *netpoll.Conn, v any) {
 			s.metrics.panics.Inc()
 			s.logPanic.Do(func() { s.log.Error("panic serving a connection; closed it", "conn", c.ID(), "panic", v) })
@@ -216,12 +217,23 @@ func (s *Server) dispatch(c *netpoll.Conn) bool {
 	return true
 }
 
+// dispatchBatch is dispatch for a shard's batch of ready connections.
+func (s *Server) dispatchBatch(b *netpoll.Batch) bool {
+	if s.pool.Invoke(b) != nil {
+		s.callerRuns.Add(1)
+		return false
+	}
+	return true
+}
+
 // runTask is the pool's one function: a connection's task (for readiness,
 // a timer or a close request) or a fan-out batch.
 func (s *Server) runTask(arg any) {
 	switch t := arg.(type) {
 	case *netpoll.Conn:
 		s.poller.Serve(t)
+	case *netpoll.Batch:
+		s.poller.ServeBatch(t)
 	case func():
 		t()
 	}
