@@ -147,9 +147,10 @@ func (c *Conn) send(s *Server, b []byte, shared, message bool) error {
 	}
 	switch err {
 	case nil:
-		s.metrics.bytesOut.Add(float64(len(b)))
+		fd := c.nc.Fd()
+		s.metrics.bytesOut.add(fd, uint64(len(b)))
 		if message {
-			s.metrics.messagesOut.Inc()
+			s.metrics.messagesOut.add(fd, 1)
 		}
 		return nil
 	case netpoll.ErrQueueFull:
@@ -329,7 +330,7 @@ func (c *Conn) onFrame(m frame.Message) {
 		if c.phase != phaseOpen {
 			return // after our close frame, data is read and ignored
 		}
-		s.metrics.messagesIn.Inc()
+		s.metrics.messagesIn.add(c.nc.Fd(), 1)
 		c.route.Load().h.OnMessage(c, m.Op, m.Payload)
 	case ws.OpPing:
 		if c.phase == phaseOpen {

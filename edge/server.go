@@ -298,7 +298,7 @@ func (s *Server) acceptError(err error) {
 // holds the connection.
 func (s *Server) OnData(nc *netpoll.Conn, p []byte) error {
 	c := connOf(nc)
-	s.metrics.bytesIn.Add(float64(len(p)))
+	s.metrics.bytesIn.add(nc.Fd(), uint64(len(p)))
 	switch c.phase {
 	case phaseHandshake:
 		s.handshake(c, p)
