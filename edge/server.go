@@ -147,6 +147,7 @@ func (s *Server) Start() error {
 		Handler:        s,
 		Dispatch:       s.dispatch,
 		DispatchBatch:  s.dispatchBatch,
+		BatchSize:      s.cfg.PollBatch,
 		OnPanic: func(c *netpoll.Conn, v any) {
 			s.metrics.panics.Inc()
 			s.logPanic.Do(func() { s.log.Error("panic serving a connection; closed it", "conn", c.ID(), "panic", v) })
