@@ -116,6 +116,65 @@ func TestIdle(t *testing.T) {
 	}
 }
 
+// TestIdleScrapesOutsideTheHold: each /metrics scrape grows the server's
+// heap, so a hold of several seconds is scraped once, at its end, and with
+// -pid (/proc) not at all; the client holds no goroutine per connection.
+func TestIdleScrapesOutsideTheHold(t *testing.T) {
+	srv := startTestServer(t, "")
+	res := run(t, Config{
+		Scenario: ScenarioIdle, URLs: []string{srv.WS + "/ws"}, Admin: []string{srv.Admin},
+		Conns: 100, Rate: 2000, Hold: 2500 * time.Millisecond,
+	})
+	wantConns(t, res, 100)
+	if n := srv.scrapesHolding.Load(); n != 1 {
+		t.Errorf("%d scrapes while connections were held, want 1 (at the end of the hold)", n)
+	}
+	s := res.Server
+	if s == nil || s.Source != SourceMetrics || s.Holding == nil || s.Holding.Connections != 100 {
+		t.Fatalf("server = %+v", s)
+	}
+	if res.Client.IO != "epoll" || res.Client.Goroutines >= 100+int64(s.Holding.Goroutines) {
+		t.Errorf("client io %q with %d goroutines (server in this process: %v): a goroutine per connection?",
+			res.Client.IO, res.Client.Goroutines, s.Holding.Goroutines)
+	}
+}
+
+// TestIdlePID reads the server's figures from /proc/PID and never scrapes.
+func TestIdlePID(t *testing.T) {
+	srv := startTestServer(t, "")
+	res := run(t, Config{
+		Scenario: ScenarioIdle, URLs: []string{srv.WS + "/ws"}, Admin: []string{srv.Admin},
+		PID: os.Getpid(), Conns: 100, Rate: 2000, Hold: 1500 * time.Millisecond,
+	})
+	wantConns(t, res, 100)
+	if n := srv.scrapesHolding.Load(); n != 0 {
+		t.Errorf("%d scrapes with -pid, want none", n)
+	}
+	s := res.Server
+	if s == nil || s.Source != SourceProc || s.Before == nil || s.Holding == nil || s.After == nil {
+		t.Fatalf("server = %+v", s)
+	}
+	// Client and server share this process: both ends of each socket.
+	if s.Holding.RSS <= 0 || s.Holding.OpenFDs < s.Before.OpenFDs+200 || s.CPUSeconds <= 0 || s.CPUPercent <= 0 {
+		t.Errorf("before %+v holding %+v cpu %v", s.Before, s.Holding, s.CPUSeconds)
+	}
+	if want := (s.Holding.RSS - s.Before.RSS) / 100; s.RSSPerConn != want {
+		t.Errorf("rss per conn = %v, want %v", s.RSSPerConn, want)
+	}
+	var sb strings.Builder
+	if err := res.WriteSummary(&sb); err != nil {
+		t.Fatal(err)
+	}
+	if l := res.Client.Load; l == nil || l.Seconds < 1.4 || l.ClientCPUSeconds < 0 || l.ServerCPUSeconds < 0 {
+		t.Errorf("load phase CPU = %+v", l)
+	}
+	for _, want := range []string{"server (/proc/PID)", "server CPU", "client CPU", "load phase CPU", "epoll I/O"} {
+		if !strings.Contains(sb.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, sb.String())
+		}
+	}
+}
+
 func TestEchoOpenLoop(t *testing.T) {
 	srv := startTestServer(t, "")
 	res := run(t, Config{

@@ -53,6 +53,16 @@ func newDialer(cfg *Config, buffered bool) (*dialer, error) {
 	return d, nil
 }
 
+// plain reports whether every URL is ws://, which the event loops take.
+func (d *dialer) plain() bool {
+	for _, u := range d.urls {
+		if u.Scheme != "ws" {
+			return false
+		}
+	}
+	return true
+}
+
 // userID is the identity of global user index i.
 func (d *dialer) userID(i int) string { return d.cfg.UserPrefix + strconv.Itoa(i) }
 
@@ -230,18 +240,39 @@ const (
 	idleReadSize = 128
 )
 
-// conn is one client WebSocket connection. One goroutine reads it (readLoop);
-// any goroutine may write through write, which serialises frames.
+// conn is one client WebSocket connection, driven in one of two ways. On
+// Linux a ws:// connection is handed to one of the pool's event loops
+// (evsock set, nc nil; client_linux.go): no goroutine of its own. A wss://
+// connection, or any on another platform, has a reader goroutine
+// (readLoop) blocked in the runtime poller. Any goroutine may write through
+// write, which serialises frames.
 type conn struct {
 	idx      int
-	nc       net.Conn
+	nc       net.Conn // the goroutine client's socket
+	evsock   *evSocket
 	readSize int
-	early    []byte // bytes that followed the handshake response; readLoop decodes them first
+	early    []byte // bytes that followed the handshake response; decoded first
+
+	// Owned by whoever reads the connection (its reader goroutine or its
+	// event loop), after init.
+	dec       frame.Decoder
+	onMessage func(op ws.OpCode, payload []byte)
+	handleFn  func(frame.Message) // c.handle, bound once: Feed's callback without an allocation per read
+	gotClose  bool                // a close frame arrived
+	reason    string              // why, if the server closed first
 
 	wmu  sync.Mutex
 	wbuf []byte
 
 	closing atomic.Bool
+}
+
+// init prepares c to be read; onMessage is called for each complete text or
+// binary message (the payload is reused afterwards).
+func (c *conn) init(onMessage func(op ws.OpCode, payload []byte)) {
+	c.dec.Init(frame.DecoderConfig{Client: true, MaxMessage: maxMessage})
+	c.onMessage = onMessage
+	c.handleFn = c.handle
 }
 
 // write sends one masked frame with the given opcode and payload. The
@@ -262,22 +293,36 @@ func (c *conn) writeClose(code ws.StatusCode) error {
 }
 
 func (c *conn) flushLocked() error {
-	_, err := c.nc.Write(c.wbuf)
+	var err error
+	if c.evsock != nil {
+		err = c.evsock.writeLocked(c.wbuf)
+	} else {
+		_, err = c.nc.Write(c.wbuf)
+	}
 	if cap(c.wbuf) > 64<<10 {
 		c.wbuf = nil // do not pin a large buffer on a mostly idle connection
 	}
 	return err
 }
 
-// close sends a normal close frame and closes the socket; the read loop then
+// close sends a normal close frame and closes the socket; the reader then
 // ends without counting a drop.
 func (c *conn) close() { c.closeWith(ws.StatusNormalClosure) }
 
 // closeWith sends a close frame with code and closes the socket, once;
-// false when the connection was already closing.
+// false when the connection was already closing. On an event loop the
+// socket is shut down here and closed by its loop, which alone may close
+// it (a closed descriptor's number is reused at once).
 func (c *conn) closeWith(code ws.StatusCode) bool {
 	if c.closing.Swap(true) {
 		return false
+	}
+	if c.evsock != nil {
+		_ = c.writeClose(code)
+		c.wmu.Lock()
+		c.evsock.shutdownLocked()
+		c.wmu.Unlock()
+		return true
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 	_ = c.writeClose(code)
@@ -285,50 +330,51 @@ func (c *conn) closeWith(code ws.StatusCode) bool {
 	return true
 }
 
+// handle answers pings and close frames and passes data messages on.
+func (c *conn) handle(m frame.Message) {
+	switch m.Op {
+	case ws.OpPing:
+		_ = c.write(ws.OpPong, m.Payload)
+	case ws.OpPong:
+	case ws.OpClose:
+		c.gotClose = true
+		if c.closeWith(m.Code) {
+			c.reason = "close_" + strconv.Itoa(int(m.Code))
+		}
+	default:
+		c.onMessage(m.Op, m.Payload)
+	}
+}
+
+// feed decodes the next bytes read. done is true once the connection is
+// over, reason then says why ("" when we closed it first; "close_1001",
+// "too_big" for a message over maxMessage, "protocol_1002" for a frame
+// that breaks RFC 6455).
+func (c *conn) feed(p []byte) (reason string, done bool) {
+	if err := c.dec.Feed(p, c.handleFn); err != nil {
+		var pe *frame.ProtocolError
+		if !errors.As(err, &pe) || !c.closeWith(pe.Code) {
+			return "", true
+		}
+		if pe.Code == ws.StatusMessageTooBig {
+			return "too_big", true
+		}
+		return "protocol_" + strconv.Itoa(int(pe.Code)), true
+	}
+	return c.reason, c.gotClose
+}
+
 // readLoop reads messages until the connection ends and calls onMessage for
 // each complete text or binary message (the payload is reused afterwards).
 // It answers pings and close frames. It returns "" when we closed the
-// connection, else why the server or network ended it ("close_1001", "eof",
-// "too_big" for a message over maxMessage, "protocol_1002" for a frame
-// that breaks RFC 6455).
+// connection, else why the server or network ended it (see feed, and
+// "eof", "reset", "timeout" from the socket).
 func (c *conn) readLoop(onMessage func(op ws.OpCode, payload []byte)) string {
-	var dec frame.Decoder
-	dec.Init(frame.DecoderConfig{Client: true, MaxMessage: maxMessage})
-	defer dec.Release()
-	var (
-		closed bool   // a close frame arrived
-		reason string // why, if the server closed first
-	)
-	handle := func(m frame.Message) {
-		switch m.Op {
-		case ws.OpPing:
-			_ = c.write(ws.OpPong, m.Payload)
-		case ws.OpPong:
-		case ws.OpClose:
-			closed = true
-			if c.closeWith(m.Code) {
-				reason = "close_" + strconv.Itoa(int(m.Code))
-			}
-		default:
-			onMessage(m.Op, m.Payload)
-		}
-	}
-	feed := func(p []byte) (string, bool) {
-		if err := dec.Feed(p, handle); err != nil {
-			var pe *frame.ProtocolError
-			if !errors.As(err, &pe) || !c.closeWith(pe.Code) {
-				return "", true
-			}
-			if pe.Code == ws.StatusMessageTooBig {
-				return "too_big", true
-			}
-			return "protocol_" + strconv.Itoa(int(pe.Code)), true
-		}
-		return reason, closed
-	}
+	c.init(onMessage)
+	defer c.dec.Release()
 	if early := c.early; early != nil {
 		c.early = nil
-		if r, done := feed(early); done {
+		if r, done := c.feed(early); done {
 			return r
 		}
 	}
@@ -336,7 +382,7 @@ func (c *conn) readLoop(onMessage func(op ws.OpCode, payload []byte)) string {
 	for {
 		n, err := c.nc.Read(buf)
 		if n > 0 {
-			if r, done := feed(buf[:n]); done {
+			if r, done := c.feed(buf[:n]); done {
 				return r
 			}
 		}

@@ -60,7 +60,11 @@ func startScripted(t *testing.T, first []byte) (*conn, *scriptedPeer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.nc.Close() })
+	t.Cleanup(func() {
+		if c.nc != nil { // nil once an event loop took the socket
+			c.nc.Close()
+		}
+	})
 	p := <-peer
 	if p == nil {
 		t.Fatal("the peer did not accept")

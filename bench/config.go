@@ -35,6 +35,9 @@ type Config struct {
 	// sampled and summed; the first one receives fan-out POSTs.
 	Admin      []string `json:"admin,omitempty"`
 	AdminToken string   `json:"-"`
+	// PID is a local server's process id: its RSS and CPU are then read
+	// from /proc/PID, and /metrics is never scraped.
+	PID int `json:"pid,omitempty"`
 
 	Conns int `json:"conns"`
 	// Rate is connections per second for idle and churn, messages per
@@ -71,6 +74,9 @@ type Config struct {
 	DialTimeout time.Duration `json:"dial_timeout"`
 	// MaxDialing bounds handshakes in flight at once.
 	MaxDialing int `json:"max_dialing"`
+	// GoroutineClient reads every connection from a goroutine of its own
+	// (the client before the event loops), to compare the two.
+	GoroutineClient bool `json:"goroutine_client,omitempty"`
 
 	// Worker fields are set by the parent for a child process.
 	WorkerIndex int `json:"worker_index,omitempty"`
@@ -203,6 +209,9 @@ func (c *Config) Validate() error {
 		if c.Rate <= 0 {
 			return bad("churn needs -rate R connections per second")
 		}
+	}
+	if c.PID < 0 {
+		return bad("-pid must not be negative")
 	}
 	if c.Procs < 0 {
 		return bad("-procs must not be negative")

@@ -22,15 +22,29 @@ const (
 	metricConnections = "wsedge_connections"
 )
 
+// Where a server sample comes from.
+const (
+	// SourceMetrics is a scrape of /metrics on every -admin URL. A scrape
+	// allocates in the server, so it is taken outside the hold only.
+	SourceMetrics = "metrics"
+	// SourceProc is /proc/PID of a local server (-pid), which the server
+	// does not notice: RSS, CPU and open descriptors, no connection count.
+	SourceProc = "proc"
+)
+
 // ServerSample is one reading of the servers' /metrics, summed over every
-// -admin URL. A metric a server does not export is listed in Missing.
+// -admin URL, or of /proc/PID. A metric the source lacks is listed in
+// Missing.
 type ServerSample struct {
 	At          time.Time `json:"at"`
+	Source      string    `json:"source"`
 	Connections float64   `json:"connections"`
 	RSS         float64   `json:"rss_bytes"`
 	OpenFDs     float64   `json:"open_fds"`
 	Goroutines  float64   `json:"goroutines"`
-	Missing     []string  `json:"missing,omitempty"`
+	// CPUSeconds is the server's user+system CPU since it started (proc).
+	CPUSeconds float64  `json:"cpu_seconds,omitempty"`
+	Missing    []string `json:"missing,omitempty"`
 }
 
 // admin talks to the servers' admin listeners.
@@ -65,7 +79,7 @@ func (a *admin) request(ctx context.Context, method, url string, body io.Reader)
 
 // sample scrapes every admin URL and sums the values.
 func (a *admin) sample(ctx context.Context) (*ServerSample, error) {
-	s := &ServerSample{At: time.Now()}
+	s := &ServerSample{At: time.Now(), Source: SourceMetrics}
 	missing := map[string]bool{}
 	for _, base := range a.urls {
 		fams, err := a.scrape(ctx, base)

@@ -18,6 +18,8 @@ type Progress struct {
 	Sent      int64 `json:"sent"`
 	Received  int64 `json:"received"`
 	Errors    int64 `json:"errors"`
+	// CPUSeconds is the worker process's CPU (user+system) so far.
+	CPUSeconds float64 `json:"cpu_seconds"`
 }
 
 func (p *Progress) add(q Progress) {
@@ -27,14 +29,17 @@ func (p *Progress) add(q Progress) {
 	p.Sent += q.Sent
 	p.Received += q.Received
 	p.Errors += q.Errors
+	p.CPUSeconds += q.CPUSeconds
 }
 
 // pool holds one worker's client connections and counts what happens to
-// them. Each open connection has one reader goroutine (see package doc).
+// them. An open connection is read by the pool's event loops (Linux,
+// ws://) or by a goroutine of its own (see package doc).
 type pool struct {
 	cfg     *Config
 	d       *dialer
 	connect *Recorder
+	loops   *evLoops // nil: a reader goroutine per connection
 
 	attempted, established, failed atomic.Int64
 	open, peakOpen                 atomic.Int64
@@ -62,9 +67,15 @@ func newPool(cfg *Config, buffered bool) (*pool, error) {
 	if err != nil {
 		return nil, err
 	}
+	var loops *evLoops
+	if !cfg.GoroutineClient {
+		if loops, err = newEvLoops(); err != nil {
+			return nil, err
+		}
+	}
 	user, sys, _ := selfUsage()
 	return &pool{
-		userBefore: user, sysBefore: sys,
+		userBefore: user, sysBefore: sys, loops: loops,
 		cfg: cfg, d: d, connect: NewRecorder(),
 		conns:    map[int]*conn{},
 		failures: map[string]int64{},
@@ -80,9 +91,11 @@ func (p *pool) markHeld() {
 }
 
 func (p *pool) progress() Progress {
+	user, sys, _ := selfUsage()
 	return Progress{
 		Open: p.open.Load(), Attempted: p.attempted.Load(), Failed: p.failed.Load(),
 		Sent: p.sent.Load(), Received: p.received.Load(), Errors: p.errs.Load(),
+		CPUSeconds: user + sys - p.userBefore - p.sysBefore,
 	}
 }
 
@@ -116,6 +129,7 @@ func (p *pool) openOne(ctx context.Context, slot, user int, handle onMessage) (*
 	if n := p.open.Add(1); n > p.peakOpen.Load() {
 		p.peakOpen.Store(n) // approximate under races; only a report figure
 	}
+	onLoop := p.loops != nil && p.loops.detach(c)
 	p.mu.Lock()
 	if old := p.conns[slot]; old != nil {
 		defer old.close()
@@ -123,9 +137,9 @@ func (p *pool) openOne(ctx context.Context, slot, user int, handle onMessage) (*
 	p.conns[slot] = c
 	p.mu.Unlock()
 	p.readers.Add(1)
-	go func() {
+	onMessage := func(op ws.OpCode, b []byte) { handle(c, op, b) }
+	ended := func(reason string) {
 		defer p.readers.Done()
-		reason := c.readLoop(func(op ws.OpCode, b []byte) { handle(c, op, b) })
 		p.open.Add(-1)
 		p.mu.Lock()
 		if p.conns[slot] == c {
@@ -136,7 +150,12 @@ func (p *pool) openOne(ctx context.Context, slot, user int, handle onMessage) (*
 			p.errs.Add(1)
 		}
 		p.mu.Unlock()
-	}()
+	}
+	if onLoop {
+		p.loops.attach(c, onMessage, ended)
+		return c, nil
+	}
+	go func() { ended(c.readLoop(onMessage)) }()
 	return c, nil
 }
 
@@ -196,6 +215,17 @@ func (p *pool) closeAll() {
 	case <-done:
 	case <-time.After(5 * time.Second):
 	}
+	if p.loops != nil {
+		p.loops.stop()
+	}
+}
+
+// io names how the pool drives its connections, for the report.
+func (p *pool) io() string {
+	if p.loops != nil && p.d.plain() {
+		return "epoll"
+	}
+	return "goroutines"
 }
 
 // fill writes the pool's connection figures into r.

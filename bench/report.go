@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // WriteSummary prints the result for people.
@@ -64,7 +65,7 @@ func (r *Result) WriteSummary(w io.Writer) error {
 		}
 	}
 	if s := r.Server; s != nil {
-		p("server\t%s", sampleLine("before", s.Before))
+		p("server (%s)\t%s", sourceName(s.Source), sampleLine("before", s.Before))
 		if s.Holding != nil {
 			p("\t%s", sampleLine("holding", s.Holding))
 		}
@@ -76,13 +77,27 @@ func (r *Result) WriteSummary(w io.Writer) error {
 			p("server drift (after - before)\tconnections %+.0f, open fds %+.0f, goroutines %+.0f, RSS %s",
 				d.Connections, d.OpenFDs, d.Goroutines, fmtBytes(d.RSS))
 		}
+		if s.Source == SourceProc {
+			p("server CPU\t%.1fs (%.1f%% of %d CPUs over %s)", s.CPUSeconds, s.CPUPercent, r.Client.CPUs,
+				s.After.At.Sub(s.Before.At).Round(100*time.Millisecond))
+		}
 		for _, e := range s.ScrapeErrors {
 			p("  scrape error\t%s", e)
 		}
 	}
 	cl := r.Client
-	p("client\tCPU %.1f%% of %d CPUs (%.1fs user, %.1fs sys), machine busy %.0f%%, peak RSS %s (%s per held connection), %d goroutines",
-		cl.CPUPercent, cl.CPUs, cl.UserSeconds, cl.SystemSeconds, cl.MachineBusyPercent, fmtBytes(float64(cl.PeakRSS)), fmtBytes(cl.RSSPerConn), cl.Goroutines)
+	p("client CPU\t%.1fs (%.1fs user, %.1fs sys, %.1fs driver), %.1f%% of %d CPUs over %s; machine busy %.0f%%",
+		cl.UserSeconds+cl.SystemSeconds+cl.DriverSeconds, cl.UserSeconds, cl.SystemSeconds, cl.DriverSeconds,
+		cl.CPUPercent, cl.CPUs, r.Elapsed, cl.MachineBusyPercent)
+	if l := cl.Load; l != nil {
+		server := "server not read (give -pid)"
+		if l.ServerCPUSeconds > 0 {
+			server = fmt.Sprintf("server %.1fs", l.ServerCPUSeconds)
+		}
+		p("load phase CPU\tclient %.1fs, %s, over %.1fs", l.ClientCPUSeconds, server, l.Seconds)
+	}
+	p("client\t%s I/O, peak RSS %s (%s per held connection), %d goroutines",
+		cl.IO, fmtBytes(float64(cl.PeakRSS)), fmtBytes(cl.RSSPerConn), cl.Goroutines)
 	p("errors\t%d", r.Errors)
 	for _, wn := range r.Warnings {
 		p("WARNING\t%s", wn)
@@ -94,9 +109,19 @@ func latencyLine(l *Latency) string {
 	return fmt.Sprintf("p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (n=%d)", l.P50, l.P90, l.P99, l.P999, l.Max, l.Count)
 }
 
+func sourceName(src string) string {
+	if src == SourceProc {
+		return "/proc/PID"
+	}
+	return "/metrics, outside the hold"
+}
+
 func sampleLine(name string, s *ServerSample) string {
 	if s == nil {
 		return name + ": no sample"
+	}
+	if s.Source == SourceProc {
+		return fmt.Sprintf("%s: RSS %s, %.0f open fds, CPU %.1fs", name, fmtBytes(s.RSS), s.OpenFDs, s.CPUSeconds)
 	}
 	return fmt.Sprintf("%s: %.0f connections, RSS %s, %.0f open fds, %.0f goroutines",
 		name, s.Connections, fmtBytes(s.RSS), s.OpenFDs, s.Goroutines)

@@ -97,8 +97,12 @@ type FanoutStats struct {
 	SeqLast  []int64 `json:"seq_last,omitempty"`
 }
 
-// ServerStats are the server's own figures from /metrics.
+// ServerStats are the server's own figures, from /proc/PID (-pid) or from
+// /metrics scraped before the connections, once they are all open (at the
+// end of the hold for idle) and after.
 type ServerStats struct {
+	// Source is SourceProc or SourceMetrics.
+	Source string        `json:"source"`
 	Before *ServerSample `json:"before,omitempty"`
 	// Holding is the last sample while every connection was open.
 	Holding *ServerSample `json:"holding,omitempty"`
@@ -109,6 +113,11 @@ type ServerStats struct {
 	// Drift = After - Before (churn: what the server failed to give back).
 	Drift        *ServerSample `json:"drift,omitempty"`
 	ScrapeErrors []string      `json:"scrape_errors,omitempty"`
+	// CPUSeconds is the server's CPU from Before to After (proc only), and
+	// CPUPercent that over the window and all CPUs, to set beside the
+	// client's.
+	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
+	CPUPercent float64 `json:"cpu_percent,omitempty"`
 }
 
 // ClientStats is the load generator's own cost, to tell when it, not the
@@ -119,6 +128,8 @@ type ClientStats struct {
 	// CPU seconds of every wsbench process over the run.
 	UserSeconds   float64 `json:"user_seconds"`
 	SystemSeconds float64 `json:"system_seconds"`
+	// DriverSeconds is the parent's own CPU when workers are children.
+	DriverSeconds float64 `json:"driver_seconds,omitempty"`
 	// CPUPercent is CPU seconds over elapsed time and all CPUs.
 	CPUPercent float64 `json:"cpu_percent"`
 	// MachineBusyPercent is the whole machine's busy share (server too).
@@ -128,7 +139,22 @@ type ClientStats struct {
 	PeakRSS    int64   `json:"peak_rss_bytes"`
 	RSSPerConn float64 `json:"rss_per_conn_bytes,omitempty"`
 	Goroutines int64   `json:"goroutines"`
-	Saturated  bool    `json:"saturated"`
+	// IO is how the client's ws:// connections are driven: "epoll" (event
+	// loops, Linux) or "goroutines" (one reader goroutine per connection:
+	// wss://, other platforms, and the scenarios docs/benchmarks.md names).
+	IO        string `json:"io"`
+	Saturated bool   `json:"saturated"`
+	// Load is the CPU of the load phase alone (after every connection is
+	// open, until the hold, duration or fan-out ends).
+	Load *LoadCPU `json:"load,omitempty"`
+}
+
+// LoadCPU sets the client's CPU beside the server's (with -pid) over the
+// load phase.
+type LoadCPU struct {
+	Seconds          float64 `json:"seconds"`
+	ClientCPUSeconds float64 `json:"client_cpu_seconds"`
+	ServerCPUSeconds float64 `json:"server_cpu_seconds,omitempty"`
 }
 
 // addCounts adds every count of b to a (maps may be nil).
@@ -216,6 +242,7 @@ func mergeWorkers(parts []*Result) (*Result, error) {
 		cl.PeakRSS += p.Client.PeakRSS
 		cl.RSSPerConn += p.Client.RSSPerConn * float64(p.Conns.Held)
 		cl.Goroutines += p.Client.Goroutines
+		cl.IO = p.Client.IO
 		out.Warnings = append(out.Warnings, p.Warnings...)
 	}
 	var err error

@@ -70,6 +70,7 @@ type driver struct {
 	started time.Time
 	handles []handle
 	server  ServerStats
+	load    *LoadCPU
 	fanout  *FanoutStats
 	postTS  []int64
 }
@@ -77,15 +78,17 @@ type driver struct {
 func (d *driver) run(parent context.Context, procs int) (*Result, error) {
 	ctx, cancel := context.WithTimeout(parent, d.cfg.Deadline)
 	defer cancel()
-	if d.admin != nil {
-		s, err := d.admin.sample(ctx)
+	if d.sampling() {
+		s, err := d.sample(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrServerUnreachable, err)
 		}
+		d.server.Source = s.Source
 		d.server.Before = s
 		d.server.PeakRSS = s.RSS
 	}
 	busy0, total0, cpuOK := machineCPU()
+	user0, sys0, _ := selfUsage()
 
 	for i, wc := range splitConfig(d.cfg, procs) {
 		h, err := d.startWorker(ctx, wc, procs)
@@ -107,11 +110,15 @@ func (d *driver) run(parent context.Context, procs int) (*Result, error) {
 		}
 	}
 	if ctx.Err() == nil {
-		d.sampleServer(ctx, &d.server.Holding)
+		if d.cfg.Scenario != ScenarioIdle || d.cfg.PID > 0 {
+			d.sampleServer(ctx, &d.server.Holding)
+		}
+		load := d.beginLoad()
 		for _, h := range d.handles {
 			h.start()
 		}
 		d.loadPhase(ctx)
+		d.endLoad(load)
 	}
 	for _, h := range d.handles {
 		h.stop()
@@ -139,7 +146,7 @@ func (d *driver) run(parent context.Context, procs int) (*Result, error) {
 	}
 	d.finishServer(parent, res)
 	d.finishFanout(res)
-	d.finishClient(res, busy0, total0, cpuOK)
+	d.finishClient(res, busy0, total0, cpuOK, user0+sys0)
 	res.countErrors()
 	d.warn(res)
 	if res.Conns.Established == 0 && res.Conns.Attempted > 0 {
@@ -213,13 +220,53 @@ func (d *driver) reportProgress(ctx context.Context) func() {
 	return func() { close(done); <-exited }
 }
 
+// loadMark is the client's and the server's CPU as the load phase begins.
+type loadMark struct {
+	at             time.Time
+	client, server float64
+	serverOK       bool
+}
+
+// beginLoad and endLoad measure the CPU of the load phase alone, apart from
+// connecting (whose loopback TCP handshakes the kernel charges mostly to
+// the connecting side): that is the phase whose latencies the report gives.
+func (d *driver) beginLoad() loadMark {
+	m := loadMark{at: time.Now(), client: d.progress().CPUSeconds}
+	if d.cfg.PID > 0 {
+		if s, err := procSample(d.cfg.PID); err == nil {
+			m.server, m.serverOK = s.CPUSeconds, true
+		}
+	}
+	return m
+}
+
+func (d *driver) endLoad(m loadMark) {
+	d.load = &LoadCPU{Seconds: time.Since(m.at).Seconds(), ClientCPUSeconds: d.progress().CPUSeconds - m.client}
+	if m.serverOK {
+		if s, err := procSample(d.cfg.PID); err == nil {
+			d.load.ServerCPUSeconds = s.CPUSeconds - m.server
+		}
+	}
+}
+
+// sampling reports whether the run reads the server's figures at all.
+func (d *driver) sampling() bool { return d.cfg.PID > 0 || d.admin != nil }
+
+// sample reads the server: /proc/PID with -pid, else /metrics.
+func (d *driver) sample(ctx context.Context) (*ServerSample, error) {
+	if d.cfg.PID > 0 {
+		return procSample(d.cfg.PID)
+	}
+	return d.admin.sample(ctx)
+}
+
 // sampleServer stores a server sample in *dst, keeping the peak RSS; a
 // failed scrape is recorded, not fatal.
 func (d *driver) sampleServer(ctx context.Context, dst **ServerSample) {
-	if d.admin == nil {
+	if !d.sampling() {
 		return
 	}
-	s, err := d.admin.sample(ctx)
+	s, err := d.sample(ctx)
 	if err != nil {
 		if ctx.Err() == nil && len(d.server.ScrapeErrors) < 10 {
 			d.server.ScrapeErrors = append(d.server.ScrapeErrors, err.Error())
@@ -230,8 +277,10 @@ func (d *driver) sampleServer(ctx context.Context, dst **ServerSample) {
 	d.server.PeakRSS = max(d.server.PeakRSS, s.RSS)
 }
 
-// waitSampling waits for dur, sampling the server each second into
-// Holding, or until until() is true (checked every 20ms) when until is set.
+// waitSampling waits for dur, or until until() is true (checked every
+// 20ms) when until is set. With -pid it samples the server each second
+// into Holding; /metrics is not scraped while connections are held, since
+// every scrape grows the server's heap (docs/benchmarks.md).
 func (d *driver) waitSampling(ctx context.Context, dur time.Duration, until func() bool) {
 	end := time.Now().Add(dur)
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -246,7 +295,7 @@ func (d *driver) waitSampling(ctx context.Context, dur time.Duration, until func
 			return
 		case <-tick.C:
 		}
-		if time.Now().After(nextSample) {
+		if d.cfg.PID > 0 && time.Now().After(nextSample) {
 			d.sampleServer(ctx, &d.server.Holding)
 			nextSample = time.Now().Add(time.Second)
 		}
@@ -348,7 +397,7 @@ func (d *driver) collect() ([]*Result, error) {
 // server to report its starting connection count, so that the drift is what
 // the server kept, not what it was still closing.
 func (d *driver) finishServer(parent context.Context, res *Result) {
-	if d.admin == nil {
+	if !d.sampling() || d.server.Before == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 10*time.Second)
@@ -356,8 +405,14 @@ func (d *driver) finishServer(parent context.Context, res *Result) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		d.sampleServer(ctx, &d.server.After)
-		a := d.server.After
-		if a == nil || a.Connections <= d.server.Before.Connections || time.Now().After(deadline) {
+		a, b := d.server.After, d.server.Before
+		// /proc has no connection count: the descriptors stand in for it,
+		// with a few for the admin client's keep-alive connections.
+		settled := a == nil || a.Connections <= b.Connections
+		if a != nil && a.Source == SourceProc {
+			settled = a.OpenFDs <= b.OpenFDs+16
+		}
+		if settled || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -374,6 +429,12 @@ func (d *driver) finishServer(parent context.Context, res *Result) {
 	}
 	if s.Before != nil && s.Holding != nil && res.Conns.Held > 0 {
 		s.RSSPerConn = (s.Holding.RSS - s.Before.RSS) / float64(res.Conns.Held)
+	}
+	if s.Before != nil && s.After != nil && s.Source == SourceProc {
+		s.CPUSeconds = s.After.CPUSeconds - s.Before.CPUSeconds
+		if secs := s.After.At.Sub(s.Before.At).Seconds(); secs > 0 {
+			s.CPUPercent = 100 * s.CPUSeconds / (secs * float64(runtime.NumCPU()))
+		}
 	}
 	res.Server = &s
 }
@@ -405,17 +466,24 @@ func (d *driver) finishFanout(res *Result) {
 	res.Fanout = f
 }
 
-func (d *driver) finishClient(res *Result, busy0, total0 uint64, cpuOK bool) {
+func (d *driver) finishClient(res *Result, busy0, total0 uint64, cpuOK bool, cpu0 float64) {
 	c := &res.Client
 	c.Procs = len(d.handles)
+	if c.Procs > 1 {
+		// The workers' own CPU is in the result; the driver's (admin
+		// calls, merging) is this process's.
+		user, sys, _ := selfUsage()
+		c.DriverSeconds = user + sys - cpu0
+	}
 	c.CPUs = runtime.NumCPU()
 	if secs := time.Duration(res.Elapsed).Seconds(); secs > 0 {
-		c.CPUPercent = 100 * (c.UserSeconds + c.SystemSeconds) / (secs * float64(c.CPUs))
+		c.CPUPercent = 100 * (c.UserSeconds + c.SystemSeconds + c.DriverSeconds) / (secs * float64(c.CPUs))
 	}
 	if busy1, total1, ok := machineCPU(); ok && cpuOK && total1 > total0 {
 		c.MachineBusyPercent = 100 * float64(busy1-busy0) / float64(total1-total0)
 	}
 	c.Saturated = c.CPUPercent > 90
+	c.Load = d.load
 }
 
 // warn adds the warnings a reader must not miss.
@@ -434,11 +502,15 @@ func (d *driver) warn(res *Result) {
 	if res.Conns.Failures["no_local_port"] > 0 {
 		add("the client ran out of local ports: use -source to spread over more local addresses")
 	}
-	if s := res.Server; s != nil && s.Before != nil && len(s.Before.Missing) > 0 {
+	if s := res.Server; s != nil && s.Before != nil && s.Source == SourceMetrics && len(s.Before.Missing) > 0 {
 		add("server /metrics lacks %v", s.Before.Missing)
 	}
 	if f := res.Fanout; f != nil && f.Delivered < f.Expected {
 		add("fan-out delivered %d of %d expected messages", f.Delivered, f.Expected)
+	}
+	if l := c.Load; l != nil && l.ServerCPUSeconds > 0 && l.ClientCPUSeconds > l.ServerCPUSeconds {
+		add("while loading the client used more CPU (%.1fs) than the server (%.1fs): latency may be the client's",
+			l.ClientCPUSeconds, l.ServerCPUSeconds)
 	}
 	switch res.Stop {
 	case StopInterrupted:

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,6 +47,9 @@ type testServer struct {
 	users   map[string]*testClient
 	rooms   map[string]map[*testClient]bool
 	sources map[string]int // remote IP -> connections seen
+
+	// scrapesHolding counts /metrics scrapes made while clients were connected.
+	scrapesHolding atomic.Int64
 }
 
 func startTestServer(t *testing.T, jwtSecret string) *testServer {
@@ -66,7 +70,13 @@ func startTestServer(t *testing.T, jwtSecret string) *testServer {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wsedge_connections", Help: "open WebSocket connections"},
 		func() float64 { s.mu.Lock(); defer s.mu.Unlock(); return float64(len(s.clients)) }))
 	amux := http.NewServeMux()
-	amux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	amux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		if len(s.members(nil)) > 0 {
+			s.scrapesHolding.Add(1)
+		}
+		metrics.ServeHTTP(w, r)
+	})
 	amux.HandleFunc("POST /v1/broadcast", func(w http.ResponseWriter, r *http.Request) {
 		s.push(w, r, func() []*testClient { return s.members(nil) }, "")
 	})

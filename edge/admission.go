@@ -11,6 +11,7 @@ const (
 	refusedMaxConns          = "max_conns"
 	refusedPendingHandshakes = "pending_handshakes"
 	refusedPendingPerIP      = "pending_per_ip"
+	refusedAcceptRate        = "accept_rate"
 )
 
 // retryAfterSeconds is the Retry-After of a refusal at accept: long enough
@@ -19,10 +20,26 @@ const retryAfterSeconds = 5
 
 // refusal is the complete answer to a socket refused at accept, written
 // before its request is read (so a client waiting for its answer gets it).
-func refusal(reason string) []byte {
+func refusal(reason string) []byte { return refusalAfter(reason, retryAfterSeconds) }
+
+// rateRetryAfter holds the answers to sockets over -accept-rate, one per
+// Retry-After of 1..maxRateRetryAfter seconds: accept picks one at random,
+// so clients refused in the same burst come back spread, not as the next
+// burst.
+const maxRateRetryAfter = 5
+
+func rateRefusals() [][]byte {
+	r := make([][]byte, maxRateRetryAfter)
+	for i := range r {
+		r[i] = refusalAfter(refusedAcceptRate, i+1)
+	}
+	return r
+}
+
+func refusalAfter(reason string, seconds int) []byte {
 	body := "server at capacity (" + reason + "): retry later\n"
 	return []byte("HTTP/1.1 503 Service Unavailable\r\n" +
-		"Retry-After: " + strconv.Itoa(retryAfterSeconds) + "\r\n" +
+		"Retry-After: " + strconv.Itoa(seconds) + "\r\n" +
 		"Content-Type: text/plain; charset=utf-8\r\n" +
 		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n" +
 		"Connection: close\r\n\r\n" + body)

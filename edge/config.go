@@ -14,7 +14,9 @@ import (
 )
 
 // Config configures a Server. The zero value works: every zero field takes
-// the default named in its comment, which is DefaultConfig's value.
+// the default named in its comment, which is DefaultConfig's value, except
+// DrainWindow and AcceptRate, whose zero means off (all at once, no bound):
+// DefaultConfig has the production values cmd/wsedge's flags start from.
 type Config struct {
 	Addr      string // WebSocket listener; default ":8080"
 	AdminAddr string // admin HTTP listener (/healthz, /readyz, /metrics); default "127.0.0.1:9090"; "off" disables it
@@ -32,7 +34,22 @@ type Config struct {
 	PingInterval     time.Duration // ping after this long with no inbound bytes; default 30s
 	PongTimeout      time.Duration // close when nothing arrives this long after a ping; default 15s
 	CloseTimeout     time.Duration // wait this long for the peer's close frame; default 5s
-	ShutdownTimeout  time.Duration // Shutdown gives clients this long; default 10s
+	ShutdownTimeout  time.Duration // Shutdown gives clients this long; default DrainWindow+5s, at least 15s; must exceed DrainWindow
+	// DrainWindow spreads Shutdown's closes evenly over this long (each
+	// client: DrainHint's message, then 1012); 0 closes everyone at once.
+	DrainWindow time.Duration
+	// DrainHint, when set, gives the text message a client gets just before
+	// its drain close 1012, told to reconnect after afterMs (jittered);
+	// nil sends none. The application owns its wording.
+	DrainHint func(afterMs int) []byte
+	// AcceptRate bounds new connections accepted per second (503 with a
+	// jittered Retry-After at accept above it, counted as accept_rate);
+	// 0: no bound. AcceptBurst is the burst over it; default AcceptRate.
+	AcceptRate  float64
+	AcceptBurst int
+	// ReusePort sets SO_REUSEPORT on the listener so that a new process can
+	// bind the same address while this one drains (see netpoll.ListenConfig).
+	ReusePort bool
 
 	MaxMessage     int64 // largest message accepted (1009 above); default 64 KiB
 	MaxHeaderBytes int   // largest upgrade request head (431 above); default 8 KiB
@@ -45,6 +62,13 @@ type Config struct {
 	MaxPendingPerIP int
 	WriteQueue      int    // outbound queue bound per connection in bytes; default 256 KiB
 	SlowConsumer    string // "close" (1008 "slow consumer", default) or "drop" (the message)
+
+	// DisableCompression turns permessage-deflate (RFC 7692) off: offers
+	// are declined. It is on by default and costs an idle connection
+	// nothing (no context takeover: no per-connection compressor).
+	DisableCompression bool
+	CompressionLevel   int // klauspost/compress/flate level 1..9, or -2 (Huffman only); default 1
+	CompressionMinSize int // payloads smaller than this go out plain; default 128; < 0: compress all
 
 	Echo  bool // serve GET /echo (every message back; for conformance suites and benchmarks)
 	Pprof bool // mount /debug/pprof/ on the admin listener (never its cmdline profile)
@@ -59,6 +83,18 @@ type Config struct {
 
 	Logger *slog.Logger // default slog.Default()
 }
+
+// DefaultAcceptRate and DefaultAcceptBurst are wsedge's -accept-rate and
+// -accept-burst. A handshake (accept, upgrade, register, and later the
+// close) costs the server 50-90 µs of CPU on the 2-core development
+// machine, so it can take some 20,000 a second; 10,000 a second holds
+// handshakes to about 40% of it, leaving the rest to established clients,
+// and stays above the connect rates of ordinary load runs
+// (docs/benchmarks.md, "Reconnect storm").
+const (
+	DefaultAcceptRate  = 10000
+	DefaultAcceptBurst = 10000
+)
 
 // fdReserve is kept free of client connections for the listener, the
 // admin API, logs and the answers (503) to connections over the limit.
@@ -86,7 +122,10 @@ func DefaultConfig() Config {
 		PingInterval:         30 * time.Second,
 		PongTimeout:          15 * time.Second,
 		CloseTimeout:         5 * time.Second,
-		ShutdownTimeout:      10 * time.Second,
+		ShutdownTimeout:      15 * time.Second,
+		DrainWindow:          10 * time.Second,
+		AcceptRate:           DefaultAcceptRate,
+		AcceptBurst:          DefaultAcceptBurst,
 		MaxMessage:           frame.DefaultMaxMessage,
 		MaxHeaderBytes:       frame.DefaultMaxHeaderBytes,
 		MaxConns:             maxConns,
@@ -94,6 +133,8 @@ func DefaultConfig() Config {
 		MaxPendingPerIP:      256, // room for a carrier NAT
 		WriteQueue:           netpoll.DefaultWriteQueue,
 		SlowConsumer:         "close",
+		CompressionLevel:     frame.DefaultCompressionLevel,
+		CompressionMinSize:   frame.DefaultCompressionMinSize,
 		Logger:               slog.Default(),
 	}
 }
@@ -113,9 +154,23 @@ func (c Config) withDefaults() (Config, error) {
 	orDefault(&c.PingInterval, d.PingInterval)
 	orDefault(&c.PongTimeout, d.PongTimeout)
 	orDefault(&c.CloseTimeout, d.CloseTimeout)
-	orDefault(&c.ShutdownTimeout, d.ShutdownTimeout)
+	if c.DrainWindow < 0 {
+		return c, fmt.Errorf("drain window %v: must not be negative", c.DrainWindow)
+	}
+	orDefault(&c.ShutdownTimeout, max(d.ShutdownTimeout, c.DrainWindow+5*time.Second))
+	if c.DrainWindow > 0 && c.ShutdownTimeout <= c.DrainWindow {
+		return c, fmt.Errorf("shutdown timeout %v must exceed the drain window %v (clients closed at its end need time for the close handshake)", c.ShutdownTimeout, c.DrainWindow)
+	}
+	if c.AcceptRate < 0 {
+		return c, fmt.Errorf("accept rate %v: must not be negative (0: no bound)", c.AcceptRate)
+	}
+	if c.AcceptBurst <= 0 {
+		c.AcceptBurst = max(1, int(c.AcceptRate))
+	}
 	orDefault(&c.MaxPendingPerIP, d.MaxPendingPerIP) // negative: no bound
 	orDefault(&c.SlowConsumer, d.SlowConsumer)
+	orDefault(&c.CompressionLevel, d.CompressionLevel)
+	orDefault(&c.CompressionMinSize, d.CompressionMinSize) // negative: compress every message
 	orDefault(&c.Logger, d.Logger)
 	positiveOrDefault(&c.Pollers, d.Pollers)
 	positiveOrDefault(&c.Workers, d.Workers)

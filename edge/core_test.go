@@ -458,7 +458,7 @@ func TestSlowConsumerClosedOthersUnaffected(t *testing.T) {
 	}
 }
 
-func TestShutdownSends1001ToEveryClient(t *testing.T) {
+func TestShutdownSends1012ToEveryClient(t *testing.T) {
 	s := startServer(t, nil)
 	const n = 20
 	conns := make([]*websocket.Conn, n)
@@ -476,8 +476,8 @@ func TestShutdownSends1001ToEveryClient(t *testing.T) {
 			c.SetReadDeadline(time.Now().Add(5 * time.Second))
 			_, _, err := c.ReadMessage()
 			var ce *websocket.CloseError
-			if !errors.As(err, &ce) || ce.Code != 1001 {
-				errs <- fmt.Errorf("want close 1001, got %v", err)
+			if !errors.As(err, &ce) || ce.Code != 1012 {
+				errs <- fmt.Errorf("want close 1012, got %v", err)
 			}
 		}(c)
 	}

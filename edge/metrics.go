@@ -26,6 +26,7 @@ type metrics struct {
 	acceptErrors      *prometheus.CounterVec
 	panics            prometheus.Counter
 	wheelTimers       prometheus.GaugeFunc
+	drainClosed       prometheus.Counter
 
 	refused map[string]prometheus.Counter // by reason, pre-resolved: accept allocates nothing
 
@@ -64,10 +65,11 @@ func newMetrics(s *Server) *metrics {
 	m.messagesOut = newStripedCounter(m.reg, "messages_sent_total", "Text and binary messages sent or queued.")
 	m.slowConsumers = counterVec("slow_consumer_total", "Writes refused by a full outbound queue, by action taken (close, drop).", "action")
 	m.acceptErrors = counterVec("accept_errors_total", "accept4 failures, by errno.", "errno")
+	m.drainClosed = counter("drain_closed_total", "Connections closed on their -drain-window deadline (reconnect hint, then 1012).")
 	m.panics = counter("worker_panics_total", "Panics recovered in a worker task or a timer; each closed one connection.")
-	refused := counterVec("connections_refused_total", "Sockets answered 503 at accept and closed, by the bound reached (max_conns, pending_handshakes, pending_per_ip).", "reason")
+	refused := counterVec("connections_refused_total", "Sockets answered 503 at accept and closed, by the bound reached (max_conns, pending_handshakes, pending_per_ip, accept_rate).", "reason")
 	m.refused = make(map[string]prometheus.Counter)
-	for _, r := range []string{refusedMaxConns, refusedPendingHandshakes, refusedPendingPerIP} {
+	for _, r := range []string{refusedMaxConns, refusedPendingHandshakes, refusedPendingPerIP, refusedAcceptRate} {
 		m.refused[r] = refused.WithLabelValues(r)
 	}
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsedge", Name: "pending_handshakes", Help: "Sockets in the upgrade handshake (bounded by -max-pending-handshakes)."},
@@ -89,7 +91,7 @@ func newMetrics(s *Server) *metrics {
 	// The codes the server and the application send, plus 1005 (a close
 	// frame without a code). The client picks any other code, so it must not
 	// pick a label: that would be up to ~4,000 series of its choosing.
-	for _, code := range []int{1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 4000, 4001, 4003} {
+	for _, code := range []int{1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1012, 4000, 4001, 4003} {
 		m.closeByCode[code] = m.closes.WithLabelValues(strconv.Itoa(code))
 	}
 	m.closeOther = m.closes.WithLabelValues("other")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -38,16 +39,26 @@ type Server struct {
 	wheel   *wheel.Wheel
 	metrics *metrics
 
+	deflate        *frame.Deflate // nil: compression off (its methods then write plain frames)
+	deflateMetrics deflateMetrics
+
 	admin   *http.Server
 	adminLn net.Listener
 	mux     *http.ServeMux
 
-	inbound  sync.Pool // *inbound: a request in pieces, a decoder mid-message
-	frames   sync.Pool // *[]byte, encode buffers
-	requests sync.Pool // *frame.Request, parsed in place: a handshake leaves no garbage
-	pending  *pendingTable
-	refusals map[string][]byte // reason -> complete 503 answer, built once
-	reasons  *closeReasons
+	inbound      sync.Pool // *inbound: a request in pieces, a decoder mid-message
+	frames       sync.Pool // *[]byte, encode buffers
+	requests     sync.Pool // *frame.Request, parsed in place: a handshake leaves no garbage
+	pending      *pendingTable
+	refusals     map[string][]byte // reason -> complete 503 answer, built once
+	rateRefusals [][]byte          // -accept-rate's answers, by Retry-After
+	acceptLim    *rate.Limiter     // nil: no -accept-rate
+	drain        drainState
+
+	// clock, when set (tests), drives the wheel by hand and nowMs: the
+	// test moves time with wheel.Advance. nil: the real clock.
+	clock   wheel.Clock
+	reasons *closeReasons
 
 	// partialRequests counts connections holding a request that arrived
 	// in pieces (for tests: that each is released).
@@ -86,8 +97,17 @@ func New(cfg Config) (*Server, error) {
 		refusals: map[string][]byte{},
 		reasons:  newCloseReasons(),
 	}
+	if !cfg.DisableCompression {
+		if s.deflate, err = frame.NewDeflate(frame.DeflateConfig{Level: cfg.CompressionLevel, MinSize: cfg.CompressionMinSize}); err != nil {
+			return nil, err
+		}
+	}
 	for _, r := range []string{refusedMaxConns, refusedPendingHandshakes, refusedPendingPerIP} {
 		s.refusals[r] = refusal(r)
+	}
+	s.rateRefusals = rateRefusals()
+	if cfg.AcceptRate > 0 {
+		s.acceptLim = rate.NewLimiter(rate.Limit(cfg.AcceptRate), cfg.AcceptBurst)
 	}
 	for path, h := range cfg.Handlers {
 		s.routes[path] = &route{h: h, srv: s}
@@ -104,6 +124,7 @@ func New(cfg Config) (*Server, error) {
 	s.frames.New = func() any { b := make([]byte, 0, 512); return &b }
 	s.requests.New = func() any { return new(frame.Request) }
 	s.metrics = newMetrics(s)
+	s.deflateMetrics.register(s.metrics.reg)
 	return s, nil
 }
 
@@ -124,7 +145,7 @@ func (s *Server) Start() error {
 	if s.started.Swap(true) {
 		return errors.New("edge: server already started")
 	}
-	s.epoch = time.Now()
+	s.epoch = s.now()
 	var err error
 	s.pool, err = ants.NewPoolWithFunc(s.cfg.Workers, s.runTask,
 		ants.WithNonblocking(true),
@@ -135,7 +156,8 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("worker pool: %w", err)
 	}
-	s.wheel, err = wheel.New(wheel.Config{Tick: s.cfg.WheelTick, Slots: s.cfg.WheelSlots, Expire: s.onExpire})
+	s.wheel, err = wheel.New(wheel.Config{Tick: s.cfg.WheelTick, Slots: s.cfg.WheelSlots, Expire: s.onExpire,
+		Clock: s.clock, Manual: s.clock != nil})
 	if err != nil {
 		s.pool.Release()
 		return err
@@ -158,7 +180,7 @@ func (s *Server) Start() error {
 		s.pool.Release()
 		return err
 	}
-	if s.ln, err = netpoll.Listen(s.cfg.Addr, s.cfg.Backlog); err != nil {
+	if s.ln, err = (netpoll.ListenConfig{Backlog: s.cfg.Backlog, ReusePort: s.cfg.ReusePort}).Listen(s.cfg.Addr); err != nil {
 		s.closeEngines()
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}
@@ -197,7 +219,14 @@ func (s *Server) Done() <-chan struct{} { return s.done }
 
 // nowMs is the server's monotonic clock in milliseconds. It wraps after 49
 // days; compare stamps only by (wrap-safe) differences.
-func (s *Server) nowMs() uint32 { return uint32(time.Since(s.epoch) / time.Millisecond) }
+func (s *Server) nowMs() uint32 { return uint32(s.now().Sub(s.epoch) / time.Millisecond) }
+
+func (s *Server) now() time.Time {
+	if s.clock != nil {
+		return s.clock.Now()
+	}
+	return time.Now()
+}
 
 // closeEngines stops the shards, the wheel and the pool, waiting (bounded)
 // for the tasks still running: once it returns no Handler call is in
@@ -261,6 +290,13 @@ func (s *Server) accept(fd int) {
 		s.refuse(fd, refusedMaxConns)
 		return
 	}
+	// Checked before the handshake costs anything: a reconnect storm is
+	// answered at accept, and established clients keep their workers.
+	if s.acceptLim != nil && !s.acceptLim.Allow() {
+		s.metrics.refused[refusedAcceptRate].Inc()
+		refuseFD(fd, s.rateRefusals[rand.IntN(len(s.rateRefusals))])
+		return
+	}
 	c := &Conn{}
 	if reason := s.pending.add(c, peerIP(fd), s.cfg.MaxPendingHandshakes, s.cfg.MaxPendingPerIP); reason != "" {
 		s.refuse(fd, reason)
@@ -322,6 +358,9 @@ func (s *Server) OnWake(nc *netpoll.Conn, events uint8) {
 	if events&wakeTimer != 0 {
 		c.onTimer(s, s.nowMs())
 	}
+	if events&wakeHandler != 0 {
+		c.onHandlerWake() // wake.go
+	}
 }
 
 // OnClose is netpoll's callback after a socket is closed. It runs on
@@ -344,6 +383,9 @@ func (s *Server) OnClose(nc *netpoll.Conn, err error) {
 	}
 	code := c.closeCode()
 	s.open.Add(-1)
+	if c.comp != frame.CompressionNone {
+		s.deflateMetrics.open.Add(-1)
+	}
 	s.metrics.closed(int(code))
 	rt.h.OnClose(c, code)
 }
@@ -420,7 +462,8 @@ func (s *Server) handshake(c *Conn, p []byte) {
 	// can see the 101 and open another socket against the bound.
 	s.pending.done(c)
 	bp := s.frames.Get().(*[]byte)
-	*bp = frame.AppendAcceptResponse((*bp)[:0], req, "")
+	var comp frame.Compression
+	*bp, comp = s.negotiate((*bp)[:0], req)
 	err = c.nc.Write(*bp)
 	s.frames.Put(bp)
 	if err != nil {
@@ -429,6 +472,9 @@ func (s *Server) handshake(c *Conn, p []byte) {
 	}
 	c.lastActive = s.nowMs() | 1
 	c.phase = phaseOpen
+	if c.comp = comp; comp != frame.CompressionNone {
+		s.deflateMetrics.open.Add(1)
+	}
 	// Published last: from here writers on other goroutines reach the
 	// server, and OnClose is owed. A Close that comes meanwhile (Shutdown's,
 	// or one from Accept) is carried out by this task once OnData returns.
@@ -437,7 +483,7 @@ func (s *Server) handshake(c *Conn, p []byte) {
 		s.afterOpen(c)
 	}
 	s.open.Add(1)
-	s.wheel.Reset(c.timer, s.cfg.PingInterval)
+	s.rearm(c, s.cfg.PingInterval, s.nowMs())
 	h.OnOpen(c)
 	if len(req.Rest) > 0 {
 		c.feed(s, req.Rest)
@@ -508,12 +554,16 @@ func (c *Conn) onTimer(s *Server, now uint32) {
 		s.metrics.handshakeFailures.WithLabelValues("timeout").Inc()
 		c.terminate(0)
 	case phaseOpen:
+		if s.drain.on.Load() && s.drainLeft(c.ID(), now) <= 0 {
+			c.closeForRestart(s)
+			return
+		}
 		last, sent := c.lastActive, c.waitFrom
 		// Stamps are ms|1; life in the ping's own millisecond counts as
 		// an answer (the conservative side: the next ping asks again).
 		if sent != 0 && int32(last-sent) < 0 {
 			if waited := since(sent); waited < cfg.PongTimeout {
-				s.wheel.Reset(c.timer, cfg.PongTimeout-waited)
+				s.rearm(c, cfg.PongTimeout-waited, now)
 				return
 			}
 			s.metrics.pongTimeouts.Inc()
@@ -521,13 +571,13 @@ func (c *Conn) onTimer(s *Server, now uint32) {
 			return
 		}
 		if idle := since(last); idle < cfg.PingInterval {
-			s.wheel.Reset(c.timer, cfg.PingInterval-idle)
+			s.rearm(c, cfg.PingInterval-idle, now)
 			return
 		}
 		c.waitFrom = now | 1
 		s.metrics.pingsSent.Inc()
 		c.writeControl(s, ws.OpPing, nil)
-		s.wheel.Reset(c.timer, cfg.PongTimeout)
+		s.rearm(c, cfg.PongTimeout, now)
 	case phaseClosing, phaseDraining:
 		if waited := since(c.waitFrom); waited < cfg.CloseTimeout {
 			s.wheel.Reset(c.timer, cfg.CloseTimeout-waited)
@@ -538,8 +588,26 @@ func (c *Conn) onTimer(s *Server, now uint32) {
 	}
 }
 
-// Shutdown drains the server: /readyz turns 503, accepting stops, every
-// client gets close 1001, and once they are gone (or ctx ends, or the
+// rearm sets an open connection's timer to d, or to its drain deadline if
+// sooner while Shutdown spreads its closes. If the drain began meanwhile
+// it arms again: startDrain sets drain.on before it re-arms anyone, so
+// either its Reset comes after ours or we see drain.on (atomics are
+// sequentially consistent) and a keepalive re-arm never hides a deadline.
+func (s *Server) rearm(c *Conn, d time.Duration, now uint32) {
+	on := s.drain.on.Load()
+	if on {
+		d = min(d, max(s.drainLeft(c.ID(), now), 0))
+	}
+	s.wheel.Reset(c.timer, d)
+	if !on && s.drain.on.Load() {
+		s.wheel.Reset(c.timer, max(s.drainLeft(c.ID(), s.nowMs()), 0))
+	}
+}
+
+// Shutdown drains the server: /readyz turns 503, accepting stops, and the
+// clients are closed evenly over the drain window (each gets the
+// DrainHint message, then 1012 "service restart"; a window of 0 or DrainNow
+// closes them all at once). Once they are gone (or ctx ends, or the
 // shutdown timeout passes) the rest are dropped and everything stops.
 func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.started.Load() {
@@ -553,10 +621,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		defer cancel()
 		s.ln.Close()
 		s.ln.Wait()
-		s.poller.Range(func(nc *netpoll.Conn) bool {
-			connOf(nc).Close(ws.StatusGoingAway, "server shutting down")
-			return true
-		})
+		s.startDrain(s.cfg.DrainWindow)
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
 	wait:

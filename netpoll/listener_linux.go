@@ -42,14 +42,19 @@ type Listener struct {
 // IPv4) with SO_REUSEADDR and listens with the given backlog (0 means
 // SOMAXCONN).
 func Listen(addr string, backlog int) (*Listener, error) {
+	return ListenConfig{Backlog: backlog}.Listen(addr)
+}
+
+// Listen binds addr as the package-level Listen does, with lc's options.
+func (lc ListenConfig) Listen(addr string) (*Listener, error) {
 	ta, err := net.ResolveTCPAddr("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	if backlog <= 0 {
-		backlog = unix.SOMAXCONN
+	if lc.Backlog <= 0 {
+		lc.Backlog = unix.SOMAXCONN
 	}
-	fd, err := listenFD(ta, backlog)
+	fd, err := listenFD(ta, lc)
 	if err != nil {
 		return nil, err
 	}
@@ -63,11 +68,11 @@ func Listen(addr string, backlog int) (*Listener, error) {
 	return l, nil
 }
 
-func listenFD(ta *net.TCPAddr, backlog int) (int, error) {
+func listenFD(ta *net.TCPAddr, lc ListenConfig) (int, error) {
 	if ip4 := ta.IP.To4(); ip4 != nil {
 		s4 := &unix.SockaddrInet4{Port: ta.Port}
 		copy(s4.Addr[:], ip4)
-		return listenOn(unix.AF_INET, s4, false, backlog)
+		return listenOn(unix.AF_INET, s4, false, lc)
 	}
 	s6 := &unix.SockaddrInet6{Port: ta.Port}
 	copy(s6.Addr[:], ta.IP.To16()) // nil IP: the zero address, every interface
@@ -79,16 +84,16 @@ func listenFD(ta *net.TCPAddr, backlog int) (int, error) {
 		}
 	}
 	// The unspecified IPv6 address means every address, IPv4 included.
-	fd, err := listenOn(unix.AF_INET6, s6, ta.IP.IsUnspecified() || ta.IP == nil, backlog)
+	fd, err := listenOn(unix.AF_INET6, s6, ta.IP.IsUnspecified() || ta.IP == nil, lc)
 	if err != nil && ta.IP == nil {
 		// No IPv6 on this host (no AF_INET6, or disable_ipv6 makes bind
 		// fail): fall back to every IPv4 address.
-		return listenOn(unix.AF_INET, &unix.SockaddrInet4{Port: ta.Port}, false, backlog)
+		return listenOn(unix.AF_INET, &unix.SockaddrInet4{Port: ta.Port}, false, lc)
 	}
 	return fd, err
 }
 
-func listenOn(family int, sa unix.Sockaddr, dualStack bool, backlog int) (int, error) {
+func listenOn(family int, sa unix.Sockaddr, dualStack bool, lc ListenConfig) (int, error) {
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
 	if err != nil {
 		return -1, os.NewSyscallError("socket", err)
@@ -100,6 +105,11 @@ func listenOn(family int, sa unix.Sockaddr, dualStack bool, backlog int) (int, e
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 		return fail("setsockopt SO_REUSEADDR", err)
 	}
+	if lc.ReusePort {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			return fail("setsockopt SO_REUSEPORT", err)
+		}
+	}
 	if dualStack {
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err != nil {
 			return fail("setsockopt IPV6_V6ONLY", err)
@@ -108,11 +118,25 @@ func listenOn(family int, sa unix.Sockaddr, dualStack bool, backlog int) (int, e
 	if err := unix.Bind(fd, sa); err != nil {
 		return fail("bind", err)
 	}
-	if err := unix.Listen(fd, backlog); err != nil {
+	if err := unix.Listen(fd, lc.Backlog); err != nil {
 		return fail("listen", err)
+	}
+	if lc.ReusePort {
+		// After listen: a TCP socket joins the port's reuseport group
+		// there, and the program replaces the group's.
+		if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_CBPF, &newestListener); err != nil {
+			return fail("setsockopt SO_ATTACH_REUSEPORT_CBPF", err)
+		}
 	}
 	return fd, nil
 }
+
+// newestListener is the reuseport steering program, "ret #1": socket 1 of
+// the group, which is the second to bind (the new process of a restart).
+// Out of range, as when a group has one socket, Linux falls back to its
+// hash, so a lone listener, or the new one after the old has closed (it
+// moves to index 0), gets every connection. Classic BPF needs no privilege.
+var newestListener = unix.SockFprog{Len: 1, Filter: &[]unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 1}}[0]}
 
 func (l *Listener) init() error {
 	sa, err := unix.Getsockname(l.fd)

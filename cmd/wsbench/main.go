@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -33,17 +34,21 @@ const workerFlag = "-worker"
 const usageHead = `wsbench measures a wsedge fleet (or any server speaking its protocol).
 
 Usage:
-  wsbench idle   -url ws://HOST:8080/ws   -conns N -rate R -hold D  [-admin URL]
+  wsbench idle   -url ws://HOST:8080/ws   -conns N -rate R -hold D  [-pid PID | -admin URL]
   wsbench echo   -url ws://HOST:8080/echo -conns N -size B (-rate R | -closed-loop) -duration D
   wsbench fanout -url ws://HOST:8080/ws   -admin URL -conns N -messages K [-room r]
   wsbench chat   -url ws://HOST:8080/ws   -conns N -rate R -duration D
   wsbench churn  -url ws://HOST:8080/ws   -conns N -rate R -duration D [-admin URL]
   wsbench compare [-conns N ...]          wsedge against bench/peers, one table
+  wsbench storm  -url ws://HOST:8080/ws   -conns N [-restart-cmd CMD] [-admin URL]  (wsbench storm -h)
 
 Scenarios:
   idle    open N connections at R/s, hold them for D, close them. Connect
-          latency, failures by reason, and with -admin the server's
-          connections, RSS, RSS per connection and goroutines while holding.
+          latency, failures by reason, and the server's RSS per connection:
+          with -pid from /proc/PID (undisturbed; RSS, CPU, open fds), else
+          with -admin from /metrics scraped before and at the end of the
+          hold only (a scrape grows the server's heap; also connections and
+          goroutines).
   echo    N connections send B-byte messages to /echo, open loop at R msgs/s
           over all connections, or -closed-loop (one in flight per
           connection). Messages per second and round trip percentiles.
@@ -60,6 +65,12 @@ Identity: ?user=<prefix><i>, or with -jwt-secret an HS256 token (sub = user id)
 as ?token=. Every run stops by itself after -hold/-duration and at the latest
 at -deadline; Ctrl-C stops it with a partial report. Timestamps travel in the
 payloads; latencies are HdrHistograms (merged exactly over -procs).
+
+The client's cost is in every report: its CPU over the run and over the
+load phase alone, beside the server's with -pid, so that a client-bound
+run shows. On Linux ws:// connections are read by epoll loops (one per
+CPU), not a goroutine each; wss:// and -goroutine-client use a goroutine
+per connection.
 
 One process holds at most its open-file limit of sockets (20000 on the
 development machines, so about 19,900): -procs P runs P worker processes;
@@ -110,9 +121,10 @@ func runWorker() int {
 
 // options are the command-line settings beyond bench.Config.
 type options struct {
-	jsonFile string
-	failOn   string
-	quiet    bool
+	jsonFile   string
+	failOn     string
+	quiet      bool
+	cpuProfile string
 }
 
 func newFlagSet(cfg *bench.Config, o *options, stderr io.Writer) *flag.FlagSet {
@@ -121,6 +133,7 @@ func newFlagSet(cfg *bench.Config, o *options, stderr io.Writer) *flag.FlagSet {
 	fs.Var((*stringList)(&cfg.URLs), "url", "WebSocket `URL` to connect to; repeat to spread connections over nodes")
 	fs.Var((*stringList)(&cfg.Admin), "admin", "admin base `URL` (http://host:port) for /metrics and POSTs; repeat for several nodes")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer `token` for the admin API")
+	fs.IntVar(&cfg.PID, "pid", 0, "a local server's process id: read its RSS and CPU from /proc/`PID` (no /metrics scrapes, which grow the server's heap)")
 	fs.IntVar(&cfg.Conns, "conns", 100, "connections `N` (all processes together)")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "idle, churn: connections per second (default 1000); echo, chat: messages per second in total")
 	fs.Float64Var(&cfg.ConnectRate, "connect-rate", 0, "echo, fanout, chat: connections per second while connecting (default 2000)")
@@ -144,9 +157,11 @@ func newFlagSet(cfg *bench.Config, o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&cfg.Procs, "procs", 1, "worker processes `P`; results are merged")
 	fs.DurationVar(&cfg.DialTimeout, "dial-timeout", 0, "limit of one connect + handshake (default 10s)")
 	fs.IntVar(&cfg.MaxDialing, "max-dialing", 0, "handshakes in flight at once per process (default 256)")
+	fs.BoolVar(&cfg.GoroutineClient, "goroutine-client", false, "read each connection from its own goroutine instead of the epoll loops (the older, costlier client)")
 	fs.StringVar(&o.jsonFile, "json", "", "write the full result as JSON to `FILE` (- for stdout)")
 	fs.StringVar(&o.failOn, "fail-on", "", "exit 1 when any `condition` holds, e.g. 'errors>0,p99>50ms' (see below)")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress line")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the client's CPU profile (this process) to `FILE`, to see what the client costs")
 	return fs
 }
 
@@ -176,6 +191,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cfg.Scenario == "compare" {
 		return runCompare(ctx, args[1:], stdout, stderr)
 	}
+	if cfg.Scenario == bench.ScenarioStorm {
+		return runStorm(ctx, args[1:], stdout, stderr)
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -195,6 +213,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	prog := newProgressLine(stderr, o.quiet, cfg.Conns)
 	if prog != nil {
 		opt.OnProgress = prog.update
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "wsbench: -cpuprofile:", err)
+			return exitUsage
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
 	}
 	res, err := bench.Run(ctx, cfg, opt)
 	prog.clear()

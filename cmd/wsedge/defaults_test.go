@@ -65,17 +65,22 @@ func TestHelpDefaultsAreDefaultConfig(t *testing.T) {
 		"wheel-tick": str(ed.WheelTick), "wheel-slots": str(ed.WheelSlots),
 		"handshake-timeout": str(ed.HandshakeTimeout), "ping-interval": str(ed.PingInterval), "pong-timeout": str(ed.PongTimeout),
 		"close-timeout": str(ed.CloseTimeout), "shutdown-timeout": str(ed.ShutdownTimeout),
+		"drain-window": str(ed.DrainWindow), "accept-rate": str(ed.AcceptRate), "accept-burst": str(ed.AcceptBurst), "reuseport": str(ed.ReusePort),
 		"max-message": str(ed.MaxMessage), "max-header-bytes": str(ed.MaxHeaderBytes),
 		"max-conns": "", "max-pending-handshakes": "", // from the raised open-file limit and -max-conns, at start
 		"max-pending-per-ip": str(ed.MaxPendingPerIP), "write-queue": str(ed.WriteQueue), "slow-consumer": ed.SlowConsumer,
 		"echo": str(ed.Echo), "pprof": str(ed.Pprof),
+		"compression": str(!ed.DisableCompression), "compression-level": str(ed.CompressionLevel), "compression-min-size": str(ed.CompressionMinSize),
 		"max-rooms-per-conn": str(ad.MaxRoomsPerConn), "max-rooms": str(ad.MaxRooms), "admin-max-body": str(ad.AdminMaxBody),
+		"history-size": str(ad.HistorySize), "history-ttl": str(ad.HistoryTTL), "history-max-bytes": str(ad.HistoryMaxBytes),
 		"client-rate": "", "client-burst": "", // on with a JWT key only
 		"jwt-audience": "", "jwt-issuer": "", "jwt-allow-no-exp": "", "allowed-origins": "", "admin-token": "",
 		"jwt-secret": "", "jwt-secret-file": "", "jwt-public-key": "", "admin-token-file": "",
 		"nats": "", "node-id": "", // no cluster by default; the node id is made at start
 		"cluster-timeout": str(cl.Timeout), "cluster-prefix": cl.Prefix, "cluster-queue-bytes": str(cl.QueueBytes),
 		"nats-creds": "", "nats-nkey": "", "nats-ca": "",
+		"room-policy": ad.RoomPolicy, "join-hook": "", "hook-concurrency": str(ad.HookConcurrency), "hook-queue": str(ad.HookQueue),
+		"hook-timeout": str(ad.HookTimeout), "hook-cache": str(ad.HookCache), "hook-cache-size": str(ad.HookCacheSize), "conns-per-user": str(ad.ConnsPerUser),
 		"gc-percent": str(defaultGCPercent), "log-format": "text", "log-level": "info", "version": "",
 	}
 	usage, def := helpDefaults(t)

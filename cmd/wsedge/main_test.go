@@ -107,7 +107,7 @@ func TestServesEchoAndDrainsOnSIGTERM(t *testing.T) {
 	done := make(chan int, 1)
 	var out, errb bytes.Buffer
 	go func() {
-		done <- run([]string{"-addr", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-shutdown-timeout", "5s", "-echo"}, &out, &errb, ready)
+		done <- run([]string{"-addr", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-shutdown-timeout", "5s", "-drain-window", "0", "-echo"}, &out, &errb, ready)
 	}()
 	var srv *edge.Server
 	select {
@@ -136,8 +136,8 @@ func TestServesEchoAndDrainsOnSIGTERM(t *testing.T) {
 	}()
 	stop(t, done)
 	err = <-closed
-	if ce, ok := err.(*websocket.CloseError); !ok || ce.Code != 1001 {
-		t.Fatalf("client saw %v, want close 1001", err)
+	if ce, ok := err.(*websocket.CloseError); !ok || ce.Code != 1012 {
+		t.Fatalf("client saw %v, want close 1012", err)
 	}
 }
 

@@ -16,7 +16,6 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/wsedge/wsedge/edge/cluster"
-	"github.com/wsedge/wsedge/frame"
 )
 
 // maxListedUsers bounds GET /v1/rooms/{room}'s user list, and what each
@@ -53,6 +52,7 @@ func (a *App) mountAdmin(mux *http.ServeMux) {
 	a.route(mux, "/v1/rooms/{room}/messages", map[string]http.HandlerFunc{http.MethodPost: a.pushRoom})
 	a.route(mux, "/v1/broadcast", map[string]http.HandlerFunc{http.MethodPost: a.pushAll})
 	a.route(mux, "/v1/users/{id}", map[string]http.HandlerFunc{http.MethodGet: a.getUser, http.MethodDelete: a.kickUser})
+	a.route(mux, "/v1/rooms/{room}/history", map[string]http.HandlerFunc{http.MethodGet: a.getHistory})
 	a.route(mux, "/v1/rooms/{room}", map[string]http.HandlerFunc{http.MethodGet: a.getRoom})
 	a.route(mux, "/v1/stats", map[string]http.HandlerFunc{http.MethodGet: a.getStats})
 	a.route(mux, "/v1/cluster", map[string]http.HandlerFunc{http.MethodGet: a.getCluster})
@@ -156,15 +156,11 @@ type deliveredAnswer struct {
 	Nodes     int    `json:"nodes,omitempty"` // cluster mode: the nodes whose deliveries are counted
 }
 
-// readPush checks that pushes are accepted and reads the body, one JSON
-// value, with the whitespace around it trimmed. It answers the request
-// itself and returns nil when it fails.
+// readPush reads a push's body, one JSON value, with the whitespace around
+// it trimmed. It answers the request itself and returns nil when it fails.
+// While the server drains, pushes are still taken: the clients not closed
+// yet get them, and the answer's "delivered" counts exactly who did.
 func (a *App) readPush(w http.ResponseWriter, r *http.Request) []byte {
-	if a.srv.Draining() {
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "draining", "the server is shutting down")
-		return nil
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.AdminMaxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -212,8 +208,16 @@ func (a *App) pushUser(w http.ResponseWriter, r *http.Request) {
 	}
 	payload := appendMessage(nil, "", "", data)
 	var d cluster.Delivery
-	if u := a.users.get(id); u != nil {
-		d = delivery(a.write(u, payload, kindUser))
+	n := 1 // connections that took it, when d is Delivered
+	if a.cfg.ConnsPerUser > 1 {
+		ch := make(chan struct{})
+		a.deliverAll(id, payload, func(rd cluster.Delivery, rn int) { d, n = rd, rn; close(ch) })
+		<-ch // an admin handler may wait: at most the cluster timeout
+		if d == cluster.NotConnected {
+			a.m.dropped("not_connected", 1)
+		}
+	} else if conns := a.users.conns(id); conns != nil {
+		d, n = a.writeUser(conns, payload)
 	} else if !a.cluster.Fits(id, len(payload)) {
 		a.tooLargeForBus(w)
 		return
@@ -229,7 +233,7 @@ func (a *App) pushUser(w http.ResponseWriter, r *http.Request) {
 	}
 	switch d {
 	case cluster.Delivered:
-		writeJSON(w, http.StatusOK, deliveredAnswer{Delivered: 1})
+		writeJSON(w, http.StatusOK, deliveredAnswer{Delivered: n})
 	case cluster.Dropped:
 		writeJSON(w, http.StatusOK, deliveredAnswer{Delivered: 0})
 	default:
@@ -274,14 +278,10 @@ func (a *App) pushRoom(w http.ResponseWriter, r *http.Request) {
 	if data == nil {
 		return
 	}
-	n := 0
-	fr := frame.AppendFrame(nil, ws.OpText, appendMessage(nil, "", room, data))
-	if !a.cluster.Fits(room, len(fr)) {
+	fr, n, ok := a.publishRoom(room, "", data)
+	if !ok {
 		a.tooLargeForBus(w) // refused before any member gets it
 		return
-	}
-	if members := a.rooms.members(room); len(members) > 0 {
-		n = a.fanout(members, fr, kindRoom)
 	}
 	remote, nodes, err := a.cluster.PushRoom(room, fr)
 	writeJSON(w, http.StatusOK, a.frameAnswer(n, remote, nodes, err))
@@ -293,12 +293,13 @@ func (a *App) pushAll(w http.ResponseWriter, r *http.Request) {
 	if data == nil {
 		return
 	}
-	fr := frame.AppendFrame(nil, ws.OpText, appendMessage(nil, "", "", data))
+	f := a.srv.NewFanout(ws.OpText, appendMessage(nil, "", "", data))
+	fr := f.Plain()
 	if !a.cluster.Fits("", len(fr)) {
 		a.tooLargeForBus(w) // refused before any client gets it
 		return
 	}
-	n := a.broadcast(fr)
+	n := a.broadcast(f)
 	remote, nodes, err := a.cluster.PushAll(fr)
 	writeJSON(w, http.StatusOK, a.frameAnswer(n, remote, nodes, err))
 }
@@ -309,8 +310,19 @@ func (a *App) getUser(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if u := a.users.get(id); u != nil {
-		writeJSON(w, http.StatusOK, a.userInfo(u))
+	if a.cfg.ConnsPerUser > 1 && a.cfg.Cluster != nil {
+		switch info, ok, err := a.presence(id); {
+		case ok:
+			writeJSON(w, http.StatusOK, info)
+		case err != nil:
+			a.unavailable(w, err)
+		default:
+			writeError(w, http.StatusNotFound, "not_connected", "user "+id+" is not connected")
+		}
+		return
+	}
+	if conns := a.users.conns(id); conns != nil {
+		writeJSON(w, http.StatusOK, a.userInfo(conns))
 		return
 	}
 	switch body, err := a.cluster.User(id); err {
@@ -330,12 +342,13 @@ func (a *App) kickUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	kicked := a.kickLocal(id)
-	if !kicked {
-		var err error
-		if kicked, err = a.cluster.Kick(id); err != nil {
+	if !kicked || a.cfg.ConnsPerUser > 1 { // several connections: maybe on other nodes too
+		remote, err := a.cluster.Kick(id)
+		if err != nil && !kicked {
 			a.unavailable(w, err)
 			return
 		}
+		kicked = kicked || remote
 	}
 	if kicked {
 		w.WriteHeader(http.StatusNoContent)

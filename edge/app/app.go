@@ -31,6 +31,9 @@ type App struct {
 	admin   adminAuth
 	cluster Cluster // single, or the NATS bus
 	tokens  tokens
+	hist    *histories // nil: history off
+	policyM policyMetrics
+	hook    *hooks // PolicyHook only
 }
 
 // New checks cfg and builds the application.
@@ -50,6 +53,9 @@ func New(cfg Config) (*App, error) {
 		rooms:   newRooms(),
 		admin:   newAdminAuth(cfg.AdminToken),
 		cluster: single{}, // until Mount joins the configured cluster
+	}
+	if cfg.HistorySize > 0 && cfg.Cluster == nil {
+		a.hist = newHistories(cfg)
 	}
 	if len(cfg.AllowedOrigins) > 0 {
 		a.origins = make(map[string]struct{}, len(cfg.AllowedOrigins))
@@ -82,6 +88,11 @@ func (a *App) Mount(srv *edge.Server) error {
 		return err
 	}
 	a.m = m
+	if a.hist != nil {
+		if err := a.hist.register(srv.Registry()); err != nil {
+			return err
+		}
+	}
 	if err := a.joinCluster(); err != nil {
 		return err
 	}
@@ -89,7 +100,17 @@ func (a *App) Mount(srv *edge.Server) error {
 	if err := a.startTokens(srv.Registry()); err != nil {
 		return err
 	}
+	if err := a.startPolicy(srv.Registry()); err != nil {
+		a.stopTokens()
+		return err
+	}
 	a.mountAdmin(srv.Mux())
+	if a.hist != nil {
+		a.startSweeper()
+	}
+	if a.cfg.Cluster != nil && a.cfg.HistorySize > 0 {
+		a.log.Warn("room history is off on a cluster node: offsets and recovery work on a single node only for now (docs/cluster.md)")
+	}
 	if a.verify == nil {
 		a.log.Warn("no JWT key configured: development mode, the ?user= query parameter is the identity and anyone can claim any user")
 	}
@@ -118,6 +139,9 @@ func NewServer(edgeCfg edge.Config, appCfg Config) (*edge.Server, *App, error) {
 		handlers["/echo"] = echo{a} // admits as /ws does; edge's built-in /echo admits anyone
 	}
 	edgeCfg.Handlers = handlers
+	if edgeCfg.DrainHint == nil {
+		edgeCfg.DrainHint = reconnectHint
+	}
 	srv, err := edge.New(edgeCfg)
 	if err != nil {
 		return nil, nil, err
@@ -135,5 +159,9 @@ func (a *App) ClusterStatus() cluster.Status { return a.cluster.Status() }
 // server's Shutdown.
 func (a *App) Close() {
 	a.stopTokens()
+	if a.hist != nil {
+		a.hist.close()
+	}
+	a.stopPolicy()
 	a.cluster.Close()
 }

@@ -59,6 +59,37 @@ type Config struct {
 	AdminToken   string
 	AdminMaxBody int64 // largest admin request body; default 1 MiB
 
+	// HistorySize is how many messages each room keeps for clients that
+	// rejoin with since (docs/protocol.md); 0 turns history off and the
+	// protocol has no offsets. Unlike the fields above, its zero value is
+	// not DefaultConfig's: an embedding program opts in. HistoryTTL is how
+	// long a message is kept (default 2m) and HistoryMaxBytes bounds all
+	// histories on the node (default 64 MiB; the largest lose their oldest
+	// messages first). A cluster node keeps no history yet (docs/cluster.md).
+	HistorySize     int
+	HistoryTTL      time.Duration
+	HistoryMaxBytes int64
+	// RoomPolicy decides who may join and publish to a room (policy.go):
+	// PolicyOpen (the default), PolicyClaims or PolicyHook.
+	RoomPolicy string
+	// JoinHook is the URL PolicyHook asks about each join (hook.go).
+	JoinHook string
+	// HookConcurrency bounds the hook calls in flight; default 64.
+	HookConcurrency int
+	// HookQueue bounds the joins waiting for a hook caller; a join past it
+	// gets unavailable. Default 4096.
+	HookQueue int
+	// HookTimeout bounds one hook call; default 1s.
+	HookTimeout time.Duration
+	// HookCache keeps a hook's answer per user and room this long: 0 picks
+	// the default (30s), NoHookCache (negative) turns the cache off.
+	HookCache time.Duration
+	// HookCacheSize bounds the cached answers; default 100,000.
+	HookCacheSize int
+	// ConnsPerUser is how many connections one user may hold; the next
+	// one replaces the oldest with 4000. Default 1.
+	ConnsPerUser int
+
 	// Cluster, when set, joins this node to others through NATS
 	// (docs/cluster.md); nil runs a single node.
 	Cluster *cluster.Config
@@ -94,8 +125,21 @@ func DefaultConfig() Config {
 		MaxRoomsPerConn: 64,
 		MaxRooms:        DefaultMaxRooms,
 		AdminMaxBody:    1 << 20,
+		HistorySize:     32,
+		HistoryTTL:      2 * time.Minute,
+		HistoryMaxBytes: 64 << 20,
+		RoomPolicy:      PolicyOpen,
+		HookConcurrency: 64,
+		HookQueue:       4096,
+		HookTimeout:     time.Second,
+		HookCache:       30 * time.Second,
+		HookCacheSize:   100_000,
+		ConnsPerUser:    1,
 	}
 }
+
+// NoHookCache as Config.HookCache turns the hook's answer cache off.
+const NoHookCache = -1
 
 func (c Config) withDefaults() (Config, error) {
 	d := DefaultConfig()
@@ -110,6 +154,18 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.AdminMaxBody <= 0 {
 		c.AdminMaxBody = d.AdminMaxBody
+	}
+	if c.HistorySize < 0 || c.HistoryTTL < 0 || c.HistoryMaxBytes < 0 {
+		return c, errors.New("history size, ttl and max bytes must not be negative")
+	}
+	if c.HistoryTTL == 0 {
+		c.HistoryTTL = d.HistoryTTL
+	}
+	if c.HistoryMaxBytes == 0 {
+		c.HistoryMaxBytes = d.HistoryMaxBytes
+	}
+	if err := c.policyDefaults(d); err != nil {
+		return c, err
 	}
 	if math.IsNaN(c.ClientRate) || math.IsInf(c.ClientRate, 0) {
 		return c, fmt.Errorf("client rate %v: must be a finite number", c.ClientRate)

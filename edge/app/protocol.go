@@ -29,6 +29,7 @@ const (
 	codeDropped      = "dropped"
 	codeUnavailable  = "unavailable" // cluster: the user's node could not be asked in time
 	codeBadToken     = "bad_token"   // refresh: the token is invalid or for another user
+	// codeForbidden (policy.go): the room policy refuses a join or publish.
 )
 
 // validName reports whether s is 1–128 printable ASCII bytes, the rule
@@ -41,9 +42,10 @@ type clientMessage struct {
 	typ   string
 	to    string
 	room  string
-	token string // refresh only
+	token string // refresh; join: a room token (room policy claims)
 	id    json.RawMessage
 	data  json.RawMessage
+	since json.RawMessage // join only; read when history is on
 }
 
 // wireMessage is the shape of a client message; every member is kept raw so
@@ -54,8 +56,10 @@ type wireMessage struct {
 	Room json.RawMessage `json:"room"`
 	ID   json.RawMessage `json:"id"`
 	Data json.RawMessage `json:"data"`
-	// Token is only read for refresh.
+	// Token is only read for refresh and join.
 	Token json.RawMessage `json:"token"`
+	// Since is only read for join, with history on (history.go).
+	Since json.RawMessage `json:"since"`
 }
 
 // protoError is a client message refused with an error code; id is the
@@ -110,6 +114,15 @@ func parseClientMessage(p []byte) (clientMessage, *protoError) {
 		if !validName(m.room) {
 			return m, badRequest(m.id, `"room" must be 1-128 printable ASCII characters`)
 		}
+		if m.typ == typeJoin {
+			m.since = w.Since
+		}
+		if m.typ == typeJoin && len(w.Token) > 0 && !isNull(w.Token) {
+			if !isString(w.Token) {
+				return m, badRequest(m.id, `"token" must be a string, a room token (JWT)`)
+			}
+			m.token = unquote(w.Token)
+		}
 		if m.typ == typePublish {
 			if len(w.Data) == 0 {
 				return m, badRequest(m.id, `publish needs "data"`)
@@ -149,6 +162,12 @@ func unquote(v json.RawMessage) string {
 // appendMessage appends {"type":"message","from":..,"room":..,"data":..};
 // from and room are left out when empty.
 func appendMessage(b []byte, from, room string, data []byte) []byte {
+	return appendRoomMessage(b, from, room, 0, data)
+}
+
+// appendRoomMessage is appendMessage with the room's "offset" (history on;
+// 0 leaves it out).
+func appendRoomMessage(b []byte, from, room string, offset int64, data []byte) []byte {
 	b = append(b, `{"type":"message"`...)
 	if from != "" {
 		b = append(b, `,"from":`...)
@@ -157,6 +176,10 @@ func appendMessage(b []byte, from, room string, data []byte) []byte {
 	if room != "" {
 		b = append(b, `,"room":`...)
 		b = appendString(b, room)
+	}
+	if offset > 0 {
+		b = append(b, `,"offset":`...)
+		b = strconv.AppendInt(b, offset, 10)
 	}
 	b = append(b, `,"data":`...)
 	b = append(b, data...)

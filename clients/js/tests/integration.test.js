@@ -144,3 +144,37 @@ test("a 503 at the upgrade (server full) is retried with the backoff until there
   await jackIn;
   assert.equal((await jack.ping()).type, "pong");
 });
+
+test("a dropped connection rejoins with since and recovers what was published meanwhile, once, in order", { timeout: 30_000 }, async (t) => {
+  const srv = await startWsedge(build.bin);
+  t.after(async () => { closeClients(); await srv.stop(); });
+  const push = (data) => fetch(srv.admin + "/v1/rooms/rec/messages", { method: "POST", body: JSON.stringify(data) });
+  const kim = client(srv.url, "kim");
+  const kimIn = inbox(kim);
+  await kim.connect();
+  const ack = await kim.join("rec");
+  assert.equal(ack.offset, 0);
+  assert.equal(typeof ack.epoch, "string");
+  await push(1);
+  await kimIn.until((m) => m.data === 1);
+  assert.equal(kimIn.got[0].offset, 1);
+
+  const closed = nextEvent(kim, "close");
+  const recovered = nextEvent(kim, "recovered", 20_000);
+  kim._ws.terminate(); // the tunnel: no close frame, the client reconnects
+  await closed;
+  for (const n of [2, 3, 4]) await push(n);
+  const { room, ack: rejoin } = await recovered;
+  assert.equal(room, "rec");
+  assert.equal(rejoin.recovered, true);
+  await push(5);
+  await kimIn.until((m) => m.data === 5);
+  assert.deepEqual(kimIn.got.map((m) => [m.offset, m.data]), [[1, 1], [2, 2], [3, 3], [4, 4], [5, 5]]);
+
+  // A restart is a new epoch: the rejoin says gap.
+  const gap = nextEvent(kim, "gap", 20_000);
+  await srv.kill();
+  const srv2 = await startWsedge(build.bin, { port: srv.port, adminPort: srv.adminPort });
+  t.after(() => srv2.stop());
+  assert.equal((await gap).ack.recovered, false);
+});

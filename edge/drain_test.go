@@ -1,0 +1,211 @@
+package edge
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/wsedge/wsedge/internal/testkit"
+	"github.com/wsedge/wsedge/netpoll"
+)
+
+// manualClock is a wheel.Clock that moves only when the test says.
+type manualClock struct {
+	base time.Time
+	ns   atomic.Int64
+}
+
+func (c *manualClock) Now() time.Time         { return c.base.Add(time.Duration(c.ns.Load())) }
+func (c *manualClock) Add(d time.Duration)    { c.ns.Add(int64(d)) }
+func newManualClock() *manualClock            { return &manualClock{base: time.Now()} }
+func (c *manualClock) elapsed() time.Duration { return time.Duration(c.ns.Load()) }
+
+// TestDrainSpreadsClosesOverWindow drives the wheel with a fake clock: each
+// connection is closed in the tick of its own deadline, none before it,
+// the closes fill every second of the window, and each client reads the
+// reconnect hint before close 1012.
+func TestDrainSpreadsClosesOverWindow(t *testing.T) {
+	const n, window, tick = 200, 10 * time.Second, 100 * time.Millisecond
+	clock := newManualClock()
+	s, err := New(Config{Addr: "127.0.0.1:0", AdminAddr: "off", Pollers: 2, Workers: 8, WheelTick: tick, Echo: true,
+		DrainWindow: window, DrainHint: func(ms int) []byte { return []byte("hint " + strconv.Itoa(ms)) },
+		MaxPendingPerIP: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.clock = clock
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	type seen struct {
+		first string
+		code  int
+	}
+	results := make([]seen, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		c := dial(t, s, "/echo")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, p, err := c.ReadMessage()
+			results[i].first = string(p)
+			if err == nil {
+				_, _, err = c.ReadMessage()
+			}
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				results[i].code = ce.Code
+			}
+		}()
+	}
+	testkit.Eventually(t, 5*time.Second, "all open", func() bool { return s.open.Load() == n })
+	ids := make([]uint64, 0, n)
+	s.poller.Range(func(nc *netpoll.Conn) bool { ids = append(ids, nc.ID()); return true })
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown(context.Background()) }()
+	testkit.Eventually(t, 5*time.Second, "drain armed", s.drain.armed.Load)
+	start := time.Duration(s.drain.start.Load()) * time.Millisecond
+
+	perSecond := make([]int, window/time.Second)
+	for clock.elapsed()-start < window+2*tick {
+		clock.Add(tick)
+		s.wheel.Advance(clock.Now())
+		elapsed := clock.elapsed() - start
+		want := 0
+		for _, id := range ids {
+			if dueAt(window, id) <= elapsed-tick {
+				want++ // due before this tick: must be closed by now
+			}
+		}
+		testkit.Eventually(t, 5*time.Second, fmt.Sprintf("closes at %v", elapsed), func() bool {
+			return drainClosed(s) >= float64(want)
+		})
+		got := int(drainClosed(s))
+		upTo := 0
+		for _, id := range ids {
+			if dueAt(window, id) <= elapsed {
+				upTo++
+			}
+		}
+		if got > upTo {
+			t.Fatalf("at %v: %d closed, only %d due", elapsed, got, upTo)
+		}
+		if sec := int((elapsed - tick) / time.Second); sec < len(perSecond) {
+			perSecond[sec] = got
+		}
+	}
+	for i := len(perSecond) - 1; i > 0; i-- {
+		perSecond[i] -= perSecond[i-1]
+	}
+	for sec, k := range perSecond {
+		if k == 0 || k > n/4 {
+			t.Errorf("second %d of the window closed %d of %d (all: %v): not spread evenly", sec, k, n, perSecond)
+		}
+	}
+	wg.Wait()
+	for i, r := range results {
+		if len(r.first) < 5 || r.first[:5] != "hint " || r.code != 1012 {
+			t.Fatalf("client %d read %q then close %d, want the hint then 1012", i, r.first, r.code)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}
+
+// TestAcceptRateAnswers503 refuses the connection over -accept-rate's burst
+// with 503 and a Retry-After of 1-5 s, and counts it.
+func TestAcceptRateAnswers503(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.AcceptRate = 0.001; c.AcceptBurst = 2 })
+	dial(t, s, "/echo")
+	dial(t, s, "/echo")
+	c := rawConn(t, s)
+	fmt.Fprintf(c, "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if resp.StatusCode != http.StatusServiceUnavailable || ra < 1 || ra > maxRateRetryAfter {
+		t.Fatalf("third connection: %d Retry-After %q, want 503 with 1-%d", resp.StatusCode, resp.Header.Get("Retry-After"), maxRateRetryAfter)
+	}
+	if got := scrape(t, s, "wsedge_connections_refused_total", "reason=accept_rate"); got != 1 {
+		t.Fatalf("accept_rate refusals %v, want 1", got)
+	}
+}
+
+// TestReusePortHandoverLosesNoConnection runs two servers on one port with
+// ReusePort: while the old one drains, every connection attempt gets a 101
+// (from the new one), and the old one's clients are closed with 1012.
+func TestReusePortHandoverLosesNoConnection(t *testing.T) {
+	old := startServer(t, func(c *Config) { c.ReusePort = true; c.DrainWindow = 300 * time.Millisecond })
+	moved := dial(t, old, "/echo")
+	movedErr := make(chan error, 1)
+	go func() {
+		for {
+			if _, _, err := moved.ReadMessage(); err != nil {
+				movedErr <- err
+				return
+			}
+		}
+	}()
+	addr := old.Addr().String()
+	next := startServer(t, func(c *Config) { c.Addr = addr; c.ReusePort = true })
+	done := make(chan error, 1)
+	go func() { done <- old.Shutdown(context.Background()) }()
+	attempts, failed := 0, 0
+	for stopped := false; !stopped || attempts < 100; attempts++ {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("old Shutdown: %v", err)
+			}
+			stopped = true
+		default:
+		}
+		c, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/echo", nil)
+		if err != nil {
+			failed++
+			t.Errorf("attempt %d while the old server drains: %v (%v)", attempts, err, resp)
+			continue
+		}
+		c.Close()
+	}
+	var ce *websocket.CloseError
+	if err := <-movedErr; !errors.As(err, &ce) || ce.Code != 1012 {
+		t.Fatalf("old server's client: %v, want close 1012", err)
+	}
+	if failed > 0 {
+		t.Fatalf("%d of %d attempts failed", failed, attempts)
+	}
+	t.Logf("%d attempts during the handover, none lost", attempts)
+	// The steering program sends every new connection to the newer listener.
+	if got := scrape(t, next, "wsedge_connections_accepted_total", ""); got != float64(attempts) {
+		t.Errorf("new server accepted %v of %d attempts", got, attempts)
+	}
+}
+
+// dueAt is connection id's deadline after the drain began, in drainLeft's
+// whole milliseconds.
+func dueAt(window time.Duration, id uint64) time.Duration {
+	return time.Duration(float64(window.Milliseconds())*drainFraction(id)) * time.Millisecond
+}
+
+func drainClosed(s *Server) float64 {
+	var m dto.Metric
+	_ = s.metrics.drainClosed.Write(&m)
+	return m.GetCounter().GetValue()
+}
