@@ -247,11 +247,24 @@ func (b *Batch) Len() int { return len(b.conns) }
 // ServeBatch runs Serve for each connection of b, in order; the worker that
 // Config.DispatchBatch gave b calls it once. b must not be used after.
 func (p *Poller) ServeBatch(b *Batch) {
-	for i, c := range b.conns {
-		p.Serve(c)
-		b.conns[i] = nil
+	conns, i := b.conns, 0
+	defer func() {
+		// Only a panic that escaped Serve (from OnPanic or OnClose) ends the
+		// loop early: the rest still hold busy, so each gets its own task
+		// rather than staying busy forever; the panic then goes on.
+		if i < len(conns) {
+			for _, c := range conns[i+1:] {
+				if !p.cfg.Dispatch(c) {
+					p.Serve(c)
+				}
+			}
+		}
+	}()
+	for ; i < len(conns); i++ {
+		p.Serve(conns[i])
+		conns[i] = nil
 	}
-	b.conns = b.conns[:0]
+	b.conns = conns[:0]
 	p.batch.Put(b)
 }
 

@@ -342,6 +342,58 @@ func TestBatchRound(t *testing.T) {
 	}
 }
 
+// TestBatchPanicEscapes: a panic that escapes Serve (here from OnClose,
+// after a panic in OnData) ends its batch's task, yet the connections after
+// it in the batch are still served.
+func TestBatchPanicEscapes(t *testing.T) {
+	tp := newTestPool(2)
+	entered, hold := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	escaped := make(chan any, 4)
+	var reads atomic.Int64
+	var bad atomic.Pointer[Conn]
+	p := newTestPollerWith(t, Config{
+		Handler: &funcHandler{
+			data: func(c *Conn, _ []byte) error {
+				if c == bad.Load() {
+					panic("in OnData")
+				}
+				reads.Add(1)
+				return nil
+			},
+			close: func(c *Conn, _ error) {
+				if c == bad.Load() {
+					panic("in OnClose")
+				}
+			},
+		},
+		Dispatch: tp.dispatch,
+		DispatchBatch: func(b *Batch) bool {
+			if first.CompareAndSwap(false, true) {
+				close(entered)
+				<-hold
+			}
+			go func() { // a pool that survives the panic, as ants does
+				defer func() { escaped <- recover() }()
+				tp.p.Load().ServeBatch(b)
+			}()
+			return true
+		},
+	}, tp)
+	_, _, peer0 := registerPair(t, p)
+	peer0.Write([]byte("x"))
+	recv(t, entered, "the first batch")
+	c1, _, peer1 := registerPair(t, p)
+	_, _, peer2 := registerPair(t, p)
+	bad.Store(c1)
+	// Both bytes arrive while the shard is held, so c1 and c2 share the
+	// next round's batch, in the order the kernel reports them.
+	peer1.Write([]byte("y"))
+	peer2.Write([]byte("z"))
+	close(hold)
+	testkit.Eventually(t, 10*time.Second, "the bytes of every peer but the bad one to be read", func() bool { return reads.Load() == 2 })
+}
+
 // TestCloseWhileTaskRuns: Close from another goroutine during OnData only
 // marks the connection; the task tears it down when OnData returns, once.
 func TestCloseWhileTaskRuns(t *testing.T) {
