@@ -73,7 +73,7 @@
 // batch is bounded (BatchSize tasks, each within the read cap), and a round
 // of 256 ready sockets wakes 8 workers instead of up to 256: at 1,000
 // echoing connections this cut the server's context switches per message
-// by about a third and its CPU per message by about 7% (docs/benchmarks.md).
+// by about a third and its CPU per message by 4-7% (docs/benchmarks.md).
 // A panic that escapes one task (from OnPanic or OnClose) hands the rest
 // of its batch to tasks of their own. Without DispatchBatch each connection
 // is dispatched alone; Wake dispatches its one connection alone.
