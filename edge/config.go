@@ -25,6 +25,7 @@ type Config struct {
 	Pollers        int // epoll shards, one goroutine each; default GOMAXPROCS
 	Workers        int // worker pool size; default DefaultWorkers()
 	ReadBufferSize int // a worker's pooled read buffer; default 16 KiB
+	PollBatch      int // ready connections one worker task serves per shard round; default netpoll.DefaultBatchSize
 
 	WheelTick  time.Duration // timing wheel resolution; default 100ms
 	WheelSlots int           // timing wheel slots; default 4096
@@ -114,6 +115,7 @@ func DefaultConfig() Config {
 		Pollers:              runtime.GOMAXPROCS(0),
 		Workers:              DefaultWorkers(),
 		ReadBufferSize:       netpoll.DefaultReadBufferSize,
+		PollBatch:            netpoll.DefaultBatchSize,
 		WheelTick:            wheel.DefaultTick,
 		WheelSlots:           wheel.DefaultSlots,
 		HandshakeTimeout:     10 * time.Second,
@@ -173,6 +175,7 @@ func (c Config) withDefaults() (Config, error) {
 	positiveOrDefault(&c.Pollers, d.Pollers)
 	positiveOrDefault(&c.Workers, d.Workers)
 	positiveOrDefault(&c.ReadBufferSize, d.ReadBufferSize)
+	positiveOrDefault(&c.PollBatch, d.PollBatch)
 	positiveOrDefault(&c.WheelSlots, d.WheelSlots)
 	positiveOrDefault(&c.MaxMessage, d.MaxMessage)
 	positiveOrDefault(&c.MaxHeaderBytes, d.MaxHeaderBytes)

@@ -152,9 +152,10 @@ func (c *Conn) send(s *Server, b []byte, shared, message bool) error {
 	}
 	switch err {
 	case nil:
-		s.metrics.bytesOut.Add(float64(len(b)))
+		fd := c.nc.Fd()
+		s.metrics.bytesOut.add(fd, uint64(len(b)))
 		if message {
-			s.metrics.messagesOut.Inc()
+			s.metrics.messagesOut.add(fd, 1)
 		}
 		return nil
 	case netpoll.ErrQueueFull:
@@ -337,7 +338,7 @@ func (c *Conn) onFrame(m frame.Message) {
 		if c.phase != phaseOpen {
 			return // after our close frame, data is read and ignored
 		}
-		s.metrics.messagesIn.Inc()
+		s.metrics.messagesIn.add(c.nc.Fd(), 1)
 		if m.Compressed {
 			s.deflateMetrics.countIn(m.WireLen, len(m.Payload))
 		}

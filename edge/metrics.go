@@ -18,10 +18,10 @@ type metrics struct {
 	pingsSent         prometheus.Counter
 	pongTimeouts      prometheus.Counter
 	closeTimeouts     prometheus.Counter
-	bytesIn           prometheus.Counter
-	bytesOut          prometheus.Counter
-	messagesIn        prometheus.Counter
-	messagesOut       prometheus.Counter
+	bytesIn           *stripedCounter // the per-message path's four: striped, see counters.go
+	bytesOut          *stripedCounter
+	messagesIn        *stripedCounter
+	messagesOut       *stripedCounter
 	slowConsumers     *prometheus.CounterVec
 	acceptErrors      *prometheus.CounterVec
 	panics            prometheus.Counter
@@ -59,10 +59,10 @@ func newMetrics(s *Server) *metrics {
 	m.pingsSent = counter("pings_sent_total", "Keepalive pings sent.")
 	m.pongTimeouts = counter("pong_timeouts_total", "Connections closed because nothing arrived within the pong timeout after a ping.")
 	m.closeTimeouts = counter("close_timeouts_total", "Connections closed because the peer did not finish the close handshake in time.")
-	m.bytesIn = counter("bytes_received_total", "Bytes read from client sockets.")
-	m.bytesOut = counter("bytes_sent_total", "Bytes written or queued to client sockets.")
-	m.messagesIn = counter("messages_received_total", "Text and binary messages received.")
-	m.messagesOut = counter("messages_sent_total", "Text and binary messages sent or queued.")
+	m.bytesIn = newStripedCounter(m.reg, "bytes_received_total", "Bytes read from client sockets.")
+	m.bytesOut = newStripedCounter(m.reg, "bytes_sent_total", "Bytes written or queued to client sockets.")
+	m.messagesIn = newStripedCounter(m.reg, "messages_received_total", "Text and binary messages received.")
+	m.messagesOut = newStripedCounter(m.reg, "messages_sent_total", "Text and binary messages sent or queued.")
 	m.slowConsumers = counterVec("slow_consumer_total", "Writes refused by a full outbound queue, by action taken (close, drop).", "action")
 	m.acceptErrors = counterVec("accept_errors_total", "accept4 failures, by errno.", "errno")
 	m.drainClosed = counter("drain_closed_total", "Connections closed on their -drain-window deadline (reconnect hint, then 1012).")

@@ -168,6 +168,8 @@ func (s *Server) Start() error {
 		WriteQueue:     s.cfg.WriteQueue,
 		Handler:        s,
 		Dispatch:       s.dispatch,
+		DispatchBatch:  s.dispatchBatch,
+		BatchSize:      s.cfg.PollBatch,
 		OnPanic: func(c *netpoll.Conn, v any) {
 			s.metrics.panics.Inc()
 			s.logPanic.Do(func() { s.log.Error("panic serving a connection; closed it", "conn", c.ID(), "panic", v) })
@@ -245,12 +247,23 @@ func (s *Server) dispatch(c *netpoll.Conn) bool {
 	return true
 }
 
+// dispatchBatch is dispatch for a shard's batch of ready connections.
+func (s *Server) dispatchBatch(b *netpoll.Batch) bool {
+	if s.pool.Invoke(b) != nil {
+		s.callerRuns.Add(1)
+		return false
+	}
+	return true
+}
+
 // runTask is the pool's one function: a connection's task (for readiness,
 // a timer or a close request) or a fan-out batch.
 func (s *Server) runTask(arg any) {
 	switch t := arg.(type) {
 	case *netpoll.Conn:
 		s.poller.Serve(t)
+	case *netpoll.Batch:
+		s.poller.ServeBatch(t)
 	case func():
 		t()
 	}
@@ -322,7 +335,7 @@ func (s *Server) acceptError(err error) {
 // holds the connection.
 func (s *Server) OnData(nc *netpoll.Conn, p []byte) error {
 	c := connOf(nc)
-	s.metrics.bytesIn.Add(float64(len(p)))
+	s.metrics.bytesIn.add(nc.Fd(), uint64(len(p)))
 	switch c.phase {
 	case phaseHandshake:
 		s.handshake(c, p)

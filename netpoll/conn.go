@@ -46,6 +46,15 @@ type Config struct {
 	// returns false when no worker can take it; the shard then serves c
 	// itself (caller runs).
 	Dispatch func(c *Conn) bool
+	// DispatchBatch, if set, hands a worker the ready connections of one
+	// shard round (at most BatchSize), which it serves with
+	// Poller.ServeBatch(b): one task and one wake-up for many connections.
+	// It returns false when no worker can take b; the shard then serves b
+	// itself. When nil, the shard dispatches each connection on its own.
+	DispatchBatch func(b *Batch) bool
+	// BatchSize is the most connections in one Batch; 0 means
+	// DefaultBatchSize.
+	BatchSize int
 	// OnPanic, if set, is told of a panic recovered in a task (the
 	// connection is then closed).
 	OnPanic func(c *Conn, v any)

@@ -13,4 +13,6 @@ const (
 	// DefaultWriteQueue is Config.WriteQueue's default: room for a burst
 	// of fan-out to a client that reads a little late.
 	DefaultWriteQueue = 256 << 10
+	// DefaultBatchSize is Config.BatchSize's default: see doc.go.
+	DefaultBatchSize = 32
 )

@@ -44,33 +44,43 @@ func echo(c *Conn, p []byte) error { return c.Write(p) }
 
 // testPool is a tiny worker pool: Dispatch succeeds only when a worker is
 // idle, so under load the shards often run tasks themselves (caller runs).
+// It takes connections and batches, as wsedge's pool does.
 type testPool struct {
-	ch     chan *Conn
+	ch     chan any // *Conn or *Batch
 	p      atomic.Pointer[Poller]
 	wg     sync.WaitGroup
 	refuse func() bool // if set and true, Dispatch reports a full pool
 }
 
 func newTestPool(workers int) *testPool {
-	tp := &testPool{ch: make(chan *Conn)}
+	tp := &testPool{ch: make(chan any)}
 	for range workers {
 		tp.wg.Add(1)
 		go func() {
 			defer tp.wg.Done()
-			for c := range tp.ch {
-				tp.p.Load().Serve(c)
+			for t := range tp.ch {
+				switch t := t.(type) {
+				case *Conn:
+					tp.p.Load().Serve(t)
+				case *Batch:
+					tp.p.Load().ServeBatch(t)
+				}
 			}
 		}()
 	}
 	return tp
 }
 
-func (tp *testPool) dispatch(c *Conn) bool {
+func (tp *testPool) dispatch(c *Conn) bool { return tp.submit(c) }
+
+func (tp *testPool) dispatchBatch(b *Batch) bool { return tp.submit(b) }
+
+func (tp *testPool) submit(task any) bool {
 	if tp.refuse != nil && tp.refuse() {
 		return false
 	}
 	select {
-	case tp.ch <- c:
+	case tp.ch <- task:
 		return true
 	default:
 		return false
@@ -92,7 +102,11 @@ func newTestPoller(t testing.TB, cfg Config, workers int) *Poller {
 func newTestPollerWith(t testing.TB, cfg Config, tp *testPool) *Poller {
 	t.Helper()
 	if cfg.Dispatch == nil {
+		// The pool's own: batches too, as in wsedge.
 		cfg.Dispatch = tp.dispatch
+		if cfg.DispatchBatch == nil {
+			cfg.DispatchBatch = tp.dispatchBatch
+		}
 	}
 	p, err := New(cfg)
 	if err != nil {

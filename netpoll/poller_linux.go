@@ -24,6 +24,7 @@ type Poller struct {
 	open   atomic.Int64
 	queued atomic.Int64 // bytes in all outbound queues
 	bufs   sync.Pool
+	batch  sync.Pool // *Batch, empty
 	closed atomic.Bool
 	// life is held shared by Register from its closed check to its
 	// epoll_ctl, and exclusively by Close to set closed, so Close never
@@ -47,6 +48,9 @@ func New(cfg Config) (*Poller, error) {
 	if cfg.ReadCap <= 0 {
 		cfg.ReadCap = DefaultReadCapBuffers * cfg.ReadBufferSize
 	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = DefaultBatchSize
+	}
 	if cfg.WriteQueue <= 0 {
 		cfg.WriteQueue = DefaultWriteQueue
 	}
@@ -61,6 +65,8 @@ func New(cfg Config) (*Poller, error) {
 	p.reg.init(cfg.MaxFD)
 	size := cfg.ReadBufferSize
 	p.bufs.New = func() any { b := make([]byte, size); return &b }
+	bsize := cfg.BatchSize
+	p.batch.New = func() any { return &Batch{conns: make([]*Conn, 0, bsize)} }
 	for i := 0; i < cfg.Shards; i++ {
 		s, err := newShard(p)
 		if err != nil {
@@ -227,6 +233,39 @@ func (p *Poller) Serve(c *Conn) {
 			return
 		}
 	}
+}
+
+// Batch is ready connections of one shard, each with its busy flag held by
+// the batch, for one task to serve in turn.
+type Batch struct {
+	conns []*Conn
+}
+
+// Len is the number of connections in b.
+func (b *Batch) Len() int { return len(b.conns) }
+
+// ServeBatch runs Serve for each connection of b, in order; the worker that
+// Config.DispatchBatch gave b calls it once. b must not be used after.
+func (p *Poller) ServeBatch(b *Batch) {
+	conns, i := b.conns, 0
+	defer func() {
+		// Only a panic that escaped Serve (from OnPanic or OnClose) ends the
+		// loop early: the rest still hold busy, so each gets its own task
+		// rather than staying busy forever; the panic then goes on.
+		if i < len(conns) {
+			for _, c := range conns[i+1:] {
+				if !p.cfg.Dispatch(c) {
+					p.Serve(c)
+				}
+			}
+		}
+	}()
+	for ; i < len(conns); i++ {
+		p.Serve(conns[i])
+		conns[i] = nil
+	}
+	b.conns = conns[:0]
+	p.batch.Put(b)
 }
 
 // Wake hands events (bits the Handler defines) to the connection's owner:
@@ -505,6 +544,7 @@ type shard struct {
 	pollErr error
 	mu      sync.Mutex
 	ready   []*Conn // busy connections waiting for a task; each at most once
+	batch   *Batch  // this round's connections not yet handed to a task; owned by run
 	stopped bool    // run has returned: ready is no longer served
 }
 
@@ -670,11 +710,12 @@ func (s *shard) run() {
 			if ev.Events&unix.EPOLLOUT != 0 && c.state.Load()&stQueued != 0 {
 				bits |= stWrite
 			}
-			if bits != 0 {
-				s.notify(c, bits)
+			if bits != 0 && c.mark(bits, stDead) {
+				s.dispatch(c)
 			}
 		}
 		if s.p.closed.Load() {
+			s.flushBatch()
 			return
 		}
 		s.mu.Lock()
@@ -684,18 +725,38 @@ func (s *shard) run() {
 			s.dispatch(c)
 			ready[i] = nil
 		}
+		s.flushBatch()
 	}
 }
 
-// notify records readiness and dispatches c unless a task already owns it.
-func (s *shard) notify(c *Conn, bits uint32) {
-	if c.mark(bits, stDead) {
-		s.dispatch(c)
-	}
-}
-
+// dispatch hands c, whose busy flag the shard took, to a task: with
+// DispatchBatch it joins the round's batch, which goes to a worker when
+// full or when the round ends (flushBatch); else it goes on its own.
 func (s *shard) dispatch(c *Conn) {
-	if !s.p.cfg.Dispatch(c) {
-		s.p.Serve(c)
+	if s.p.cfg.DispatchBatch == nil {
+		if !s.p.cfg.Dispatch(c) {
+			s.p.Serve(c)
+		}
+		return
+	}
+	if s.batch == nil {
+		s.batch = s.p.batch.Get().(*Batch)
+	}
+	s.batch.conns = append(s.batch.conns, c)
+	if len(s.batch.conns) >= s.p.cfg.BatchSize {
+		s.flushBatch()
+	}
+}
+
+// flushBatch hands the round's batch to a worker, or serves it here when
+// the pool is full (caller runs).
+func (s *shard) flushBatch() {
+	b := s.batch
+	if b == nil {
+		return
+	}
+	s.batch = nil
+	if !s.p.cfg.DispatchBatch(b) {
+		s.p.ServeBatch(b)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -233,26 +235,31 @@ func TestReadCapYields(t *testing.T) {
 
 // TestCallerRuns: with a pool that is always (or half the time) full, the
 // shards serve everything themselves.
+// Both with one connection per task and with batches.
 func TestCallerRuns(t *testing.T) {
-	for _, mode := range []string{"always", "alternate"} {
+	for _, mode := range []string{"always", "alternate", "batch-always", "batch-alternate"} {
 		t.Run(mode, func(t *testing.T) {
 			var dispatched, refused atomic.Int64
 			tp := newTestPool(2)
 			var n atomic.Int64
-			tp.refuse = func() bool { return mode == "always" || n.Add(1)%2 == 0 }
-			p := newTestPollerWith(t, Config{
-				Shards:  2,
-				Handler: &funcHandler{data: echo},
-				Dispatch: func(c *Conn) bool {
-					ok := tp.dispatch(c)
-					if ok {
-						dispatched.Add(1)
-					} else {
-						refused.Add(1)
-					}
-					return ok
-				},
-			}, tp)
+			tp.refuse = func() bool { return strings.HasSuffix(mode, "always") || n.Add(1)%2 == 0 }
+			count := func(ok bool) bool {
+				if ok {
+					dispatched.Add(1)
+				} else {
+					refused.Add(1)
+				}
+				return ok
+			}
+			cfg := Config{
+				Shards:   2,
+				Handler:  &funcHandler{data: echo},
+				Dispatch: func(c *Conn) bool { return count(tp.dispatch(c)) },
+			}
+			if strings.HasPrefix(mode, "batch") {
+				cfg.DispatchBatch = func(b *Batch) bool { return count(tp.dispatchBatch(b)) }
+			}
+			p := newTestPollerWith(t, cfg, tp)
 			l := startServer(t, p)
 			var wg sync.WaitGroup
 			for i := range 20 {
@@ -281,11 +288,110 @@ func TestCallerRuns(t *testing.T) {
 			if refused.Load() == 0 {
 				t.Fatal("Dispatch never refused: caller-runs not exercised")
 			}
-			if mode == "always" && dispatched.Load() != 0 {
+			if strings.HasSuffix(mode, "always") && dispatched.Load() != 0 {
 				t.Fatal("a refusing pool took a task")
 			}
 		})
 	}
+}
+
+// TestBatchRound: the connections made ready in one shard round go to
+// workers in batches of at most BatchSize, not one task each. The first
+// batch's dispatch holds the shard while nine more peers write, so the next
+// round sees all nine at once.
+func TestBatchRound(t *testing.T) {
+	tp := newTestPool(2)
+	entered, hold := make(chan struct{}), make(chan struct{})
+	var (
+		mu    sync.Mutex
+		lens  []int
+		reads atomic.Int64
+	)
+	p := newTestPollerWith(t, Config{
+		BatchSize: 4,
+		// No writes: no EPOLLOUT work joins the rounds.
+		Handler:  &funcHandler{data: func(*Conn, []byte) error { reads.Add(1); return nil }},
+		Dispatch: tp.dispatch,
+		DispatchBatch: func(b *Batch) bool {
+			mu.Lock()
+			lens = append(lens, b.Len())
+			n := len(lens)
+			mu.Unlock()
+			if n == 1 {
+				close(entered)
+				<-hold
+			}
+			return tp.dispatchBatch(b)
+		},
+	}, tp)
+	peers := make([]net.Conn, 10)
+	for i := range peers {
+		_, _, peers[i] = registerPair(t, p)
+	}
+	peers[0].Write([]byte("x"))
+	recv(t, entered, "the first batch")
+	for _, peer := range peers[1:] {
+		peer.Write([]byte("y"))
+	}
+	close(hold)
+	testkit.Eventually(t, 10*time.Second, "every peer's byte to be read", func() bool { return reads.Load() == 10 })
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []int{1, 4, 4, 1}; !slices.Equal(lens, want) {
+		t.Fatalf("batch sizes %v, want %v", lens, want)
+	}
+}
+
+// TestBatchPanicEscapes: a panic that escapes Serve (here from OnClose,
+// after a panic in OnData) ends its batch's task, yet the connections after
+// it in the batch are still served.
+func TestBatchPanicEscapes(t *testing.T) {
+	tp := newTestPool(2)
+	entered, hold := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	escaped := make(chan any, 4)
+	var reads atomic.Int64
+	var bad atomic.Pointer[Conn]
+	p := newTestPollerWith(t, Config{
+		Handler: &funcHandler{
+			data: func(c *Conn, _ []byte) error {
+				if c == bad.Load() {
+					panic("in OnData")
+				}
+				reads.Add(1)
+				return nil
+			},
+			close: func(c *Conn, _ error) {
+				if c == bad.Load() {
+					panic("in OnClose")
+				}
+			},
+		},
+		Dispatch: tp.dispatch,
+		DispatchBatch: func(b *Batch) bool {
+			if first.CompareAndSwap(false, true) {
+				close(entered)
+				<-hold
+			}
+			go func() { // a pool that survives the panic, as ants does
+				defer func() { escaped <- recover() }()
+				tp.p.Load().ServeBatch(b)
+			}()
+			return true
+		},
+	}, tp)
+	_, _, peer0 := registerPair(t, p)
+	peer0.Write([]byte("x"))
+	recv(t, entered, "the first batch")
+	c1, _, peer1 := registerPair(t, p)
+	_, _, peer2 := registerPair(t, p)
+	bad.Store(c1)
+	// Both bytes arrive while the shard is held, so c1 and c2 share the
+	// next round's batch, in the order the kernel reports them.
+	peer1.Write([]byte("y"))
+	peer2.Write([]byte("z"))
+	close(hold)
+	testkit.Eventually(t, 10*time.Second, "the bytes of every peer but the bad one to be read", func() bool { return reads.Load() == 2 })
 }
 
 // TestCloseWhileTaskRuns: Close from another goroutine during OnData only

@@ -29,6 +29,15 @@ func (p *Poller) Close() {}
 // Serve does nothing.
 func (p *Poller) Serve(c *Conn) {}
 
+// Batch is ready connections for one task; none exist here.
+type Batch struct{}
+
+// Len is 0.
+func (b *Batch) Len() int { return 0 }
+
+// ServeBatch does nothing.
+func (p *Poller) ServeBatch(b *Batch) {}
+
 // Write returns ErrUnsupported: no connection is ever registered here.
 func (c *Conn) Write(b []byte) error { return ErrUnsupported }
 
