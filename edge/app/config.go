@@ -65,10 +65,15 @@ type Config struct {
 	// not DefaultConfig's: an embedding program opts in. HistoryTTL is how
 	// long a message is kept (default 2m) and HistoryMaxBytes bounds all
 	// histories on the node (default 64 MiB; the largest lose their oldest
-	// messages first). A cluster node keeps no history yet (docs/cluster.md).
+	// messages first). On a cluster node the history is a JetStream stream
+	// (docs/cluster.md) with these limits, stored in HistoryStorage
+	// ("memory" or "file", default memory) on HistoryReplicas servers
+	// (default 1); HistoryMaxBytes then bounds the whole stream.
 	HistorySize     int
 	HistoryTTL      time.Duration
 	HistoryMaxBytes int64
+	HistoryStorage  string
+	HistoryReplicas int
 
 	// Cluster, when set, joins this node to others through NATS
 	// (docs/cluster.md); nil runs a single node.
@@ -108,6 +113,8 @@ func DefaultConfig() Config {
 		HistorySize:     32,
 		HistoryTTL:      2 * time.Minute,
 		HistoryMaxBytes: 64 << 20,
+		HistoryStorage:  "memory",
+		HistoryReplicas: 1,
 	}
 }
 
@@ -133,6 +140,15 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.HistoryMaxBytes == 0 {
 		c.HistoryMaxBytes = d.HistoryMaxBytes
+	}
+	if c.HistoryStorage == "" {
+		c.HistoryStorage = d.HistoryStorage
+	}
+	if c.HistoryStorage != "memory" && c.HistoryStorage != "file" {
+		return c, fmt.Errorf("history storage %q: want memory or file", c.HistoryStorage)
+	}
+	if c.HistoryReplicas <= 0 {
+		c.HistoryReplicas = d.HistoryReplicas
 	}
 	if math.IsNaN(c.ClientRate) || math.IsInf(c.ClientRate, 0) {
 		return c, fmt.Errorf("client rate %v: must be a finite number", c.ClientRate)

@@ -152,6 +152,15 @@ func (a *App) OnMessage(c *edge.Conn, op ws.OpCode, p []byte) {
 		a.send(u, &msg)
 	case typeJoin:
 		var err error
+		if a.chist != nil {
+			since, ok := parseSince(msg.since)
+			if !ok {
+				a.replyError(u, msg.id, codeBadRequest, `"since" must be {"offset":<integer >= 0>,"epoch":<string>}`)
+				return
+			}
+			a.chist.join(u, msg.room, since, msg.id) // acks itself, maybe later
+			return
+		}
 		if a.hist == nil {
 			if err = a.join(u, msg.room); err == nil {
 				a.ack(u, msg.id)
@@ -181,6 +190,10 @@ func (a *App) OnMessage(c *edge.Conn, op ws.OpCode, p []byte) {
 	case typePublish:
 		if !u.isMember(msg.room) {
 			a.replyError(u, msg.id, codeNotMember, "join the room before publishing to it")
+			return
+		}
+		if a.chist != nil {
+			a.chist.clientPublish(u, &msg)
 			return
 		}
 		fr, _, ok := a.publishRoom(msg.room, u.id, msg.data)

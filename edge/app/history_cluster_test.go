@@ -1,0 +1,217 @@
+package app
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+
+	"github.com/wsedge/wsedge/edge/cluster"
+	"github.com/wsedge/wsedge/internal/testkit"
+)
+
+// jsOpts is an embedded NATS server with JetStream on file storage in dir.
+func jsOpts(port int, dir string) *natsserver.Options {
+	return &natsserver.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true, JetStream: true, StoreDir: dir}
+}
+
+// startHistCluster starts n nodes with room history in JetStream on ns and
+// waits until each consumes the stream.
+func startHistCluster(t *testing.T, ns *natsserver.Server, n int) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, ns: ns}
+	for i := range n {
+		cc := &cluster.Config{
+			URLs: []string{ns.ClientURL()}, NodeID: fmt.Sprintf("node%d", i),
+			Timeout: 2 * time.Second, Heartbeat: 50 * time.Millisecond, ReconnectMax: 100 * time.Millisecond,
+		}
+		ts := start(t, Config{Cluster: cc, HistorySize: 100, HistoryTTL: time.Minute, HistoryStorage: "file"}, nil)
+		t.Cleanup(ts.app.Close)
+		c.nodes = append(c.nodes, ts)
+	}
+	c.waitNodes(n)
+	for _, ts := range c.nodes {
+		select {
+		case <-ts.app.chist.h.Ready():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: history stream not ready", ts.app.cluster.Node())
+		}
+	}
+	return c
+}
+
+// nextMessage reads until a room message, skipping acks.
+func (c *client) nextMessage() map[string]any {
+	c.t.Helper()
+	for {
+		if m := c.readJSON(); m["type"] == "message" {
+			return m
+		}
+	}
+}
+
+// Publishes from three nodes to one room reach every member in the same
+// order, with increasing offsets; a client that moves to another node
+// recovers exactly what it missed, then goes on live.
+func TestClusterHistoryOrderAndMove(t *testing.T) {
+	c := startHistCluster(t, startNATSWith(t, jsOpts(-1, t.TempDir())), 3)
+	var members []*client
+	for i := range 3 {
+		cl := c.dial(i, fmt.Sprintf("u%d", i))
+		ack, _ := cl.joinAck("r", 0, "")
+		if ack["epoch"] == "" || ack["epoch"] == nil {
+			t.Fatalf("join ack without epoch: %v", ack)
+		}
+		members = append(members, cl)
+	}
+	mover := c.dial(0, "mover")
+	ack, _ := mover.joinAck("r", 0, "")
+	epoch := ack["epoch"].(string)
+
+	const per = 20
+	var wg sync.WaitGroup
+	for i, cl := range members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range per {
+				if err := cl.WriteMessage(1, fmt.Appendf(nil, `{"type":"publish","room":"r","data":"%d-%d"}`, i, k)); err != nil {
+					t.Errorf("publish: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var orders [4][]string
+	var last int64
+	for i, cl := range append(members, mover) {
+		prev := int64(0)
+		for range 3 * per {
+			m := cl.nextMessage()
+			if off := num(m["offset"]); off <= prev {
+				t.Fatalf("client %d: offset %d after %d", i, off, prev)
+			} else {
+				prev = off
+			}
+			orders[i] = append(orders[i], fmt.Sprint(m["offset"], m["data"]))
+		}
+		last = prev
+	}
+	for i := 1; i < 4; i++ {
+		if strings.Join(orders[i], ",") != strings.Join(orders[0], ",") {
+			t.Fatalf("order on client %d differs:\n%v\n%v", i, orders[i], orders[0])
+		}
+	}
+
+	// The mover leaves node0; messages are published meanwhile from node1
+	// (admin) and node2 (a client); it comes back on node2.
+	mover.Close()
+	for k := range 5 {
+		c.nodes[1].admin(http.MethodPost, "/v1/rooms/r/messages", fmt.Sprintf(`"missed-%d"`, k), http.StatusOK)
+	}
+	members[2].send(`{"type":"publish","room":"r","data":"missed-5","id":"p"}`)
+	var want []string
+	for range 6 {
+		m := members[0].nextMessage()
+		want = append(want, fmt.Sprint(m["offset"], m["data"]))
+	}
+	back := c.dial(2, "mover")
+	ack, got := back.joinAck("r", last, epoch)
+	if ack["recovered"] != true {
+		t.Fatalf("recovery after moving node: %v", ack)
+	}
+	var gotS []string
+	for _, m := range got {
+		gotS = append(gotS, fmt.Sprint(m["offset"], m["data"]))
+	}
+	if strings.Join(gotS, ",") != strings.Join(want, ",") {
+		t.Fatalf("recovered\n%v\nwant\n%v", gotS, want)
+	}
+	c.nodes[0].admin(http.MethodPost, "/v1/rooms/r/messages", `"live"`, http.StatusOK)
+	if m := back.nextMessage(); m["data"] != "live" {
+		t.Fatalf("after recovery: %v, want the live message", m)
+	}
+	// Another epoch: recovered false.
+	other := c.dial(1, "other")
+	if ack, _ := other.joinAck("r", last, "not-this-one"); ack["recovered"] != false {
+		t.Fatalf("another epoch: %v", ack)
+	}
+}
+
+// JetStream goes away mid-test (here the whole NATS server, file storage):
+// publishes answer unavailable and /readyz says degraded; once it is back,
+// recovery works again, across the outage.
+func TestClusterHistoryJetStreamRestart(t *testing.T) {
+	dir := t.TempDir()
+	ns := startNATSWith(t, jsOpts(-1, dir))
+	port := ns.Addr().(*net.TCPAddr).Port
+	c := startHistCluster(t, ns, 3)
+	a := c.dial(0, "a")
+	ack, _ := a.joinAck("r", 0, "")
+	epoch := ack["epoch"].(string)
+	b := c.dial(1, "b")
+	b.joinAck("r", 0, "")
+	b.send(`{"type":"publish","room":"r","data":"before","id":1}`)
+	m := a.nextMessage()
+	seen := num(m["offset"])
+	a.Close()
+	c.nodes[2].admin(http.MethodPost, "/v1/rooms/r/messages", `"missed-before"`, http.StatusOK)
+
+	ns.Shutdown()
+	testkit.Eventually(t, 10*time.Second, "/readyz degraded", func() bool {
+		code, _, got := c.nodes[1].adminDo(http.MethodGet, "/readyz", "", "")
+		return code == http.StatusOK && strings.HasPrefix(got, "degraded")
+	})
+	for {
+		m := b.readJSON()
+		if m["type"] == "error" {
+			t.Fatalf("unexpected error before the outage's publish: %v", m)
+		}
+		if m["type"] == "message" && m["data"] == "missed-before" {
+			break
+		}
+	}
+	b.send(`{"type":"publish","room":"r","data":"during","id":2}`)
+	if m := b.readJSON(); m["type"] != "error" || m["code"] != "unavailable" {
+		t.Fatalf("publish while JetStream is down: %v", m)
+	}
+	if code, _, body := c.nodes[2].adminDo(http.MethodPost, "/v1/rooms/r/messages", `"during"`, ""); code != http.StatusServiceUnavailable {
+		t.Fatalf("admin push while JetStream is down: %d %s", code, body)
+	}
+
+	c.ns = startNATSWith(t, jsOpts(port, dir))
+	c.waitNodes(3)
+	for _, ts := range c.nodes {
+		testkit.Eventually(t, 10*time.Second, "/readyz ready again", func() bool {
+			code, _, got := ts.adminDo(http.MethodGet, "/readyz", "", "")
+			return code == http.StatusOK && got == "ready\n"
+		})
+	}
+	testkit.Eventually(t, 10*time.Second, "publishes recorded again", func() bool {
+		code, _, _ := c.nodes[2].adminDo(http.MethodPost, "/v1/rooms/r/messages", `"after"`, "")
+		return code == http.StatusOK
+	})
+	back := c.dial(2, "a")
+	ack, got := back.joinAck("r", seen, epoch)
+	if ack["recovered"] != true || len(got) < 2 || got[0]["data"] != "missed-before" || got[len(got)-1]["data"] != "after" {
+		t.Fatalf("recovery across the JetStream restart: ack %v, got %v", ack, got)
+	}
+	for _, m := range got[1 : len(got)-1] {
+		if m["data"] != "after" {
+			t.Fatalf("recovered %v: only missed-before and after(s) were recorded", got)
+		}
+	}
+	// Live delivery from the stream works again on every node.
+	b.send(`{"type":"publish","room":"r","data":"live","id":3}`)
+	for {
+		if m := back.nextMessage(); m["data"] == "live" {
+			break
+		}
+	}
+}
