@@ -1,6 +1,8 @@
 package app
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -118,19 +120,24 @@ func (ch *clusterHist) onMsg(m cluster.HistMsg) {
 			}
 		}
 	}
-	if len(members) > 0 {
-		fr := frame.AppendFrame(nil, ws.OpText, withOffset(m.Payload, m.Seq))
-		ch.a.fanout(members, fr, kindRoom)
+	if p := withOffset(m.Payload, m.Seq); p != nil && len(members) > 0 {
+		ch.a.fanout(members, frame.AppendFrame(nil, ws.OpText, p), kindRoom)
 	}
 }
 
-// withOffset adds "offset" to a stored message ({...} without it).
+// withOffset adds "offset" before "data" in a stored message, as on one
+// node. The first `,"data":` is the member: inside a JSON string its quote
+// would be escaped.
 func withOffset(payload []byte, seq uint64) []byte {
+	i := bytes.Index(payload, []byte(`,"data":`))
+	if i < 0 {
+		return nil // not written by a node: dropped
+	}
 	b := make([]byte, 0, len(payload)+32)
-	b = append(b, payload[:len(payload)-1]...)
+	b = append(b, payload[:i]...)
 	b = append(b, `,"offset":`...)
 	b = strconv.AppendUint(b, seq, 10)
-	return append(b, '}')
+	return append(b, payload[i:]...)
 }
 
 // publish records a room message; the members, here included, get it from
@@ -285,7 +292,7 @@ func (ch *clusterHist) finish(u *user, room string, since *position, id []byte, 
 	}
 	recovered := !gap
 	for _, m := range msgs {
-		if ch.a.write(u, withOffset(m.Payload, m.Seq), kindRoom) != nil {
+		if p := withOffset(m.Payload, m.Seq); p == nil || ch.a.write(u, p, kindRoom) != nil {
 			recovered = false // dropped or closing: the client must reload
 			break
 		}
@@ -294,4 +301,37 @@ func (ch *clusterHist) finish(u *user, room string, since *position, id []byte, 
 		ch.skip[skipKey{u, room}] = upto // not consumed here yet: not twice
 	}
 	ch.a.ackJoin(u, id, int64(max(upto, ch.pos)), ch.h.Epoch(), since, recovered)
+}
+
+// history is GET /v1/rooms/{room}/history on a cluster node: read from the
+// stream, one direct get per message.
+func (ch *clusterHist) history(w http.ResponseWriter, room string, since int64, limit int) {
+	ch.mu.Lock()
+	pos := ch.pos
+	ch.mu.Unlock()
+	page := historyPage{Room: room, Epoch: ch.h.Epoch(), Offset: int64(pos), Messages: []json.RawMessage{}}
+	cursor := uint64(since)
+	for {
+		m, ok, err := ch.h.Next(room, cursor+1)
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, codeUnavailable, "room history (JetStream) unreachable")
+			return
+		}
+		if !ok {
+			break
+		}
+		if len(page.Messages) == limit {
+			page.Next = int64(cursor)
+			break
+		}
+		if len(page.Messages) == 0 && m.Prev > uint64(since) {
+			page.Gap = true
+		}
+		if p := withOffset(m.Payload, m.Seq); p != nil {
+			page.Messages = append(page.Messages, p)
+		}
+		cursor = m.Seq
+		page.Offset = max(page.Offset, int64(m.Seq))
+	}
+	writeJSON(w, http.StatusOK, page)
 }

@@ -133,6 +133,18 @@ func TestClusterHistoryOrderAndMove(t *testing.T) {
 	if strings.Join(gotS, ",") != strings.Join(want, ",") {
 		t.Fatalf("recovered\n%v\nwant\n%v", gotS, want)
 	}
+	// The admin API reads the same history from the stream, paged.
+	var page historyPage
+	mustJSON(t, c.nodes[1].admin(http.MethodGet, fmt.Sprintf("/v1/rooms/r/history?since=%d&limit=4", last), "", http.StatusOK), &page)
+	if page.Epoch != epoch || len(page.Messages) != 4 || page.Next == 0 || page.Gap {
+		t.Fatalf("history page: %+v", page)
+	}
+	next := page.Next
+	page = historyPage{}
+	mustJSON(t, c.nodes[1].admin(http.MethodGet, fmt.Sprintf("/v1/rooms/r/history?since=%d", next), "", http.StatusOK), &page)
+	if len(page.Messages) != 2 || page.Next != 0 || !strings.Contains(string(page.Messages[1]), `"missed-5"`) {
+		t.Fatalf("history second page: %+v", page)
+	}
 	c.nodes[0].admin(http.MethodPost, "/v1/rooms/r/messages", `"live"`, http.StatusOK)
 	if m := back.nextMessage(); m["data"] != "live" {
 		t.Fatalf("after recovery: %v, want the live message", m)
