@@ -40,11 +40,15 @@ type clusterHist struct {
 	h   *cluster.History
 	sem chan struct{}
 
-	mu    sync.Mutex
-	pos   uint64            // last stream sequence consumed here
-	start uint64            // rooms not in last had no message after start
-	last  map[string]uint64 // room -> its last sequence seen (consumed or published here)
-	skip  map[skipKey]uint64
+	mu   sync.Mutex
+	pos  uint64 // last stream sequence consumed here
+	skip map[skipKey]uint64
+
+	// lastMu (taken after mu, never held across I/O) guards what a publish
+	// needs, so that publishes do not wait for a big room's fan-out.
+	lastMu sync.Mutex
+	start  uint64            // rooms not in last had no message after start
+	last   map[string]uint64 // room -> its last sequence seen (consumed or published here)
 }
 
 // skipKey is a member whose recovery went past pos: live messages up to the
@@ -77,18 +81,22 @@ func (a *App) startClusterHistory(b *cluster.Bus) error {
 }
 
 // known is the room's last sequence as this node knows it: conservative
-// (start) for a room it saw nothing of. mu held.
-func (ch *clusterHist) known(room string) (uint64, bool) {
+// (start) for a room it saw nothing of; and start.
+func (ch *clusterHist) known(room string) (last uint64, seen bool, start uint64) {
+	ch.lastMu.Lock()
+	defer ch.lastMu.Unlock()
 	if l, ok := ch.last[room]; ok {
-		return l, true
+		return l, true, ch.start
 	}
-	return ch.start, false
+	return ch.start, false, ch.start
 }
 
 func (ch *clusterHist) remember(room string, seq uint64) {
+	ch.lastMu.Lock()
+	defer ch.lastMu.Unlock()
 	if len(ch.last) >= histLastMax {
 		clear(ch.last)
-		ch.start = ch.pos
+		ch.start = max(ch.start, seq) // seq >= every sequence consumed so far
 	}
 	ch.last[room] = max(ch.last[room], seq)
 }
@@ -98,9 +106,12 @@ func (ch *clusterHist) onMsg(m cluster.HistMsg) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	if m.Room == "" { // (re)started consuming after m.Seq: what came before is unknown here
-		ch.pos, ch.start = m.Seq, m.Seq
-		clear(ch.last)
+		ch.pos = m.Seq
 		clear(ch.skip)
+		ch.lastMu.Lock()
+		ch.start = m.Seq
+		clear(ch.last)
+		ch.lastMu.Unlock()
 		return
 	}
 	ch.pos = m.Seq
@@ -147,17 +158,13 @@ func (ch *clusterHist) publish(room, from string, data []byte) (uint64, error) {
 	if !ch.a.cluster.Fits(room, len(payload)+maxEnvelope) {
 		return 0, errTooLarge
 	}
-	ch.mu.Lock()
-	prev, _ := ch.known(room)
-	ch.mu.Unlock()
+	prev, _, _ := ch.known(room)
 	seq, err := ch.h.Publish(room, payload, prev)
 	if err != nil {
 		ch.a.m.dropped("unavailable", 1)
 		return 0, err
 	}
-	ch.mu.Lock()
 	ch.remember(room, seq) // the next publish from here names it as prev
-	ch.mu.Unlock()
 	return seq, nil
 }
 
@@ -261,9 +268,9 @@ func (ch *clusterHist) recoverJoin(u *user, room string, since *position, id []b
 			break
 		}
 		ch.mu.Lock()
-		l, seen := ch.known(room)
+		l, seen, start := ch.known(room)
 		switch {
-		case len(msgs) == 0 && l > from && (seen || from < ch.start):
+		case len(msgs) == 0 && l > from && (seen || from < start):
 			gap = true // messages after since, none kept
 		case seen && l > cursor && attempt < 3:
 			ch.mu.Unlock()
