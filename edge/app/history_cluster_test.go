@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wsedge/wsedge/edge/cluster"
 	"github.com/wsedge/wsedge/internal/testkit"
@@ -225,5 +228,47 @@ func TestClusterHistoryJetStreamRestart(t *testing.T) {
 		if m := back.nextMessage(); m["data"] == "live" {
 			break
 		}
+	}
+}
+
+// A history stream deleted (or a memory stream lost with its server) is
+// made again by the nodes under another epoch: recovery from the old one
+// says recovered:false, and rooms work again.
+func TestClusterHistoryStreamRecreated(t *testing.T) {
+	ns := startNATSWith(t, jsOpts(-1, t.TempDir()))
+	c := startHistCluster(t, ns, 2)
+	a := c.dial(0, "a")
+	ack, _ := a.joinAck("r", 0, "")
+	epoch := ack["epoch"].(string)
+	c.nodes[1].admin(http.MethodPost, "/v1/rooms/r/messages", `"one"`, http.StatusOK)
+	seen := num(a.nextMessage()["offset"])
+
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := js.DeleteStream(ctx, "wsedge_history"); err != nil {
+		t.Fatal(err)
+	}
+	for _, ts := range c.nodes {
+		testkit.Eventually(t, 10*time.Second, "a new epoch", func() bool {
+			e := ts.app.chist.h.Epoch()
+			return e != epoch && e != ""
+		})
+	}
+	testkit.Eventually(t, 10*time.Second, "publishes recorded again", func() bool {
+		code, _, _ := c.nodes[1].adminDo(http.MethodPost, "/v1/rooms/r/messages", `"two"`, "")
+		return code == http.StatusOK
+	})
+	if m := a.nextMessage(); m["data"] != "two" {
+		t.Fatalf("after the new stream: %v", m)
+	}
+	b := c.dial(1, "b")
+	if ack, _ := b.joinAck("r", seen, epoch); ack["recovered"] != false || ack["epoch"] == epoch {
+		t.Fatalf("recovery from the lost stream's epoch: %v", ack)
 	}
 }

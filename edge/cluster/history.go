@@ -63,6 +63,7 @@ type History struct {
 	epoch  atomic.Value // string: the stream's creation time
 	down   atomic.Bool
 	ready  chan struct{}
+	once   sync.Once // closes ready
 }
 
 // StartHistory sets the stream up (creating or updating it) and consumes it
@@ -177,7 +178,7 @@ func (h *History) setup() error {
 	}
 	h.cc = cc
 	h.down.Store(false)
-	close(h.ready)
+	h.once.Do(func() { close(h.ready) })
 	return nil
 }
 
@@ -189,6 +190,13 @@ func (h *History) probe() {
 	h.down.Store(err != nil)
 	if err == nil {
 		h.epoch.Store(epochOf(info))
+	}
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		// Deleted, or a memory stream lost with its server: make it again
+		// (another epoch) and consume it from its start.
+		h.b.log.Warn("cluster: room history stream gone, making it again", "stream", h.name)
+		h.cc.Stop()
+		h.cc = nil
 	}
 }
 
