@@ -215,12 +215,15 @@ func (ch *clusterHist) pushRoom(w http.ResponseWriter, room string, data []byte)
 // fetches from JetStream on a goroutine of its own (at most recoverSlots),
 // never on the connection's worker; the ack comes when it is done.
 func (ch *clusterHist) join(u *user, room string, since *position, id []byte) {
-	if since == nil || u.isMember(room) {
+	if u.isMember(room) {
+		since = nil // a member already has the live stream: nothing to replay
+	}
+	if since == nil {
 		ch.mu.Lock()
 		defer ch.mu.Unlock()
 		err := ch.a.join(u, room)
 		if err == nil {
-			ch.a.ackJoin(u, id, int64(ch.pos), ch.h.Epoch(), since, false)
+			ch.a.ackJoin(u, id, int64(ch.pos), ch.h.Epoch(), nil, false)
 		}
 		ch.a.joinError(u, id, err)
 		return
