@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/gobwas/ws"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wsedge/wsedge/edge/cluster"
 	"github.com/wsedge/wsedge/frame"
@@ -71,6 +72,17 @@ func (a *App) startClusterHistory(b *cluster.Bus) error {
 	}
 	ch.h = h
 	a.chist = ch
+	up := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsedge", Name: "history_jetstream_up",
+		Help: "1 while the room history stream in JetStream answers; 0: room publishes answer unavailable, /readyz degraded."},
+		func() float64 {
+			if h.Err() != nil {
+				return 0
+			}
+			return 1
+		})
+	if err := a.srv.Registry().Register(up); err != nil {
+		return err
+	}
 	a.srv.SetReadinessCheck(func() error {
 		if err := b.Ready(); err != nil {
 			return err

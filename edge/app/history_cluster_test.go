@@ -192,6 +192,9 @@ func TestClusterHistoryJetStreamRestart(t *testing.T) {
 			break
 		}
 	}
+	if got := c.nodes[1].scrape("wsedge_history_jetstream_up", ""); got != 0 {
+		t.Fatalf("wsedge_history_jetstream_up %v while JetStream is down", got)
+	}
 	b.send(`{"type":"publish","room":"r","data":"during","id":2}`)
 	if m := b.readJSON(); m["type"] != "error" || m["code"] != "unavailable" {
 		t.Fatalf("publish while JetStream is down: %v", m)

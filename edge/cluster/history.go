@@ -93,7 +93,7 @@ func (h *History) Ready() <-chan struct{} { return h.ready }
 
 // Err is non-nil while JetStream does not answer (/readyz degraded).
 func (h *History) Err() error {
-	if h.down.Load() {
+	if h.down.Load() || !h.b.nc.IsConnected() {
 		return ErrHistoryDown
 	}
 	return nil
