@@ -36,6 +36,36 @@ type dialer struct {
 	dialing chan struct{} // bounds handshakes in flight
 	// buffered: read into readSize bytes, else idleReadSize (see conn).
 	buffered bool
+	// z is set with Config.Compression: the offer goes out with every
+	// handshake, and the pooled (de)compressors serve every connection.
+	z     *frame.Deflate
+	bytes byteCounts
+}
+
+// byteCounts counts a pool's data messages each way, with their payload
+// bytes and what those payloads took on the wire (after permessage-deflate;
+// frame headers not counted), and the connections that negotiated deflate.
+type byteCounts struct {
+	negotiated atomic.Int64
+	in, out    dirCounts
+}
+
+type dirCounts struct {
+	messages, compressed, payload, wire atomic.Int64
+}
+
+func (c *dirCounts) add(payload, wire int, compressed bool) {
+	c.messages.Add(1)
+	c.payload.Add(int64(payload))
+	c.wire.Add(int64(wire))
+	if compressed {
+		c.compressed.Add(1)
+	}
+}
+
+func (c *dirCounts) load() ByteCount {
+	return ByteCount{Messages: c.messages.Load(), Compressed: c.compressed.Load(),
+		PayloadBytes: c.payload.Load(), WireBytes: c.wire.Load()}
 }
 
 func newDialer(cfg *Config, buffered bool) (*dialer, error) {
@@ -49,6 +79,15 @@ func newDialer(cfg *Config, buffered bool) (*dialer, error) {
 	}
 	if cfg.JWTSecret != "" {
 		d.secret = []byte(cfg.JWTSecret)
+	}
+	if cfg.Compression {
+		// The default MinSize: messages under 128 bytes go plain, as the
+		// server sends them (browsers compress every message).
+		z, err := frame.NewDeflate(frame.DeflateConfig{})
+		if err != nil {
+			return nil, err
+		}
+		d.z = z
 	}
 	return d, nil
 }
@@ -108,7 +147,7 @@ func (d *dialer) dial(ctx context.Context, i int) (*conn, time.Duration, error) 
 		nd.Control = bindAddressNoPort
 	}
 	start := time.Now()
-	nc, rest, err := d.open(ctx, &nd, target)
+	nc, resp, err := d.open(ctx, &nd, target)
 	took := time.Since(start)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -116,20 +155,31 @@ func (d *dialer) dial(ctx context.Context, i int) (*conn, time.Duration, error) 
 		}
 		return nil, took, err
 	}
-	c := &conn{idx: i, nc: nc, readSize: idleReadSize}
+	c := &conn{idx: i, nc: nc, readSize: idleReadSize, counts: &d.bytes}
 	if d.buffered {
 		c.readSize = readSize
 	}
-	if len(rest) > 0 {
-		c.early = bytes.Clone(rest) // the server spoke first
+	if d.z != nil {
+		comp, err := frame.ClientDeflate(resp.Extensions)
+		if err != nil { // RFC 7692 §7: fail the connection on an answer we did not offer
+			_ = nc.Close()
+			return nil, took, err
+		}
+		if comp != frame.CompressionNone {
+			c.z, c.comp = d.z, comp
+			d.bytes.negotiated.Add(1)
+		}
+	}
+	if len(resp.Rest) > 0 {
+		c.early = bytes.Clone(resp.Rest) // the server spoke first
 	}
 	return c, took, nil
 }
 
 // open connects to u and makes the opening handshake, within DialTimeout
-// and until ctx ends. It returns the socket and any bytes that followed the
-// 101 response.
-func (d *dialer) open(ctx context.Context, nd *net.Dialer, u *url.URL) (net.Conn, []byte, error) {
+// and until ctx ends. It returns the socket and the server's response
+// (with any bytes that followed the 101).
+func (d *dialer) open(ctx context.Context, nd *net.Dialer, u *url.URL) (net.Conn, *frame.Response, error) {
 	host, port := u.Hostname(), u.Port()
 	if port == "" {
 		port = "80"
@@ -144,7 +194,7 @@ func (d *dialer) open(ctx context.Context, nd *net.Dialer, u *url.URL) (net.Conn
 	// The deadline bounds the handshake; ctx ending moves it to now.
 	_ = nc.SetDeadline(time.Now().Add(d.cfg.DialTimeout))
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
-	nc, rest, err := handshake(ctx, nc, u)
+	nc, resp, err := handshake(ctx, nc, u, d.z != nil)
 	if !stop() || err != nil {
 		_ = nc.Close()
 		if err == nil {
@@ -153,12 +203,13 @@ func (d *dialer) open(ctx context.Context, nd *net.Dialer, u *url.URL) (net.Conn
 		return nil, nil, err
 	}
 	_ = nc.SetDeadline(time.Time{})
-	return nc, rest, nil
+	return nc, resp, nil
 }
 
-// handshake runs TLS for wss, sends the opening request for u and reads
-// the response through frame's client side.
-func handshake(ctx context.Context, nc net.Conn, u *url.URL) (net.Conn, []byte, error) {
+// handshake runs TLS for wss, sends the opening request for u (offering
+// permessage-deflate as browsers do when deflate is set) and reads the
+// response through frame's client side.
+func handshake(ctx context.Context, nc net.Conn, u *url.URL, deflate bool) (net.Conn, *frame.Response, error) {
 	if u.Scheme == "wss" {
 		tc := tls.Client(nc, &tls.Config{ServerName: u.Hostname()})
 		if err := tc.HandshakeContext(ctx); err != nil {
@@ -167,6 +218,9 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL) (net.Conn, []byte, 
 		nc = tc
 	}
 	req := frame.ClientRequest{Host: u.Host, Target: u.RequestURI(), Key: frame.NewClientKey()}
+	if deflate {
+		req.Header = [][2]string{{"Sec-WebSocket-Extensions", frame.DeflateOffer}}
+	}
 	buf := req.AppendRequest(make([]byte, 0, 1024))
 	if _, err := nc.Write(buf); err != nil {
 		return nc, nil, err
@@ -181,7 +235,7 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL) (net.Conn, []byte, 
 		resp, err := frame.ParseResponse(buf, req.Key, frame.HandshakeConfig{})
 		switch {
 		case err == nil:
-			return nc, resp.Rest, nil
+			return nc, resp, nil
 		case !errors.Is(err, frame.ErrIncomplete):
 			return nc, nil, err
 		case rerr == io.EOF:
@@ -252,6 +306,11 @@ type conn struct {
 	evsock   *evSocket
 	readSize int
 	early    []byte // bytes that followed the handshake response; decoded first
+	// z and comp are set when the connection negotiated permessage-deflate:
+	// data messages from MinSize up go compressed, and RSV1 is accepted.
+	z      *frame.Deflate
+	comp   frame.Compression
+	counts *byteCounts // the pool's
 
 	// Owned by whoever reads the connection (its reader goroutine or its
 	// event loop), after init.
@@ -270,7 +329,7 @@ type conn struct {
 // init prepares c to be read; onMessage is called for each complete text or
 // binary message (the payload is reused afterwards).
 func (c *conn) init(onMessage func(op ws.OpCode, payload []byte)) {
-	c.dec.Init(frame.DecoderConfig{Client: true, MaxMessage: maxMessage})
+	c.dec.Init(frame.DecoderConfig{Client: true, MaxMessage: maxMessage, Deflate: c.z})
 	c.onMessage = onMessage
 	c.handleFn = c.handle
 }
@@ -280,8 +339,24 @@ func (c *conn) init(onMessage func(op ws.OpCode, payload []byte)) {
 func (c *conn) write(op ws.OpCode, payload []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.wbuf = frame.AppendClientFrame(c.wbuf[:0], op, payload, ws.NewMask())
+	c.wbuf = c.z.AppendClientFrame(c.wbuf[:0], op, payload, c.comp, ws.NewMask()) // nil z: plain
+	if op.IsData() && c.counts != nil {
+		c.counts.out.add(len(payload), wirePayload(c.wbuf), c.wbuf[0]&0x40 != 0)
+	}
 	return c.flushLocked()
+}
+
+// wirePayload is the payload length of f, one masked client frame: its
+// length less the header (2 bytes, the extended length, the 4-byte mask).
+func wirePayload(f []byte) int {
+	n := 2 + 4
+	switch f[1] & 0x7f {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	return len(f) - n
 }
 
 // writeClose sends a close frame with code (1005: no payload).
@@ -342,6 +417,9 @@ func (c *conn) handle(m frame.Message) {
 			c.reason = "close_" + strconv.Itoa(int(m.Code))
 		}
 	default:
+		if c.counts != nil {
+			c.counts.in.add(len(m.Payload), m.WireLen, m.Compressed)
+		}
 		c.onMessage(m.Op, m.Payload)
 	}
 }

@@ -52,8 +52,13 @@ type Config struct {
 	// other durations.
 	Deadline time.Duration `json:"deadline"`
 
+	// Size is echo's message size; for fanout, the size of the JSON body
+	// posted (the stamp padded with chat-like items), 0 for the stamp alone.
 	Size       int  `json:"size,omitempty"`
 	ClosedLoop bool `json:"closed_loop,omitempty"`
+	// Compression offers permessage-deflate on every connection, as
+	// browsers do; Result.Wire says how many negotiated it.
+	Compression bool `json:"compression,omitempty"`
 
 	Messages int           `json:"messages,omitempty"`
 	Room     string        `json:"room,omitempty"`
@@ -104,7 +109,7 @@ func (c *Config) Defaults() {
 	if c.Duration == 0 && (c.Scenario == ScenarioEcho || c.Scenario == ScenarioChat || c.Scenario == ScenarioChurn) {
 		c.Duration = 10 * time.Second
 	}
-	if c.Size == 0 {
+	if c.Size == 0 && c.Scenario != ScenarioFanout {
 		c.Size = 64
 	}
 	if c.Messages == 0 {

@@ -64,6 +64,22 @@ func (r *Result) WriteSummary(w io.Writer) error {
 			p("  incomplete messages\t%d", f.Incomplete)
 		}
 	}
+	if wr := r.Wire; wr != nil {
+		if wr.Offered {
+			p("compression\tpermessage-deflate offered; %d of %d connections negotiated it", wr.Negotiated, r.Conns.Established)
+		}
+		for _, d := range []struct {
+			name string
+			b    ByteCount
+		}{{"received", wr.In}, {"sent", wr.Out}} {
+			if d.b.Messages == 0 {
+				continue
+			}
+			payload, wire := d.b.PerMessage()
+			p("bytes %s\t%d messages (%d compressed): payload %.0f B, wire %.0f B per message (%.1f%%)",
+				d.name, d.b.Messages, d.b.Compressed, payload, wire, 100*wire/max(payload, 1))
+		}
+	}
 	if s := r.Server; s != nil {
 		p("server (%s)\t%s", sourceName(s.Source), sampleLine("before", s.Before))
 		if s.Holding != nil {

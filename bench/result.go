@@ -31,6 +31,7 @@ type Result struct {
 	Fanout   *FanoutStats  `json:"fanout,omitempty"`
 	Server   *ServerStats  `json:"server,omitempty"`
 	Client   ClientStats   `json:"client"`
+	Wire     *WireStats    `json:"wire,omitempty"`
 
 	// Errors counts every failure: failed connects, connections the server
 	// or network dropped, error replies, failed admin calls.
@@ -95,6 +96,42 @@ type FanoutStats struct {
 	// workers fill these; the driver folds them into Completion.
 	SeqCount []int64 `json:"seq_count,omitempty"`
 	SeqLast  []int64 `json:"seq_last,omitempty"`
+}
+
+// WireStats counts the data messages each way with their payload bytes
+// and the bytes those payloads took on the wire: smaller when compressed
+// (permessage-deflate), equal otherwise. Frame headers are not counted.
+type WireStats struct {
+	// Offered is Config.Compression; Negotiated counts the connections
+	// whose server accepted the offer.
+	Offered    bool      `json:"offered"`
+	Negotiated int64     `json:"negotiated"`
+	In         ByteCount `json:"in"`
+	Out        ByteCount `json:"out"`
+}
+
+// ByteCount is one direction's data messages (Compressed of them arrived or
+// went with RSV1) and their payload and wire bytes.
+type ByteCount struct {
+	Messages     int64 `json:"messages"`
+	Compressed   int64 `json:"compressed"`
+	PayloadBytes int64 `json:"payload_bytes"`
+	WireBytes    int64 `json:"wire_bytes"`
+}
+
+func (b *ByteCount) add(o ByteCount) {
+	b.Messages += o.Messages
+	b.Compressed += o.Compressed
+	b.PayloadBytes += o.PayloadBytes
+	b.WireBytes += o.WireBytes
+}
+
+// PerMessage returns the mean payload and wire bytes per message.
+func (b ByteCount) PerMessage() (payload, wire float64) {
+	if b.Messages == 0 {
+		return 0, 0
+	}
+	return float64(b.PayloadBytes) / float64(b.Messages), float64(b.WireBytes) / float64(b.Messages)
 }
 
 // ServerStats are the server's own figures, from /proc/PID (-pid) or from
@@ -234,6 +271,15 @@ func mergeWorkers(parts []*Result) (*Result, error) {
 				o.SeqCount[i] += f.SeqCount[i]
 				o.SeqLast[i] = max(o.SeqLast[i], f.SeqLast[i])
 			}
+		}
+		if w := p.Wire; w != nil {
+			if out.Wire == nil {
+				out.Wire = &WireStats{}
+			}
+			out.Wire.Offered = out.Wire.Offered || w.Offered
+			out.Wire.Negotiated += w.Negotiated
+			out.Wire.In.add(w.In)
+			out.Wire.Out.add(w.Out)
 		}
 		cl := &out.Client
 		cl.Procs++

@@ -335,7 +335,7 @@ func (d *driver) postFanout(ctx context.Context) {
 		}
 		next = next.Add(d.cfg.Interval)
 		ts := time.Now().UnixNano()
-		body := []byte(`{"ts":` + strconv.FormatInt(ts, 10) + `,"seq":` + strconv.Itoa(k) + `}`)
+		body := fanoutBody(ts, k, d.cfg.Size)
 		if err := d.admin.post(ctx, path, body); err != nil {
 			if ctx.Err() != nil {
 				break
@@ -352,6 +352,32 @@ func (d *driver) postFanout(ctx context.Context) {
 	}
 	want := int64(f.Posted) * held
 	d.waitSampling(ctx, d.cfg.Wait, func() bool { return d.progress().Received >= want })
+}
+
+// fanoutBody is the JSON posted for fan-out message k: the stamp, padded
+// to size bytes (when larger) with chat-like items, so that compression
+// sees what a chat room sends rather than a short run of digits.
+func fanoutBody(ts int64, k, size int) []byte {
+	b := make([]byte, 0, max(size, 64))
+	b = append(b, `{"ts":`...)
+	b = strconv.AppendInt(b, ts, 10)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendInt(b, int64(k), 10)
+	if size <= len(b)+len(`,"items":[]}`) {
+		return append(b, '}')
+	}
+	b = append(b, `,"items":[`...)
+	for i := 0; ; i++ {
+		item := fmt.Appendf(nil, `{"id":%d,"user":"user-%d","text":"hello from the lobby","likes":%d}`, i, i%7, i*3)
+		if i > 0 {
+			item = append([]byte{','}, item...)
+		}
+		if i > 0 && len(b)+len(item)+2 > size {
+			break
+		}
+		b = append(b, item...)
+	}
+	return append(b, "]}"...)
 }
 
 func postFailure(err error) string {

@@ -62,6 +62,13 @@ type Config struct {
 	WriteQueue      int    // outbound queue bound per connection in bytes; default 256 KiB
 	SlowConsumer    string // "close" (1008 "slow consumer", default) or "drop" (the message)
 
+	// DisableCompression turns permessage-deflate (RFC 7692) off: offers
+	// are declined. It is on by default and costs an idle connection
+	// nothing (no context takeover: no per-connection compressor).
+	DisableCompression bool
+	CompressionLevel   int // klauspost/compress/flate level 1..9, or -2 (Huffman only); default 1
+	CompressionMinSize int // payloads smaller than this go out plain; default 128; < 0: compress all
+
 	Echo  bool // serve GET /echo (every message back; for conformance suites and benchmarks)
 	Pprof bool // mount /debug/pprof/ on the admin listener (never its cmdline profile)
 
@@ -77,11 +84,15 @@ type Config struct {
 }
 
 // DefaultAcceptRate and DefaultAcceptBurst are wsedge's -accept-rate and
-// -accept-burst: below what one node handshakes on 2 cores with connect
-// p99 still flat (docs/benchmarks.md, "Reconnect storm").
+// -accept-burst. A handshake (accept, upgrade, register, and later the
+// close) costs the server 50-90 µs of CPU on the 2-core development
+// machine, so it can take some 20,000 a second; 10,000 a second holds
+// handshakes to about 40% of it, leaving the rest to established clients,
+// and stays above the connect rates of ordinary load runs
+// (docs/benchmarks.md, "Reconnect storm").
 const (
-	DefaultAcceptRate  = 2000
-	DefaultAcceptBurst = 500
+	DefaultAcceptRate  = 10000
+	DefaultAcceptBurst = 10000
 )
 
 // fdReserve is kept free of client connections for the listener, the
@@ -120,6 +131,8 @@ func DefaultConfig() Config {
 		MaxPendingPerIP:      256, // room for a carrier NAT
 		WriteQueue:           netpoll.DefaultWriteQueue,
 		SlowConsumer:         "close",
+		CompressionLevel:     frame.DefaultCompressionLevel,
+		CompressionMinSize:   frame.DefaultCompressionMinSize,
 		Logger:               slog.Default(),
 	}
 }
@@ -154,6 +167,8 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	orDefault(&c.MaxPendingPerIP, d.MaxPendingPerIP) // negative: no bound
 	orDefault(&c.SlowConsumer, d.SlowConsumer)
+	orDefault(&c.CompressionLevel, d.CompressionLevel)
+	orDefault(&c.CompressionMinSize, d.CompressionMinSize) // negative: compress every message
 	orDefault(&c.Logger, d.Logger)
 	positiveOrDefault(&c.Pollers, d.Pollers)
 	positiveOrDefault(&c.Workers, d.Workers)

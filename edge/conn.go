@@ -61,6 +61,7 @@ type Conn struct {
 	closeReq   atomic.Uint32 // a Close not yet carried out (see closereq.go); 0: none
 	code       uint16        // close code sent or received; 0 until then
 	phase      uint8
+	comp       frame.Compression // outbound form: permessage-deflate's window, or none; set before route
 }
 
 // route is a path's handler and its server: an open connection reaches its
@@ -110,8 +111,12 @@ func (c *Conn) WriteMessage(op ws.OpCode, payload []byte) error {
 	}
 	s := r.srv
 	bp := s.frames.Get().(*[]byte)
-	b := frame.AppendFrame((*bp)[:0], op, payload)
+	// comp was set before route was published: the Load above orders it.
+	b := s.deflate.AppendFrame((*bp)[:0], op, payload, c.comp)
 	err := c.send(s, b, false, true)
+	if err == nil {
+		s.deflateMetrics.countOut(len(payload), b)
+	}
 	if cap(b) <= maxPooledFrame {
 		*bp = b[:0]
 		s.frames.Put(bp)
@@ -299,9 +304,12 @@ func (c *Conn) feed(s *Server, p []byte) {
 	in := c.in
 	if in == nil {
 		in = s.inbound.Get().(*inbound)
-		in.dec.Init(s.decCfg)
+		in.dec.Init(s.decoderConfig(c.comp))
 	}
 	err := in.dec.Feed(p, c.onFrame)
+	if err != nil {
+		s.deflateMetrics.countRejection(&in.dec, err) // before the release forgets the message
+	}
 	if err != nil || in.dec.AtBoundary() {
 		c.in = nil
 		s.putInbound(in)
@@ -330,6 +338,9 @@ func (c *Conn) onFrame(m frame.Message) {
 			return // after our close frame, data is read and ignored
 		}
 		s.metrics.messagesIn.Inc()
+		if m.Compressed {
+			s.deflateMetrics.countIn(m.WireLen, len(m.Payload))
+		}
 		c.route.Load().h.OnMessage(c, m.Op, m.Payload)
 	case ws.OpPing:
 		if c.phase == phaseOpen {

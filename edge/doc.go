@@ -24,8 +24,9 @@
 // connection, and Close only leaves a one-word request and wakes it. So the
 // lifecycle fields are plain fields that only the owner touches; OnClose
 // runs holding the busy flag too, ordered after the last task. Other
-// goroutines may write (WriteMessage, WritePrepared) and Close; a write
-// reads none of the owner's fields and gets its answer from netpoll, whose
+// goroutines may write (WriteMessage, WritePrepared, WriteFanout) and Close;
+// a write reads none of the owner's fields but comp (fixed before route is
+// published) and gets its answer from netpoll, whose
 // state refuses writes once our close frame went out, the write side is
 // shut or the socket is closed (ErrClosed, which is netpoll.ErrClosed).
 //
@@ -40,10 +41,13 @@
 //	closeReq    the owner (atomic)               any goroutine, once (CAS from 0): Close, a writer that hit the queue bound
 //	code        the owner; OnClose               the owner
 //	phase       the owner; OnClose               the owner
+//	comp        any goroutine (after route)      the owner, once, before route is published
 //
 // value is plain: the application sets it in Accept and reads it in
 // OnOpen, OnMessage and OnClose, all on the owner; its other goroutines
-// (fan-out, the admin API) hold the user record, never Conn.Value. route
+// (fan-out, the admin API) hold the user record, never Conn.Value. comp
+// (permessage-deflate's outbound form, the one spare byte) needs no atomic:
+// writers read it only after loading route, which was stored after it. route
 // is atomic because a writer may hold the Conn before it opens (from
 // Accept) and must then get ErrClosed, not a nil server.
 package edge

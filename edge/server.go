@@ -39,6 +39,9 @@ type Server struct {
 	wheel   *wheel.Wheel
 	metrics *metrics
 
+	deflate        *frame.Deflate // nil: compression off (its methods then write plain frames)
+	deflateMetrics deflateMetrics
+
 	admin   *http.Server
 	adminLn net.Listener
 	mux     *http.ServeMux
@@ -94,6 +97,11 @@ func New(cfg Config) (*Server, error) {
 		refusals: map[string][]byte{},
 		reasons:  newCloseReasons(),
 	}
+	if !cfg.DisableCompression {
+		if s.deflate, err = frame.NewDeflate(frame.DeflateConfig{Level: cfg.CompressionLevel, MinSize: cfg.CompressionMinSize}); err != nil {
+			return nil, err
+		}
+	}
 	for _, r := range []string{refusedMaxConns, refusedPendingHandshakes, refusedPendingPerIP} {
 		s.refusals[r] = refusal(r)
 	}
@@ -116,6 +124,7 @@ func New(cfg Config) (*Server, error) {
 	s.frames.New = func() any { b := make([]byte, 0, 512); return &b }
 	s.requests.New = func() any { return new(frame.Request) }
 	s.metrics = newMetrics(s)
+	s.deflateMetrics.register(s.metrics.reg)
 	return s, nil
 }
 
@@ -336,6 +345,9 @@ func (s *Server) OnWake(nc *netpoll.Conn, events uint8) {
 	if events&wakeTimer != 0 {
 		c.onTimer(s, s.nowMs())
 	}
+	if events&wakeHandler != 0 {
+		c.onHandlerWake() // wake.go
+	}
 }
 
 // OnClose is netpoll's callback after a socket is closed. It runs on
@@ -358,6 +370,9 @@ func (s *Server) OnClose(nc *netpoll.Conn, err error) {
 	}
 	code := c.closeCode()
 	s.open.Add(-1)
+	if c.comp != frame.CompressionNone {
+		s.deflateMetrics.open.Add(-1)
+	}
 	s.metrics.closed(int(code))
 	rt.h.OnClose(c, code)
 }
@@ -434,7 +449,8 @@ func (s *Server) handshake(c *Conn, p []byte) {
 	// can see the 101 and open another socket against the bound.
 	s.pending.done(c)
 	bp := s.frames.Get().(*[]byte)
-	*bp = frame.AppendAcceptResponse((*bp)[:0], req, "")
+	var comp frame.Compression
+	*bp, comp = s.negotiate((*bp)[:0], req)
 	err = c.nc.Write(*bp)
 	s.frames.Put(bp)
 	if err != nil {
@@ -443,6 +459,9 @@ func (s *Server) handshake(c *Conn, p []byte) {
 	}
 	c.lastActive = s.nowMs() | 1
 	c.phase = phaseOpen
+	if c.comp = comp; comp != frame.CompressionNone {
+		s.deflateMetrics.open.Add(1)
+	}
 	// Published last: from here writers on other goroutines reach the
 	// server, and OnClose is owed. A Close that comes meanwhile (Shutdown's,
 	// or one from Accept) is carried out by this task once OnData returns.

@@ -49,8 +49,10 @@ type compareOptions struct {
 	echoSize            int
 	duration            time.Duration
 	fanoutConns         int
+	fanoutSize          int
 	messages            int
 	procs               int
+	compression         bool
 }
 
 // compareRun is one server's results.
@@ -76,6 +78,8 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.DurationVar(&o.hold, "hold", 5*time.Second, "idle: hold time")
 	fs.IntVar(&o.fanoutConns, "fanout-conns", 0, "fanout: connections (default -conns)")
 	fs.IntVar(&o.messages, "messages", 20, "fanout: broadcasts")
+	fs.IntVar(&o.fanoutSize, "fanout-size", 0, "fanout: JSON body padded to this many `bytes` (default: the 40-byte stamp alone)")
+	fs.BoolVar(&o.compression, "compression", false, "clients offer permessage-deflate and the peers run with theirs on (wsedge: its default, on); adds wire bytes per delivery")
 	fs.IntVar(&o.echoConns, "echo-conns", 100, "echo: connections, closed loop")
 	fs.IntVar(&o.echoSize, "size", 64, "echo: message size")
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "echo: duration")
@@ -231,6 +235,11 @@ func compareOne(ctx context.Context, o *compareOptions, server string, stderr io
 	args := []string{"-addr", addr, "-admin", strings.TrimPrefix(admin, "http://")}
 	if server == "wsedge" {
 		args = append(args, "-echo") // off by default; the echo and idle-on-/echo scenarios need it
+	} else if o.compression {
+		args = append(args, "-compression")
+		if server == "gobwas" {
+			run.Notes = append(run.Notes, "no compression (wsflate not wired into this peer)")
+		}
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -250,17 +259,19 @@ func compareOne(ctx context.Context, o *compareOptions, server string, stderr io
 	}
 	scen := []bench.Config{{
 		Scenario: bench.ScenarioIdle, URLs: []string{base + idlePath}, Admin: []string{admin},
-		Conns: o.idleConns, Rate: o.idleRate, Hold: o.hold, Procs: o.procs,
+		Conns: o.idleConns, Rate: o.idleRate, Hold: o.hold, Procs: o.procs, Compression: o.compression,
 	}}
 	if hasWS {
 		scen = append(scen, bench.Config{
 			Scenario: bench.ScenarioFanout, URLs: []string{base + "/ws"}, Admin: []string{admin},
 			Conns: o.fanoutConns, ConnectRate: o.idleRate, Messages: o.messages, Interval: 100 * time.Millisecond, Procs: o.procs,
+			Size: o.fanoutSize, Compression: o.compression,
+			PID: cmd.Process.Pid, // the server's CPU over the pushes, from /proc
 		})
 	}
 	scen = append(scen, bench.Config{
 		Scenario: bench.ScenarioEcho, URLs: []string{base + "/echo"}, Admin: []string{admin},
-		Conns: o.echoConns, ClosedLoop: true, Size: o.echoSize, Duration: o.duration,
+		Conns: o.echoConns, ClosedLoop: true, Size: o.echoSize, Duration: o.duration, Compression: o.compression,
 	})
 	for _, cfg := range scen {
 		res, err := bench.Run(ctx, cfg, bench.Options{Spawn: spawnWorker})
@@ -364,6 +375,13 @@ var compareRows = []compareRow{
 		}
 		return r.Server.Holding.Goroutines, true
 	}, func(v float64) string { return fmt.Sprintf("%.0f", v) }},
+	{"idle: connections that negotiated deflate", false, func(rs map[string]*bench.Result) (float64, bool) {
+		r := rs[bench.ScenarioIdle]
+		if r == nil || r.Wire == nil || !r.Wire.Offered {
+			return 0, false
+		}
+		return float64(r.Wire.Negotiated), true
+	}, func(v float64) string { return fmt.Sprintf("%.0f", v) }},
 	{"idle: connect p99", true, latencyRow(bench.ScenarioIdle, func(r *bench.Result) *bench.Latency { return r.Conns.Connect }, func(l *bench.Latency) bench.Duration { return l.P99 }), fmtDur},
 	{"fanout: delivery p50", true, latencyRow(bench.ScenarioFanout, fanoutLatency, func(l *bench.Latency) bench.Duration { return l.P50 }), fmtDur},
 	{"fanout: delivery p99", true, latencyRow(bench.ScenarioFanout, fanoutLatency, func(l *bench.Latency) bench.Duration { return l.P99 }), fmtDur},
@@ -373,6 +391,21 @@ var compareRows = []compareRow{
 		}
 		return r.Fanout.Completion
 	}, func(l *bench.Latency) bench.Duration { return l.P99 }), fmtDur},
+	{"fanout: wire bytes per delivery", true, func(rs map[string]*bench.Result) (float64, bool) {
+		r := rs[bench.ScenarioFanout]
+		if r == nil || r.Wire == nil || r.Wire.In.Messages == 0 {
+			return 0, false
+		}
+		_, wire := r.Wire.In.PerMessage()
+		return wire, true
+	}, func(v float64) string { return fmt.Sprintf("%.0f B", v) }},
+	{"fanout: server CPU per delivery", true, func(rs map[string]*bench.Result) (float64, bool) {
+		r := rs[bench.ScenarioFanout]
+		if r == nil || r.Fanout == nil || r.Fanout.Delivered == 0 || r.Client.Load == nil || r.Client.Load.ServerCPUSeconds == 0 {
+			return 0, false
+		}
+		return r.Client.Load.ServerCPUSeconds * 1e9 / float64(r.Fanout.Delivered), true
+	}, func(v float64) string { return fmt.Sprintf("%.2f µs", v/1e3) }},
 	{"fanout: delivered", false, func(rs map[string]*bench.Result) (float64, bool) {
 		r := rs[bench.ScenarioFanout]
 		if r == nil || r.Fanout == nil || r.Fanout.Expected == 0 {
@@ -440,8 +473,8 @@ func printCompare(w io.Writer, o *compareOptions, runs []*compareRun) {
 		fmt.Fprintln(tw, line+" "+ratio+"\t")
 	}
 	_ = tw.Flush()
-	fmt.Fprintf(w, "\nidle: %d conns on %s at %.0f/s held %s; fanout: %d conns, %d broadcasts; echo: %d conns closed loop, %d B, %s; %d CPUs\n",
-		o.idleConns, o.idlePath, o.idleRate, o.hold, o.fanoutConns, o.messages, o.echoConns, o.echoSize, o.duration, numCPU())
+	fmt.Fprintf(w, "\nidle: %d conns on %s at %.0f/s held %s; fanout: %d conns, %d broadcasts of %d B; echo: %d conns closed loop, %d B, %s; compression offered %v; %d CPUs\n",
+		o.idleConns, o.idlePath, o.idleRate, o.hold, o.fanoutConns, o.messages, o.fanoutSize, o.echoConns, o.echoSize, o.duration, o.compression, numCPU())
 	for _, r := range runs {
 		if r.Error != "" {
 			fmt.Fprintf(w, "%s: FAILED: %s\n", r.Server, r.Error)

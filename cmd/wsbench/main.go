@@ -57,6 +57,8 @@ Scenarios:
           receipt, and per message POST to the last client's receipt.
   chat    clients send to random other users at R msgs/s in total; delivery
           and ack latency, errors by code.
+  (every scenario takes -compression: offer permessage-deflate; the report
+          counts data messages and their payload and wire bytes each way)
   churn   keep about N connections, closing the oldest and opening a new one
           at R/s; handshake latency, errors, and the server's open fds,
           goroutines and RSS at start and end (the drift).
@@ -140,7 +142,8 @@ func newFlagSet(cfg *bench.Config, o *options, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&cfg.Hold, "hold", 0, "idle: how long to hold the connections (default 10s)")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "echo, chat, churn: how long the load runs (default 10s)")
 	fs.DurationVar(&cfg.Deadline, "deadline", 0, "hard limit of the whole run (default: ramp + hold/duration + 30s)")
-	fs.IntVar(&cfg.Size, "size", 0, "echo: message size in `bytes` (at least 8, default 64)")
+	fs.IntVar(&cfg.Size, "size", 0, "echo: message size in `bytes` (at least 8, default 64); fanout: JSON body padded to this size (default: the 40-byte stamp alone)")
+	fs.BoolVar(&cfg.Compression, "compression", false, "offer permessage-deflate as browsers do; the report gives wire bytes per message beside payload bytes and how many connections negotiated it")
 	fs.BoolVar(&cfg.ClosedLoop, "closed-loop", false, "echo: each connection sends its next message when the last returns")
 	fs.IntVar(&cfg.Messages, "messages", 0, "fanout: messages `K` to push (default 10)")
 	fs.StringVar(&cfg.Room, "room", "", "fanout: join this room and push to it instead of broadcasting")

@@ -69,6 +69,7 @@ func TestHelpDefaultsAreDefaultConfig(t *testing.T) {
 		"max-conns": "", "max-pending-handshakes": "", // from the raised open-file limit and -max-conns, at start
 		"max-pending-per-ip": str(ed.MaxPendingPerIP), "write-queue": str(ed.WriteQueue), "slow-consumer": ed.SlowConsumer,
 		"echo": str(ed.Echo), "pprof": str(ed.Pprof),
+		"compression": str(!ed.DisableCompression), "compression-level": str(ed.CompressionLevel), "compression-min-size": str(ed.CompressionMinSize),
 		"max-rooms-per-conn": str(ad.MaxRoomsPerConn), "max-rooms": str(ad.MaxRooms), "admin-max-body": str(ad.AdminMaxBody),
 		"history-size": str(ad.HistorySize), "history-ttl": str(ad.HistoryTTL), "history-max-bytes": str(ad.HistoryMaxBytes),
 		"history-storage": ad.HistoryStorage, "history-replicas": str(ad.HistoryReplicas),
@@ -78,6 +79,8 @@ func TestHelpDefaultsAreDefaultConfig(t *testing.T) {
 		"nats": "", "node-id": "", // no cluster by default; the node id is made at start
 		"cluster-timeout": str(cl.Timeout), "cluster-prefix": cl.Prefix, "cluster-queue-bytes": str(cl.QueueBytes),
 		"nats-creds": "", "nats-nkey": "", "nats-ca": "",
+		"room-policy": ad.RoomPolicy, "join-hook": "", "hook-concurrency": str(ad.HookConcurrency), "hook-queue": str(ad.HookQueue),
+		"hook-timeout": str(ad.HookTimeout), "hook-cache": str(ad.HookCache), "hook-cache-size": str(ad.HookCacheSize), "conns-per-user": str(ad.ConnsPerUser),
 		"gc-percent": str(defaultGCPercent), "log-format": "text", "log-level": "info", "version": "",
 	}
 	usage, def := helpDefaults(t)

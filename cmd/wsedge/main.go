@@ -69,6 +69,7 @@ type options struct {
 	app  app.Config
 
 	showVersion                            bool
+	compression                            bool // !edge.Config.DisableCompression
 	gcPercent                              int
 	logFormat, logLevel                    string
 	jwtSecret, jwtSecretFile, jwtPublicKey string
@@ -117,6 +118,10 @@ func newOptions(stderr io.Writer) *options {
 	fs.IntVar(&cfg.MaxPendingPerIP, "max-pending-per-ip", cfg.MaxPendingPerIP, "sockets in the upgrade handshake from one source address; 503 at accept above (-1: no bound)")
 	fs.IntVar(&cfg.WriteQueue, "write-queue", cfg.WriteQueue, "bytes queued per connection for a client that reads slowly")
 	fs.StringVar(&cfg.SlowConsumer, "slow-consumer", cfg.SlowConsumer, "when a client's write queue is full: close (1008) or drop the message")
+	o.compression = !cfg.DisableCompression
+	fs.BoolVar(&o.compression, "compression", o.compression, "accept permessage-deflate (RFC 7692) offers, without context takeover: an idle connection holds nothing for it; declined offers count in wsedge_deflate_offers_total")
+	fs.IntVar(&cfg.CompressionLevel, "compression-level", cfg.CompressionLevel, "deflate level 1 (fastest) to 9 (smallest), or -2 (Huffman only); 1 is within 3% of 9's size on JSON at a twelfth of its CPU")
+	fs.IntVar(&cfg.CompressionMinSize, "compression-min-size", cfg.CompressionMinSize, "messages smaller than this many bytes are sent uncompressed (-1: compress all)")
 	fs.BoolVar(&cfg.Echo, "echo", cfg.Echo, "serve GET /echo (echoes every message; for conformance suites and benchmarks; with a JWT key it asks for the same token and origin as /ws)")
 	fs.BoolVar(&cfg.Pprof, "pprof", cfg.Pprof, "mount /debug/pprof/ on the admin listener (asks for the admin token when one is set; off loopback it must be)")
 	fs.IntVar(&o.gcPercent, "gc-percent", defaultGCPercent, "garbage collector target (as GOGC): the heap may grow this many percent over live data before a collection; lower holds idle connections in less memory (a GOGC environment variable wins over the default)")
@@ -131,6 +136,14 @@ func newOptions(stderr io.Writer) *options {
 	fs.IntVar(&appCfg.MaxRooms, "max-rooms", appCfg.MaxRooms, "rooms with a member on this node (each a NATS subscription in a cluster); a join that would create one more gets too_many_rooms")
 	fs.Float64Var(&o.clientRate, "client-rate", 0, fmt.Sprintf("client messages per second per connection; 0 turns the limit off (default: %d with a JWT key, off without)", app.DefaultClientRate))
 	fs.IntVar(&appCfg.ClientBurst, "client-burst", appCfg.ClientBurst, fmt.Sprintf("burst allowed over -client-rate (0: %d with the default rate, else the rate rounded up)", app.DefaultClientBurst))
+	fs.StringVar(&appCfg.RoomPolicy, "room-policy", appCfg.RoomPolicy, "who may join and publish to a room: open (anyone), claims (the token's rooms/publish patterns or a room token) or hook (-join-hook decides); refused: forbidden")
+	fs.StringVar(&appCfg.JoinHook, "join-hook", appCfg.JoinHook, "URL that -room-policy hook POSTs {user,room,node} to for each join (the admin token as bearer); 200 {\"allow\":true,\"publish\":false} or 403")
+	fs.IntVar(&appCfg.HookConcurrency, "hook-concurrency", appCfg.HookConcurrency, "join hook calls in flight at once")
+	fs.IntVar(&appCfg.HookQueue, "hook-queue", appCfg.HookQueue, "joins waiting for a join hook call; past it a join gets unavailable (wsedge_room_hook_requests_total{result=\"queue_full\"})")
+	fs.DurationVar(&appCfg.HookTimeout, "hook-timeout", appCfg.HookTimeout, "time allowed for one join hook call; past it the join gets unavailable")
+	fs.DurationVar(&appCfg.HookCache, "hook-cache", appCfg.HookCache, "keep a join hook's answer per user and room this long (0: off)")
+	fs.IntVar(&appCfg.HookCacheSize, "hook-cache-size", appCfg.HookCacheSize, "join hook answers cached at most")
+	fs.IntVar(&appCfg.ConnsPerUser, "conns-per-user", appCfg.ConnsPerUser, "connections one user may hold (across the cluster); one more replaces the oldest with 4000")
 	fs.StringVar(&appCfg.AdminToken, "admin-token", appCfg.AdminToken, "bearer token required on the admin /v1/ API (required when -admin is not loopback; visible in the process list: prefer -admin-token-file or WSEDGE_ADMIN_TOKEN)")
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the admin token (surrounding whitespace trimmed)")
 	fs.Int64Var(&appCfg.AdminMaxBody, "admin-max-body", appCfg.AdminMaxBody, "largest admin API request body in bytes (413 above)")
@@ -221,6 +234,7 @@ func (o *options) loadSecrets(logger *slog.Logger) error {
 func (o *options) configs(logger *slog.Logger) (edge.Config, app.Config, error) {
 	cfg, appCfg := o.edge, o.app
 	cfg.Logger = logger
+	cfg.DisableCompression = !o.compression
 	// -client-rate not given keeps app's default (on with a JWT key); given
 	// as 0 it turns the limit off.
 	switch {
@@ -233,6 +247,9 @@ func (o *options) configs(logger *slog.Logger) (edge.Config, app.Config, error) 
 		appCfg.ClientRate = o.clientRate
 	}
 	appCfg.AllowedOrigins = splitList(o.origins)
+	if appCfg.HookCache == 0 {
+		appCfg.HookCache = app.NoHookCache // -hook-cache 0 turns the cache off
+	}
 	if o.natsURLs != "" {
 		appCfg.Cluster = &cluster.Config{NodeID: o.nodeID, Timeout: o.clusterTimeout, Prefix: o.clusterPrefix, QueueBytes: o.clusterQueueBytes,
 			CredsFile: o.natsCreds, NkeyFile: o.natsNkey, CAFile: o.natsCA, URLs: splitList(o.natsURLs)}

@@ -16,7 +16,6 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/wsedge/wsedge/edge/cluster"
-	"github.com/wsedge/wsedge/frame"
 )
 
 // maxListedUsers bounds GET /v1/rooms/{room}'s user list, and what each
@@ -209,8 +208,16 @@ func (a *App) pushUser(w http.ResponseWriter, r *http.Request) {
 	}
 	payload := appendMessage(nil, "", "", data)
 	var d cluster.Delivery
-	if u := a.users.get(id); u != nil {
-		d = delivery(a.write(u, payload, kindUser))
+	n := 1 // connections that took it, when d is Delivered
+	if a.cfg.ConnsPerUser > 1 {
+		ch := make(chan struct{})
+		a.deliverAll(id, payload, func(rd cluster.Delivery, rn int) { d, n = rd, rn; close(ch) })
+		<-ch // an admin handler may wait: at most the cluster timeout
+		if d == cluster.NotConnected {
+			a.m.dropped("not_connected", 1)
+		}
+	} else if conns := a.users.conns(id); conns != nil {
+		d, n = a.writeUser(conns, payload)
 	} else if !a.cluster.Fits(id, len(payload)) {
 		a.tooLargeForBus(w)
 		return
@@ -226,7 +233,7 @@ func (a *App) pushUser(w http.ResponseWriter, r *http.Request) {
 	}
 	switch d {
 	case cluster.Delivered:
-		writeJSON(w, http.StatusOK, deliveredAnswer{Delivered: 1})
+		writeJSON(w, http.StatusOK, deliveredAnswer{Delivered: n})
 	case cluster.Dropped:
 		writeJSON(w, http.StatusOK, deliveredAnswer{Delivered: 0})
 	default:
@@ -290,12 +297,13 @@ func (a *App) pushAll(w http.ResponseWriter, r *http.Request) {
 	if data == nil {
 		return
 	}
-	fr := frame.AppendFrame(nil, ws.OpText, appendMessage(nil, "", "", data))
+	f := a.srv.NewFanout(ws.OpText, appendMessage(nil, "", "", data))
+	fr := f.Plain()
 	if !a.cluster.Fits("", len(fr)) {
 		a.tooLargeForBus(w) // refused before any client gets it
 		return
 	}
-	n := a.broadcast(fr)
+	n := a.broadcast(f)
 	remote, nodes, err := a.cluster.PushAll(fr)
 	writeJSON(w, http.StatusOK, a.frameAnswer(n, remote, nodes, err))
 }
@@ -306,8 +314,19 @@ func (a *App) getUser(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if u := a.users.get(id); u != nil {
-		writeJSON(w, http.StatusOK, a.userInfo(u))
+	if a.cfg.ConnsPerUser > 1 && a.cfg.Cluster != nil {
+		switch info, ok, err := a.presence(id); {
+		case ok:
+			writeJSON(w, http.StatusOK, info)
+		case err != nil:
+			a.unavailable(w, err)
+		default:
+			writeError(w, http.StatusNotFound, "not_connected", "user "+id+" is not connected")
+		}
+		return
+	}
+	if conns := a.users.conns(id); conns != nil {
+		writeJSON(w, http.StatusOK, a.userInfo(conns))
 		return
 	}
 	switch body, err := a.cluster.User(id); err {
@@ -327,12 +346,13 @@ func (a *App) kickUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	kicked := a.kickLocal(id)
-	if !kicked {
-		var err error
-		if kicked, err = a.cluster.Kick(id); err != nil {
+	if !kicked || a.cfg.ConnsPerUser > 1 { // several connections: maybe on other nodes too
+		remote, err := a.cluster.Kick(id)
+		if err != nil && !kicked {
 			a.unavailable(w, err)
 			return
 		}
+		kicked = kicked || remote
 	}
 	if kicked {
 		w.WriteHeader(http.StatusNoContent)

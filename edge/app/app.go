@@ -37,6 +37,8 @@ type App struct {
 	chist   *clusterHist // cluster node with history: JetStream
 	// recoveries counts joins with since by result (history on).
 	recoveries *prometheus.CounterVec
+	policyM    policyMetrics
+	hook       *hooks // PolicyHook only
 }
 
 // New checks cfg and builds the application.
@@ -114,6 +116,10 @@ func (a *App) Mount(srv *edge.Server) error {
 	if err := a.startTokens(srv.Registry()); err != nil {
 		return err
 	}
+	if err := a.startPolicy(srv.Registry()); err != nil {
+		a.stopTokens()
+		return err
+	}
 	a.mountAdmin(srv.Mux())
 	if a.hist != nil {
 		a.startSweeper()
@@ -169,5 +175,6 @@ func (a *App) Close() {
 	if a.hist != nil {
 		a.hist.close()
 	}
+	a.stopPolicy()
 	a.cluster.Close()
 }

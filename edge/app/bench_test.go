@@ -26,8 +26,8 @@ func BenchmarkHubMemory(b *testing.B) {
 		now := time.Now().UnixNano()
 		for i, id := range ids {
 			u := &user{id: id, connectedAt: now}
-			a.users.put(u)
-			if err := a.join(u, ids[i^1]); err != nil {
+			a.users.put(u, 1)
+			if err := a.join(u, ids[i^1], false); err != nil {
 				b.Fatal(err)
 			}
 		}

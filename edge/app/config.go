@@ -74,6 +74,26 @@ type Config struct {
 	HistoryMaxBytes int64
 	HistoryStorage  string
 	HistoryReplicas int
+	// RoomPolicy decides who may join and publish to a room (policy.go):
+	// PolicyOpen (the default), PolicyClaims or PolicyHook.
+	RoomPolicy string
+	// JoinHook is the URL PolicyHook asks about each join (hook.go).
+	JoinHook string
+	// HookConcurrency bounds the hook calls in flight; default 64.
+	HookConcurrency int
+	// HookQueue bounds the joins waiting for a hook caller; a join past it
+	// gets unavailable. Default 4096.
+	HookQueue int
+	// HookTimeout bounds one hook call; default 1s.
+	HookTimeout time.Duration
+	// HookCache keeps a hook's answer per user and room this long: 0 picks
+	// the default (30s), NoHookCache (negative) turns the cache off.
+	HookCache time.Duration
+	// HookCacheSize bounds the cached answers; default 100,000.
+	HookCacheSize int
+	// ConnsPerUser is how many connections one user may hold; the next
+	// one replaces the oldest with 4000. Default 1.
+	ConnsPerUser int
 
 	// Cluster, when set, joins this node to others through NATS
 	// (docs/cluster.md); nil runs a single node.
@@ -115,8 +135,18 @@ func DefaultConfig() Config {
 		HistoryMaxBytes: 64 << 20,
 		HistoryStorage:  "memory",
 		HistoryReplicas: 1,
+		RoomPolicy:      PolicyOpen,
+		HookConcurrency: 64,
+		HookQueue:       4096,
+		HookTimeout:     time.Second,
+		HookCache:       30 * time.Second,
+		HookCacheSize:   100_000,
+		ConnsPerUser:    1,
 	}
 }
+
+// NoHookCache as Config.HookCache turns the hook's answer cache off.
+const NoHookCache = -1
 
 func (c Config) withDefaults() (Config, error) {
 	d := DefaultConfig()
@@ -149,6 +179,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.HistoryReplicas <= 0 {
 		c.HistoryReplicas = d.HistoryReplicas
+	}
+	if err := c.policyDefaults(d); err != nil {
+		return c, err
 	}
 	if math.IsNaN(c.ClientRate) || math.IsInf(c.ClientRate, 0) {
 		return c, fmt.Errorf("client rate %v: must be a finite number", c.ClientRate)

@@ -17,7 +17,8 @@
 // application holds no NATS code, subjects or wire format.
 //
 // It reads and writes no socket itself: messages go out through edge.Conn
-// (WriteMessage, WritePrepared for a frame encoded once per fan-out), and
+// (WriteMessage; WriteFanout for a fan-out, each form, plain or compressed,
+// encoded once per message), and
 // fan-out batches run on the server's worker pool. Handler methods run on
 // the connection's worker; admin handlers on net/http's goroutines; the
 // bus's callbacks on its dispatchers.

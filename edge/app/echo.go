@@ -23,7 +23,7 @@ func (e echo) Accept(_ *edge.Conn, req *frame.Request) error {
 		return err
 	}
 	if e.a.verify != nil {
-		_, _, err := e.a.identify(req)
+		_, _, _, err := e.a.identify(req)
 		return err
 	}
 	return nil

@@ -19,12 +19,12 @@ const (
 	kindBroadcast = "broadcast"
 )
 
-// fanout writes fr, a frame encoded once, to every target and returns how
+// fanout writes f, each of its forms (plain, compressed) encoded once, to every target and returns how
 // many writes were accepted (sent or queued). All but the last batch run on
 // the worker pool; the caller's goroutine takes the last one and then waits
 // for the rest, so the count is exact and a later message from the same
 // caller cannot overtake this one at any connection.
-func (a *App) fanout(targets []*user, fr []byte, kind string) int {
+func (a *App) fanout(targets []*user, f *edge.Fanout, kind string) int {
 	var (
 		wg        sync.WaitGroup
 		delivered atomic.Int64
@@ -35,17 +35,17 @@ func (a *App) fanout(targets []*user, fr []byte, kind string) int {
 		wg.Add(1)
 		a.srv.Submit(func() {
 			defer wg.Done()
-			delivered.Add(int64(a.writeBatch(batch, fr, kind)))
+			delivered.Add(int64(a.writeBatch(batch, f, kind)))
 		})
 	}
-	delivered.Add(int64(a.writeBatch(targets, fr, kind)))
+	delivered.Add(int64(a.writeBatch(targets, f, kind)))
 	wg.Wait()
 	return int(delivered.Load())
 }
 
-// broadcast writes fr to every registered user: each registry shard is
+// broadcast writes f to every registered user: each registry shard is
 // snapshotted in turn and written in batches of fanoutBatch on the pool.
-func (a *App) broadcast(fr []byte) int {
+func (a *App) broadcast(f *edge.Fanout) int {
 	var (
 		wg        sync.WaitGroup
 		delivered atomic.Int64
@@ -57,7 +57,7 @@ func (a *App) broadcast(fr []byte) int {
 			wg.Add(1)
 			a.srv.Submit(func() {
 				defer wg.Done()
-				delivered.Add(int64(a.writeBatch(batch, fr, kindBroadcast)))
+				delivered.Add(int64(a.writeBatch(batch, f, kindBroadcast)))
 			})
 		}
 	})
@@ -65,11 +65,11 @@ func (a *App) broadcast(fr []byte) int {
 	return int(delivered.Load())
 }
 
-// writeBatch writes fr to each user and counts the outcomes once.
-func (a *App) writeBatch(batch []*user, fr []byte, kind string) int {
+// writeBatch writes f to each user and counts the outcomes once.
+func (a *App) writeBatch(batch []*user, f *edge.Fanout, kind string) int {
 	var ok, full, closed int
 	for _, u := range batch {
-		switch u.conn.WritePrepared(fr) {
+		switch u.conn.WriteFanout(f) {
 		case nil:
 			ok++
 		case edge.ErrDropped:

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"encoding/json"
 	"net/http"
 	"slices"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
 
 	"github.com/wsedge/wsedge/edge"
@@ -31,11 +33,14 @@ func (a *App) Accept(c *edge.Conn, req *frame.Request) error {
 	if err := a.checkOrigin(req.Origin); err != nil {
 		return err
 	}
-	id, exp, err := a.identify(req)
+	id, exp, g, err := a.identify(req)
 	if err != nil {
 		return err
 	}
 	u := &user{id: id, conn: c, connectedAt: time.Now().UnixNano()}
+	if g != nil {
+		u.ext = &userExt{grants: g}
+	}
 	if a.verify != nil {
 		u.tok = &tokenState{}
 		u.tok.exp.Store(exp)
@@ -48,40 +53,63 @@ func (a *App) Accept(c *edge.Conn, req *frame.Request) error {
 }
 
 // identify returns the user id of req: the token's sub claim with a key
-// configured, else the user query parameter; and the token's exp in unix
-// nanoseconds (0 without one).
-func (a *App) identify(req *frame.Request) (string, int64, error) {
+// configured, else the user query parameter; the token's exp in unix
+// nanoseconds (0 without one); and, under room policy claims, its room
+// patterns (nil without any).
+func (a *App) identify(req *frame.Request) (string, int64, *grants, error) {
+	id, exp, claims, err := a.identifyToken(req)
+	if err != nil || claims == nil {
+		return id, exp, nil, err
+	}
+	g, why := newGrants(claims)
+	if why != "" {
+		return "", 0, nil, a.tokenUnauthorized("invalid", why)
+	}
+	return id, exp, g, nil
+}
+
+func (a *App) identifyToken(req *frame.Request) (string, int64, *connClaims, error) {
 	if a.verify == nil {
 		id := req.Query("user")
 		if id == "" {
 			a.m.authFailure("missing")
-			return "", 0, frame.NewHTTPError(http.StatusUnauthorized, "missing user: connect to /ws?user=<id>")
+			return "", 0, nil, frame.NewHTTPError(http.StatusUnauthorized, "missing user: connect to /ws?user=<id>")
 		}
 		if !validName(id) {
 			a.m.authFailure("bad_user_id")
-			return "", 0, frame.NewHTTPError(http.StatusBadRequest, "user id must be 1-128 printable ASCII characters")
+			return "", 0, nil, frame.NewHTTPError(http.StatusBadRequest, "user id must be 1-128 printable ASCII characters")
 		}
-		return id, 0, nil
+		return id, 0, nil, nil
 	}
 	tok := req.Query("token")
 	if tok == "" {
 		tok = bearer(req.Authorization)
 	}
 	if tok == "" {
-		return "", 0, a.tokenUnauthorized("missing", "missing token: use ?token= or Authorization: Bearer")
+		return "", 0, nil, a.tokenUnauthorized("missing", "missing token: use ?token= or Authorization: Bearer")
 	}
-	claims, reason, msg := a.verify.checkToken(tok)
+	// rooms and publish are only read under policy claims: elsewhere a
+	// token's other claims, whatever their shape, are not ours to refuse.
+	var claims connClaims
+	into := jwt.Claims(&claims.RegisteredClaims)
+	if a.cfg.RoomPolicy == PolicyClaims {
+		into = &claims
+	}
+	reason, msg := a.verify.check(tok, into, &claims.RegisteredClaims)
 	if reason != "" {
-		return "", 0, a.tokenUnauthorized(reason, msg)
+		return "", 0, nil, a.tokenUnauthorized(reason, msg)
 	}
 	if claims.Subject == "" {
-		return "", 0, a.tokenUnauthorized("missing", "token has no sub claim")
+		return "", 0, nil, a.tokenUnauthorized("missing", "token has no sub claim")
 	}
 	if !validName(claims.Subject) {
 		a.m.authFailure("bad_user_id")
-		return "", 0, frame.NewHTTPError(http.StatusBadRequest, "user id (sub) must be 1-128 printable ASCII characters")
+		return "", 0, nil, frame.NewHTTPError(http.StatusBadRequest, "user id (sub) must be 1-128 printable ASCII characters")
 	}
-	return claims.Subject, unixNanos(claims.ExpiresAt), nil
+	if a.cfg.RoomPolicy != PolicyClaims {
+		return claims.Subject, unixNanos(claims.ExpiresAt), nil, nil
+	}
+	return claims.Subject, unixNanos(claims.ExpiresAt), &claims, nil
 }
 
 // bearer returns the credentials of an "Authorization: Bearer <token>"
@@ -94,12 +122,12 @@ func bearer(h string) string {
 	return strings.TrimSpace(cred)
 }
 
-// OnOpen registers the user; an older connection of the same user is
-// detached and closed with 4000.
+// OnOpen registers the user; the user's oldest connection past
+// Config.ConnsPerUser is detached and closed with 4000.
 func (a *App) OnOpen(c *edge.Conn) {
 	u := c.Value().(*user)
 	a.armExpiry(c, u)
-	if old := a.users.put(u); old != nil {
+	for _, old := range a.users.put(u, a.cfg.ConnsPerUser) {
 		a.evict(old, "replaced", CloseReplaced)
 	}
 	// OnClose may run on another goroutine; if it already detached u, it
@@ -127,7 +155,8 @@ func (a *App) OnClose(c *edge.Conn, _ ws.StatusCode) {
 	a.cluster.UserDown(u.id)
 }
 
-// OnMessage handles one client message on the connection's worker.
+// OnMessage handles one client message on the connection's worker. While
+// a join waits on the hook, later messages wait behind it (OnWake).
 func (a *App) OnMessage(c *edge.Conn, op ws.OpCode, p []byte) {
 	u := c.Value().(*user)
 	if op != ws.OpText {
@@ -135,9 +164,23 @@ func (a *App) OnMessage(c *edge.Conn, op ws.OpCode, p []byte) {
 		c.Close(ws.StatusUnsupportedData, "binary messages are not supported")
 		return
 	}
+	w := u.waiting()
+	if w != nil && len(w.backlog) >= maxBacklog {
+		a.refuseRate(u, p) // over the backlog: counted against the rate
+		return
+	}
 	if u.limiter != nil && !a.allow(u, p) {
 		return
 	}
+	if w != nil {
+		w.backlog = append(w.backlog, slices.Clone(p))
+		return
+	}
+	a.handle(u, p)
+}
+
+// handle acts on one client message.
+func (a *App) handle(u *user, p []byte) {
 	msg, perr := parseClientMessage(p)
 	if perr != nil {
 		a.m.clientMessage("invalid")
@@ -151,45 +194,21 @@ func (a *App) OnMessage(c *edge.Conn, op ws.OpCode, p []byte) {
 	case typeSend:
 		a.send(u, &msg)
 	case typeJoin:
-		var err error
-		if a.chist != nil {
-			since, ok := parseSince(msg.since)
-			if !ok {
-				a.replyError(u, msg.id, codeBadRequest, `"since" must be {"offset":<integer >= 0>,"epoch":<string>}`)
-				return
-			}
-			a.chist.join(u, msg.room, since, msg.id) // acks itself, maybe later
-			return
-		}
-		if a.hist == nil {
-			if err = a.join(u, msg.room); err == nil {
-				a.ack(u, msg.id)
-			}
-		} else {
-			since, ok := parseSince(msg.since)
-			if !ok {
-				a.replyError(u, msg.id, codeBadRequest, `"since" must be {"offset":<integer >= 0>,"epoch":<string>}`)
-				return
-			}
-			err = a.joinRecover(u, msg.room, since, msg.id) // acks itself
-		}
-		switch err {
-		case errTooManyRooms:
-			a.m.joinRefused("max_rooms_per_conn")
-			a.replyError(u, msg.id, codeTooManyRooms, "at most "+strconv.Itoa(a.cfg.MaxRoomsPerConn)+" rooms per connection")
-		case errNodeRooms:
-			a.m.joinRefused("max_rooms")
-			a.replyError(u, msg.id, codeTooManyRooms, "this server holds its maximum of "+strconv.Itoa(a.cfg.MaxRooms)+" rooms: join an existing room or try again later")
-		}
-		// errDetached: the connection is being closed; say nothing.
+		a.authorizeJoin(u, &msg)
 	case typeLeave:
 		a.leave(u, msg.room)
 		a.ack(u, msg.id)
 	case typeRefresh:
 		a.refresh(u, &msg)
 	case typePublish:
-		if !u.isMember(msg.room) {
+		member, mayPublish := a.mayPublish(u, msg.room)
+		if !member {
 			a.replyError(u, msg.id, codeNotMember, "join the room before publishing to it")
+			return
+		}
+		a.policyDecision(typePublish, mayPublish)
+		if !mayPublish {
+			a.replyError(u, msg.id, codeForbidden, "you may not publish to room "+msg.room)
 			return
 		}
 		if a.chist != nil {
@@ -208,6 +227,34 @@ func (a *App) OnMessage(c *edge.Conn, op ws.OpCode, p []byte) {
 	}
 }
 
+// joinRoom adds the member the room policy allowed and answers the client;
+// with history on, since (the join's raw member) asks for what was missed.
+func (a *App) joinRoom(u *user, room string, id []byte, pub bool, since json.RawMessage) {
+	var err error
+	switch {
+	case a.chist != nil:
+		pos, ok := parseSince(since)
+		if !ok {
+			a.replyError(u, id, codeBadRequest, `"since" must be {"offset":<integer >= 0>,"epoch":<string>}`)
+			return
+		}
+		a.chist.join(u, room, pub, pos, id) // acks itself, maybe later
+		return
+	case a.hist == nil:
+		if err = a.join(u, room, pub); err == nil {
+			a.ack(u, id)
+		}
+	default:
+		pos, ok := parseSince(since)
+		if !ok {
+			a.replyError(u, id, codeBadRequest, `"since" must be {"offset":<integer >= 0>,"epoch":<string>}`)
+			return
+		}
+		err = a.joinRecover(u, room, pub, pos, id) // acks itself
+	}
+	a.joinError(u, id, err)
+}
+
 // allow applies the client rate limit: the first message over it gets
 // rate_limited, the next one over it closes the connection with 1008.
 func (a *App) allow(u *user, p []byte) bool {
@@ -215,11 +262,18 @@ func (a *App) allow(u *user, p []byte) bool {
 		u.overLimit = false
 		return true
 	}
+	a.refuseRate(u, p)
+	return false
+}
+
+// refuseRate refuses a message over the client's rate: the first one gets
+// rate_limited, the next one in a row closes the connection with 1008.
+func (a *App) refuseRate(u *user, p []byte) {
 	a.m.dropped("rate_limited", 1)
 	if u.overLimit {
 		a.m.clientMessage("rate_limited")
 		u.conn.Close(ws.StatusPolicyViolation, "rate limit exceeded")
-		return false
+		return
 	}
 	u.overLimit = true
 	a.m.clientMessage("rate_limited")
@@ -229,15 +283,19 @@ func (a *App) allow(u *user, p []byte) bool {
 		id = perr.id
 	}
 	a.replyError(u, id, codeRateLimited, "too many messages: slow down or be disconnected")
-	return false
 }
 
-// send delivers a direct message to one user.
+// send delivers a direct message to one user: to each of its connections,
+// here and, with more than one allowed per user, on the other nodes.
 func (a *App) send(from *user, msg *clientMessage) {
 	payload := appendMessage(nil, from.id, "", msg.data)
-	to := a.users.get(msg.to)
-	if to != nil {
-		a.sent(from, msg.id, msg.to, delivery(a.write(to, payload, kindUser)), nil)
+	if a.cfg.ConnsPerUser > 1 {
+		a.sendAll(from, msg, payload)
+		return
+	}
+	if to := a.users.conns(msg.to); to != nil {
+		d, _ := a.writeUser(to, payload)
+		a.sent(from, msg.id, msg.to, d, nil)
 		return
 	}
 	if !a.cluster.Fits(msg.to, len(payload)) {
@@ -286,7 +344,51 @@ func (a *App) refuseTooLarge(u *user, id []byte) {
 	a.replyError(u, id, codeTooLarge, "message too large for the cluster bus (NATS max payload "+strconv.FormatInt(a.cluster.MaxPayload(), 10)+" bytes)")
 }
 
-// write sends one message to one user and counts the outcome.
+// writeUser writes payload to each of a user's connections: Delivered when
+// one took it, and how many did.
+func (a *App) writeUser(conns []*user, payload []byte) (cluster.Delivery, int) {
+	d, n := cluster.NotConnected, 0
+	for _, u := range conns {
+		switch delivery(a.write(u, payload, kindUser)) {
+		case cluster.Delivered:
+			d, n = cluster.Delivered, n+1
+		case cluster.Dropped:
+			if d != cluster.Delivered {
+				d = cluster.Dropped
+			}
+		}
+	}
+	return d, n
+}
+
+// deliverAll writes payload to a user's connections here and on the other
+// nodes (Config.ConnsPerUser > 1); done gets the outcome and the count.
+func (a *App) deliverAll(to string, payload []byte, done func(cluster.Delivery, int)) {
+	d, n := a.writeUser(a.users.conns(to), payload)
+	if !a.cluster.Fits(to, len(payload)) {
+		done(d, n) // too large for the bus: the local connections only
+		return
+	}
+	a.cluster.SendUsers(to, payload, func(rd cluster.Delivery, rn int) {
+		if rd == cluster.Delivered || (rd == cluster.Dropped && d == cluster.NotConnected) {
+			d = rd
+		}
+		done(d, n+rn)
+	})
+}
+
+// sendAll is a client's send with several connections per user allowed.
+func (a *App) sendAll(from *user, msg *clientMessage, payload []byte) {
+	id, name := slices.Clone(msg.id), msg.to // the answer may come after the handler returned
+	a.deliverAll(name, payload, func(d cluster.Delivery, _ int) {
+		if d == cluster.NotConnected {
+			a.m.dropped("not_connected", 1)
+		}
+		a.sent(from, id, name, d, nil)
+	})
+}
+
+// write sends one message to one connection and counts the outcome.
 func (a *App) write(u *user, payload []byte, kind string) error {
 	err := u.conn.WriteMessage(ws.OpText, payload)
 	a.m.outcome(kind, err, 1)

@@ -13,7 +13,6 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/wsedge/wsedge/frame"
 	"github.com/wsedge/wsedge/internal/shardmap"
 )
 
@@ -274,25 +273,29 @@ func (a *App) registerRecoveries(reg prometheus.Registerer) error {
 // history's lock, so fan-out order is history order.
 func (a *App) publishRoom(room, from string, data []byte) (fr []byte, n int, ok bool) {
 	if a.hist == nil {
-		fr = frame.AppendFrame(nil, ws.OpText, appendMessage(nil, from, room, data))
+		// One Fanout: each form (plain, compressed) is encoded once for
+		// every member; fr, the plain frame, is what the bus carries.
+		f := a.srv.NewFanout(ws.OpText, appendMessage(nil, from, room, data))
+		fr = f.Plain()
 		if !a.cluster.Fits(room, len(fr)) {
 			return nil, 0, false
 		}
 		if members := a.rooms.members(room); len(members) > 0 {
-			n = a.fanout(members, fr, kindRoom)
+			n = a.fanout(members, f, kindRoom)
 		}
 		return fr, n, true
 	}
 	h := a.hist.lock(room, true)
 	payload := appendRoomMessage(nil, from, room, h.last+1, data)
-	fr = frame.AppendFrame(nil, ws.OpText, payload)
+	f := a.srv.NewFanout(ws.OpText, payload)
+	fr = f.Plain()
 	if !a.cluster.Fits(room, len(fr)) {
 		h.mu.Unlock() // an empty history left behind goes with the next sweep
 		return nil, 0, false
 	}
 	a.hist.append(h, payload, time.Now().UnixNano())
 	if members := a.rooms.members(room); len(members) > 0 {
-		n = a.fanout(members, fr, kindRoom)
+		n = a.fanout(members, f, kindRoom)
 	}
 	h.mu.Unlock()
 	a.hist.evictOverMax()
@@ -321,7 +324,7 @@ func parseSince(raw json.RawMessage) (*position, bool) {
 // room history's lock, replays what u missed after since (nil: nothing),
 // then acks with the room's position. Replayed messages and the ack go
 // through the connection's bounded queue, before any live message.
-func (a *App) joinRecover(u *user, room string, since *position, id []byte) error {
+func (a *App) joinRecover(u *user, room string, pub bool, since *position, id []byte) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.closed {
@@ -334,18 +337,7 @@ func (a *App) joinRecover(u *user, room string, since *position, id []byte) erro
 	if !member && len(u.rooms) >= a.cfg.MaxRoomsPerConn {
 		return errTooManyRooms
 	}
-	add := func() error {
-		if member {
-			return nil
-		}
-		name, ok := a.rooms.tryAdd(room, u, a.cfg.MaxRooms)
-		if !ok {
-			return errNodeRooms
-		}
-		u.rooms = append(u.rooms, name)
-		a.cluster.RoomUp(room)
-		return nil
-	}
+	add := func() error { return a.addMember(u, room, pub) }
 	for {
 		var (
 			h      *history

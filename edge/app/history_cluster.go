@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wsedge/wsedge/edge/cluster"
-	"github.com/wsedge/wsedge/frame"
 )
 
 // Room history on a cluster node (docs/cluster.md, "Room history"): the
@@ -144,7 +143,7 @@ func (ch *clusterHist) onMsg(m cluster.HistMsg) {
 		}
 	}
 	if p := withOffset(m.Payload, m.Seq); p != nil && len(members) > 0 {
-		ch.a.fanout(members, frame.AppendFrame(nil, ws.OpText, p), kindRoom)
+		ch.a.fanout(members, ch.a.srv.NewFanout(ws.OpText, p), kindRoom)
 	}
 }
 
@@ -226,14 +225,14 @@ func (ch *clusterHist) pushRoom(w http.ResponseWriter, room string, data []byte)
 // join is a client's join with history in a cluster. A join with since
 // fetches from JetStream on a goroutine of its own (at most recoverSlots),
 // never on the connection's worker; the ack comes when it is done.
-func (ch *clusterHist) join(u *user, room string, since *position, id []byte) {
+func (ch *clusterHist) join(u *user, room string, pub bool, since *position, id []byte) {
 	if u.isMember(room) {
 		since = nil // a member already has the live stream: nothing to replay
 	}
 	if since == nil {
 		ch.mu.Lock()
 		defer ch.mu.Unlock()
-		err := ch.a.join(u, room)
+		err := ch.a.join(u, room, pub)
 		if err == nil {
 			ch.a.ackJoin(u, id, int64(ch.pos), ch.h.Epoch(), nil, false)
 		}
@@ -244,21 +243,21 @@ func (ch *clusterHist) join(u *user, room string, since *position, id []byte) {
 	case ch.sem <- struct{}{}:
 	default:
 		ch.mu.Lock()
-		ch.finish(u, room, since, id, nil, 0, true) // too many at once: the client reloads
+		ch.finish(u, room, pub, since, id, nil, 0, true) // too many at once: the client reloads
 		ch.mu.Unlock()
 		return
 	}
 	id = append([]byte(nil), id...)
 	go func() {
 		defer func() { <-ch.sem }()
-		ch.recoverJoin(u, room, since, id)
+		ch.recoverJoin(u, room, pub, since, id)
 	}()
 }
 
 // recoverJoin fetches the room's messages after since, then joins at the
 // exact boundary: the fetch is repeated if the stream consumed here went
 // past it for this room meanwhile.
-func (ch *clusterHist) recoverJoin(u *user, room string, since *position, id []byte) {
+func (ch *clusterHist) recoverJoin(u *user, room string, pub bool, since *position, id []byte) {
 	from := uint64(*since.Offset)
 	var msgs []cluster.HistMsg
 	cursor := from
@@ -297,18 +296,18 @@ func (ch *clusterHist) recoverJoin(u *user, room string, since *position, id []b
 			ch.mu.Unlock()
 			break
 		}
-		ch.finish(u, room, since, id, msgs, cursor, false)
+		ch.finish(u, room, pub, since, id, msgs, cursor, false)
 		ch.mu.Unlock()
 		return
 	}
 	ch.mu.Lock()
-	ch.finish(u, room, since, id, nil, 0, true)
+	ch.finish(u, room, pub, since, id, nil, 0, true)
 	ch.mu.Unlock()
 }
 
 // finish adds the member, writes the recovered messages and acks; mu held.
-func (ch *clusterHist) finish(u *user, room string, since *position, id []byte, msgs []cluster.HistMsg, upto uint64, gap bool) {
-	if err := ch.a.join(u, room); err != nil {
+func (ch *clusterHist) finish(u *user, room string, pub bool, since *position, id []byte, msgs []cluster.HistMsg, upto uint64, gap bool) {
+	if err := ch.a.join(u, room, pub); err != nil {
 		ch.a.joinError(u, id, err)
 		return
 	}

@@ -22,14 +22,18 @@ type user struct {
 	connectedAt int64         // unix nanoseconds
 	limiter     *rate.Limiter // nil unless rate limiting is on
 	tok         *tokenState   // token users only: expiry (token.go)
+	// ext is the room policy's state (userext.go): nil for an open-policy
+	// connection that has no hook call pending. Set under mu.
+	ext *userExt
+
+	mu    sync.Mutex
+	rooms []string // joined rooms, usually a handful
 	// overLimit is set by the first message refused by the limiter and
 	// cleared by the next one allowed; only the connection's handler
-	// goroutine touches it.
+	// goroutine touches it. Beside closed, after rooms, so the two bools
+	// share one word and ext costs no size class (BenchmarkHubMemory).
 	overLimit bool
-
-	mu     sync.Mutex
-	rooms  []string // joined rooms, usually a handful
-	closed bool     // detached: replaced, kicked or gone; joins are refused
+	closed    bool // detached: replaced, kicked or gone; joins are refused
 }
 
 func (u *user) connectedTime() time.Time { return time.Unix(0, u.connectedAt) }
@@ -50,53 +54,115 @@ func (u *user) roomList() []string {
 	return out
 }
 
-// users maps user ids to their one connection: a lookup takes one shard's
-// read lock.
+// users maps user ids to their connections: a lookup takes one shard's
+// read lock. m holds each user's newest connection; a user with more than
+// one (Config.ConnsPerUser > 1) has the older ones in older, oldest first,
+// changed only under m's shard lock, so a user of one connection costs
+// what it did before multi-device.
 type users struct {
 	m     shardmap.Map[*user]
-	count atomic.Int64
+	older shardmap.Map[[]*user]
+	count atomic.Int64 // user ids, not connections
 }
 
 func newUsers() *users {
 	r := &users{}
 	r.m.Init()
+	r.older.Init()
 	return r
 }
 
-// put registers u and returns the connection it replaced, if any.
-func (r *users) put(u *user) (old *user) {
+// put registers u, the user's newest connection, and returns the ones it
+// replaced: the oldest ones past limit connections per user.
+func (r *users) put(u *user, limit int) (replaced []*user) {
 	r.m.Write(u.id, func(sh map[string]*user) {
-		old = sh[u.id]
+		old := sh[u.id]
 		sh[u.id] = u
-	})
-	if old == nil {
-		r.count.Add(1)
-	}
-	return old
-}
-
-// remove unregisters u only if the registry still maps its id to u: the
-// late close of a replaced connection must not unregister its successor.
-func (r *users) remove(u *user) (ok bool) {
-	r.m.Write(u.id, func(sh map[string]*user) {
-		if ok = sh[u.id] == u; ok {
-			delete(sh, u.id)
+		switch {
+		case old == nil:
+			r.count.Add(1)
+		case limit <= 1:
+			replaced = []*user{old}
+		default:
+			r.older.Write(u.id, func(osh map[string][]*user) {
+				list := append(slices.Clone(osh[u.id]), old) // copied: snapshots alias the old one
+				if n := len(list) + 1 - limit; n > 0 {
+					replaced = slices.Clone(list[:n])
+					list = slices.Delete(list, 0, n) // a fresh tail: readers hold copies
+				}
+				if len(list) == 0 {
+					delete(osh, u.id)
+				} else {
+					osh[u.id] = list
+				}
+			})
 		}
 	})
-	if ok {
-		r.count.Add(-1)
-	}
+	return replaced
+}
+
+// remove unregisters u only if it is still registered: the late close of a
+// replaced connection must not unregister its successor.
+func (r *users) remove(u *user) (ok bool) {
+	r.m.Write(u.id, func(sh map[string]*user) {
+		r.older.Write(u.id, func(osh map[string][]*user) {
+			list := osh[u.id]
+			switch {
+			case sh[u.id] == u && len(list) == 0:
+				delete(sh, u.id)
+				r.count.Add(-1)
+			case sh[u.id] == u: // the next newest takes its place
+				sh[u.id] = list[len(list)-1]
+				list = list[:len(list)-1]
+			default:
+				i := slices.Index(list, u)
+				if i < 0 {
+					return
+				}
+				list = slices.Delete(slices.Clone(list), i, i+1)
+			}
+			ok = true
+			if len(list) == 0 {
+				delete(osh, u.id)
+			} else {
+				osh[u.id] = list
+			}
+		})
+	})
 	return ok
 }
 
+// get returns the user's newest connection, or nil.
 func (r *users) get(id string) *user {
 	u, _ := r.m.Get(id)
 	return u
 }
 
-// eachShard calls fn with a snapshot of each non-empty shard, handed over
-// after the shard's lock is released.
-func (r *users) eachShard(fn func([]*user)) { r.m.EachShard(fn) }
+// conns returns the user's connections, oldest first (nil: none).
+func (r *users) conns(id string) (out []*user) {
+	r.m.Read(id, func(sh map[string]*user) {
+		u := sh[id]
+		if u == nil {
+			return
+		}
+		older, _ := r.older.Get(id)
+		out = append(slices.Clone(older), u)
+	})
+	return out
+}
+
+// eachShard calls fn with a snapshot of each non-empty shard, every
+// connection of its users, handed over after the shard's lock is released.
+func (r *users) eachShard(fn func([]*user)) {
+	r.m.EachShard(fn)
+	r.older.EachShard(func(lists [][]*user) {
+		var snap []*user
+		for _, l := range lists {
+			snap = append(snap, l...)
+		}
+		fn(snap)
+	})
+}
 
 // rooms is the room index: room name to members. A room exists while it
 // has a member. Membership changes take one shard's write lock; fan-out
@@ -228,17 +294,27 @@ func (r *rooms) has(name string) bool {
 	return set != nil // a room is deleted with its last member
 }
 
-// join adds u to room. It fails with errTooManyRooms at the connection's
-// limit, errNodeRooms when room would be a new room past the node's, and
-// errDetached once u has been replaced, kicked or closed. Joining a room
-// twice is a no-op. Lock order: user, then room shard.
-func (a *App) join(u *user, room string) error {
+// join adds u to room; pub says the member may publish there (kept only
+// under a room policy other than open). It fails with errTooManyRooms at
+// the connection's limit, errNodeRooms when room would be a new room past
+// the node's, and errDetached once u has been replaced, kicked or closed.
+// Joining a room twice only adds pub. Lock order: user, then room shard.
+func (a *App) join(u *user, room string, pub bool) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.closed {
 		return errDetached
 	}
-	if slices.Contains(u.rooms, room) {
+	return a.addMember(u, room, pub)
+}
+
+// addMember is join's work, with u.mu held (joinRecover calls it under
+// the room's history lock too).
+func (a *App) addMember(u *user, room string, pub bool) error {
+	if i := slices.Index(u.rooms, room); i >= 0 {
+		if pub && a.cfg.RoomPolicy != PolicyOpen {
+			u.setPublish(i, true)
+		}
 		return nil
 	}
 	if len(u.rooms) >= a.cfg.MaxRoomsPerConn {
@@ -249,11 +325,15 @@ func (a *App) join(u *user, room string) error {
 		return errNodeRooms
 	}
 	u.rooms = append(u.rooms, name)
+	if a.cfg.RoomPolicy != PolicyOpen {
+		u.setPublish(len(u.rooms)-1, pub)
+	}
 	a.cluster.RoomUp(room)
 	return nil
 }
 
-// leave removes u from room; leaving a room not joined is a no-op.
+// leave removes u from room; leaving a room not joined is a no-op. The
+// last room takes the gone one's place, and its publish bit with it.
 func (a *App) leave(u *user, room string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -261,13 +341,20 @@ func (a *App) leave(u *user, room string) {
 	if i < 0 {
 		return
 	}
-	u.rooms = slices.Delete(u.rooms, i, i+1)
+	last := len(u.rooms) - 1
+	u.rooms[i] = u.rooms[last]
+	u.rooms[last] = ""
+	u.rooms = u.rooms[:last]
+	if u.ext != nil {
+		u.setPublish(i, u.ext.canPublish(last))
+		u.setPublish(last, false)
+	}
 	a.rooms.remove(room, u)
 	a.cluster.RoomDown(room)
 }
 
 // detach takes u out of every room and refuses its later joins. It is
-// idempotent.
+// idempotent. It may run on any goroutine: of ext it only clears pub.
 func (a *App) detach(u *user) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -277,17 +364,25 @@ func (a *App) detach(u *user) {
 		a.cluster.RoomDown(room)
 	}
 	u.rooms = nil
+	if u.ext != nil {
+		clear(u.ext.pub)
+	}
 }
 
-// kickLocal removes a user held here and closes it with 4001.
+// kickLocal removes every connection of a user held here and closes them
+// with 4001.
 func (a *App) kickLocal(id string) bool {
-	u := a.users.get(id)
-	if u == nil || !a.users.remove(u) {
-		return false
+	kicked := false
+	for _, u := range a.users.conns(id) {
+		if a.users.remove(u) {
+			a.evict(u, "kicked", CloseKicked)
+			kicked = true
+		}
 	}
-	a.evict(u, "kicked", CloseKicked)
-	a.cluster.UserDown(id)
-	return true
+	if kicked {
+		a.cluster.UserDown(id)
+	}
+	return kicked
 }
 
 // evict closes u, already unregistered, for reason (replaced or kicked).

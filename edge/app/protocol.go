@@ -29,6 +29,7 @@ const (
 	codeDropped      = "dropped"
 	codeUnavailable  = "unavailable" // cluster: the user's node could not be asked in time
 	codeBadToken     = "bad_token"   // refresh: the token is invalid or for another user
+	// codeForbidden (policy.go): the room policy refuses a join or publish.
 )
 
 // validName reports whether s is 1–128 printable ASCII bytes, the rule
@@ -41,7 +42,7 @@ type clientMessage struct {
 	typ   string
 	to    string
 	room  string
-	token string // refresh only
+	token string // refresh; join: a room token (room policy claims)
 	id    json.RawMessage
 	data  json.RawMessage
 	since json.RawMessage // join only; read when history is on
@@ -55,7 +56,7 @@ type wireMessage struct {
 	Room json.RawMessage `json:"room"`
 	ID   json.RawMessage `json:"id"`
 	Data json.RawMessage `json:"data"`
-	// Token is only read for refresh.
+	// Token is only read for refresh and join.
 	Token json.RawMessage `json:"token"`
 	// Since is only read for join, with history on (history.go).
 	Since json.RawMessage `json:"since"`
@@ -115,6 +116,12 @@ func parseClientMessage(p []byte) (clientMessage, *protoError) {
 		}
 		if m.typ == typeJoin {
 			m.since = w.Since
+		}
+		if m.typ == typeJoin && len(w.Token) > 0 && !isNull(w.Token) {
+			if !isString(w.Token) {
+				return m, badRequest(m.id, `"token" must be a string, a room token (JWT)`)
+			}
+			m.token = unquote(w.Token)
 		}
 		if m.typ == typePublish {
 			if len(w.Data) == 0 {

@@ -62,12 +62,12 @@ func BenchmarkRoomMemory(b *testing.B) {
 				now := time.Now().UnixNano()
 				for i := range us {
 					us[i] = &user{id: "user-" + strconv.Itoa(i), connectedAt: now}
-					a.users.put(us[i])
+					a.users.put(us[i], 1)
 				}
 				before := heapAfterGC()
 				for i, u := range us {
 					for k := range perUser {
-						if err := a.join(u, tc.room(i, k)); err != nil {
+						if err := a.join(u, tc.room(i, k), false); err != nil {
 							b.Fatal(err)
 						}
 					}

@@ -69,9 +69,17 @@ func (a *App) stopTokens() {
 // iss, exp) and returns its claims, or the auth-failure reason and a
 // message for the client.
 func (v *verifier) checkToken(tok string) (claims jwt.RegisteredClaims, reason, msg string) {
-	_, err := v.parser.ParseWithClaims(tok, &claims, v.keyfunc)
+	reason, msg = v.check(tok, &claims, &claims)
+	return claims, reason, msg
+}
+
+// check verifies tok into claims, whose registered part is reg (the same
+// rules for connection, refresh and room tokens), and returns "" or the
+// auth-failure reason and a message for the client.
+func (v *verifier) check(tok string, into jwt.Claims, claims *jwt.RegisteredClaims) (reason, msg string) {
+	_, err := v.parser.ParseWithClaims(tok, into, v.keyfunc)
 	if err == nil {
-		return claims, "", ""
+		return "", ""
 	}
 	reason, msg = "invalid", "invalid token"
 	switch {
@@ -96,7 +104,7 @@ func (v *verifier) checkToken(tok string) (claims jwt.RegisteredClaims, reason, 
 			reason, msg = "bad_issuer", "token has no iss claim"
 		}
 	}
-	return claims, reason, msg
+	return reason, msg
 }
 
 // unixNanos returns d as unix nanoseconds, 0 for a missing date.

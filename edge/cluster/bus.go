@@ -36,6 +36,7 @@ type Bus struct {
 	inbox                                         string // replies arrive on inbox + "<sequence>"
 	subjects                                      busSubjects
 	maxText                                       int64 // largest text a node relays to clients
+	connsPerUser                                  int   // Host.ConnsPerUser
 
 	// Every user, room and broadcast subscription delivers to intake; one
 	// goroutine moves each message to its subject's dispatcher queue,
@@ -69,6 +70,11 @@ type pendingReq struct {
 	fn    func([]byte, error)
 	timer *time.Timer
 	ch    chan []byte
+	// gatherAsync: all gets the answers (got, under pmu) once want came,
+	// NATS said nobody listens, or Timeout passed.
+	all  func([][]byte)
+	got  [][]byte
+	want int
 }
 
 // subTable maps names to subscriptions. With a grace, a subscription whose
@@ -91,20 +97,21 @@ func New(cfg Config, h Host) (*Bus, error) {
 		return nil, err
 	}
 	b := &Bus{
-		local:      h.Local,
-		log:        h.Logger,
-		cfg:        cfg,
-		node:       cfg.NodeID,
-		userPrefix: cfg.Prefix + ".user.",
-		roomPrefix: cfg.Prefix + ".room.",
-		allSubject: cfg.Prefix + ".all",
-		hbSubject:  cfg.Prefix + ".node",
-		inbox:      nats.NewInbox() + ".",
-		maxText:    h.MaxText,
-		queueSeed:  maphash.MakeSeed(),
-		pending:    make(map[uint64]*pendingReq),
-		nodes:      make(map[string]time.Time),
-		stop:       make(chan struct{}),
+		local:        h.Local,
+		log:          h.Logger,
+		cfg:          cfg,
+		node:         cfg.NodeID,
+		userPrefix:   cfg.Prefix + ".user.",
+		roomPrefix:   cfg.Prefix + ".room.",
+		allSubject:   cfg.Prefix + ".all",
+		hbSubject:    cfg.Prefix + ".node",
+		inbox:        nats.NewInbox() + ".",
+		maxText:      h.MaxText,
+		connsPerUser: h.ConnsPerUser,
+		queueSeed:    maphash.MakeSeed(),
+		pending:      make(map[uint64]*pendingReq),
+		nodes:        make(map[string]time.Time),
+		stop:         make(chan struct{}),
 	}
 	if b.log == nil {
 		b.log = slog.Default()
@@ -321,6 +328,10 @@ func (b *Bus) drop(t *subTable, sh map[string]*nats.Subscription, name string, s
 // (4000).
 func (b *Bus) UserUp(id string, connectedAt int64) {
 	b.ensureSub(&b.users, b.userPrefix, id, b.local.HasUser)
+	if b.connsPerUser > 1 {
+		b.settleDevices(id)
+		return
+	}
 	b.publish(b.userPrefix+subjectToken(id), claimMsg(id, b.node, connectedAt))
 }
 

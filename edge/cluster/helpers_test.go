@@ -47,12 +47,12 @@ func (l *fakeLocal) log() []string {
 	return slices.Clone(l.got)
 }
 
-func (l *fakeLocal) DeliverUser(id string, payload []byte) Delivery {
+func (l *fakeLocal) DeliverUser(id string, payload []byte) (Delivery, int) {
 	if !l.HasUser(id) {
-		return NotConnected
+		return NotConnected, 0
 	}
 	l.record("user " + id + " " + string(payload))
-	return Delivered
+	return Delivered, 1
 }
 
 func (l *fakeLocal) DeliverRoom(room string, fr []byte) int {
@@ -111,6 +111,13 @@ func (l *fakeLocal) UserSince(id string) (int64, bool) {
 	defer l.mu.Unlock()
 	at, ok := l.users[id]
 	return at, ok
+}
+
+func (l *fakeLocal) Conns(id string) []int64 {
+	if at, ok := l.UserSince(id); ok {
+		return []int64{at}
+	}
+	return nil
 }
 
 func (l *fakeLocal) EachUser(fn func(string, int64)) {

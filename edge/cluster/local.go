@@ -14,8 +14,9 @@ import (
 // for HasUser and HasRoom, with one of its subscription tables' shards
 // locked: those two must only read the registry.
 type Local interface {
-	// DeliverUser writes a client message (JSON text) to the user held here.
-	DeliverUser(id string, payload []byte) Delivery
+	// DeliverUser writes a client message (JSON text) to the user's
+	// connections held here and counts those that took it.
+	DeliverUser(id string, payload []byte) (Delivery, int)
 	// DeliverRoom writes fr, one encoded text frame, to the room's members
 	// here and returns how many writes were accepted.
 	DeliverRoom(room string, fr []byte) int
@@ -32,6 +33,8 @@ type Local interface {
 	RoomMembers(room string, max int) (members int, ids []string)
 	// UserSince reports when the user held here connected (unix nanoseconds).
 	UserSince(id string) (connectedAt int64, ok bool)
+	// Conns lists the connect times of the user's connections held here.
+	Conns(id string) []int64
 	// EachUser calls fn for every user held here.
 	EachUser(fn func(id string, connectedAt int64))
 	HasUser(id string) bool
@@ -80,4 +83,7 @@ type Host struct {
 	// MaxText bounds the text a node relays to its clients: the largest
 	// client message or admin body plus the envelope the app adds.
 	MaxText int64
+	// ConnsPerUser is how many connections a user may hold across the
+	// cluster (devices.go); 0 or 1: one, settled by claims.
+	ConnsPerUser int
 }

@@ -34,13 +34,23 @@ func (b *Bus) handle(m *nats.Msg) {
 	name := msg.name
 	switch msg.op {
 	case opDeliver:
-		r := b.local.DeliverUser(name, msg.rest)
+		r, n := b.local.DeliverUser(name, msg.rest)
 		if r == Delivered {
-			b.m.remote.WithLabelValues(kindUser).Inc()
+			b.m.remote.WithLabelValues(kindUser).Add(float64(n))
 		}
-		b.reply(m, []byte{byte(r)})
+		if b.connsPerUser > 1 {
+			b.reply(m, deliveredN(r, n))
+		} else {
+			b.reply(m, []byte{byte(r)})
+		}
 	case opClaim:
 		b.onClaim(name, msg.node, msg.at)
+	case opConns:
+		b.reply(m, connsAnswer(b.node, b.local.Conns(name)))
+	case opEvict:
+		if msg.node == b.node && b.local.Replace(name, msg.at) {
+			b.UserDown(name)
+		}
 	case opKick:
 		r := NotConnected
 		if b.local.Kick(name) {
@@ -87,7 +97,7 @@ type roomPart struct {
 // when its user connected reached the other node before that node listened.
 func (b *Bus) onClaim(id, node string, at int64) {
 	mine, ok := b.local.UserSince(id)
-	if !ok || node == b.node {
+	if !ok || node == b.node || b.connsPerUser > 1 { // devices.go settles those
 		return
 	}
 	if mine > at || (mine == at && b.node > node) {
@@ -132,6 +142,21 @@ func (b *Bus) onReply(m *nats.Msg) {
 		b.pmu.Unlock()
 		pr.timer.Stop()
 		pr.fn(data, rerr)
+		return
+	}
+	if pr.all != nil { // gatherAsync (devices.go)
+		if rerr == nil {
+			pr.got = append(pr.got, data)
+		}
+		if rerr == nil && len(pr.got) < pr.want {
+			b.pmu.Unlock()
+			return
+		}
+		delete(b.pending, seq)
+		got := pr.got
+		b.pmu.Unlock()
+		pr.timer.Stop()
+		pr.all(got)
 		return
 	}
 	b.pmu.Unlock()
@@ -348,11 +373,19 @@ func (b *Bus) User(id string) ([]byte, error) {
 // Kick closes a user not held here with 4001: false when no node holds
 // it, ErrUnavailable when the cluster could not be asked.
 func (b *Bus) Kick(id string) (bool, error) {
-	got, err := b.gather(b.userPrefix+subjectToken(id), nameMsg(opKick, id), 1)
+	want := 1
+	if b.connsPerUser > 1 {
+		want = b.peers() // the user may be held on several nodes: kick on all
+	}
+	got, err := b.gather(b.userPrefix+subjectToken(id), nameMsg(opKick, id), want)
 	b.lookup(lookupResult(err))
+	kicked := false
+	for _, r := range got {
+		kicked = kicked || (len(r) == 1 && Delivery(r[0]) == Delivered)
+	}
 	switch {
-	case err == nil:
-		return len(got[0]) == 1 && Delivery(got[0][0]) == Delivered, nil
+	case err == nil || kicked:
+		return kicked, nil
 	case err == errNoResponders || err == ErrTimeout:
 		return false, nil
 	}

@@ -51,7 +51,7 @@ func parseBusMessage(subj busSubjects, subject string, data []byte, maxText int6
 	}
 	m.op = data[0]
 	var err error
-	if m.op == opClaim {
+	if m.op == opClaim || m.op == opEvict {
 		m.name, m.node, m.at, err = parseClaim(data[1:])
 		if err == nil && !names.Valid(m.node) {
 			err = errBadBusMessage
@@ -68,7 +68,7 @@ func parseBusMessage(subj busSubjects, subject string, data []byte, maxText int6
 	switch {
 	case strings.HasPrefix(subject, subj.user):
 		token = subject[len(subj.user):]
-		if m.op != opDeliver && m.op != opClaim && m.op != opPresence && m.op != opKick {
+		if m.op != opDeliver && m.op != opClaim && m.op != opPresence && m.op != opKick && m.op != opConns && m.op != opEvict {
 			return m, rejectWrongSubject
 		}
 	case strings.HasPrefix(subject, subj.room):
@@ -96,7 +96,7 @@ func parseBusMessage(subj busSubjects, subject string, data []byte, maxText int6
 	}
 
 	switch m.op {
-	case opPresence, opKick, opMembers:
+	case opPresence, opKick, opMembers, opConns:
 		if len(m.rest) != 0 {
 			return m, rejectMalformed
 		}

@@ -57,8 +57,12 @@ func nameMsg(op byte, name string) []byte {
 
 // claimMsg: opClaim, the user id, the claiming node, its connection's
 // connect time (unix nanoseconds).
-func claimMsg(id, node string, at int64) []byte {
-	b := appendField(append(make([]byte, 0, 16+len(id)+len(node)), opClaim), id)
+func claimMsg(id, node string, at int64) []byte { return nodeAtMsg(opClaim, id, node, at) }
+
+// nodeAtMsg: op (opClaim, opEvict), the user id, a node, a connection's
+// connect time (unix nanoseconds).
+func nodeAtMsg(op byte, id, node string, at int64) []byte {
+	b := appendField(append(make([]byte, 0, 16+len(id)+len(node)), op), id)
 	b = appendField(b, node)
 	return binary.AppendVarint(b, at)
 }

@@ -72,6 +72,11 @@ func main() {
 		log.Fatal(err)
 	}
 	go s.accept(ln)
+	if f.Compression {
+		// wsflate would need its own read and write paths here (RSV1,
+		// per-message inflate and deflate); this peer stays plain.
+		log.Printf("gobwas peer: no compression (-compression ignored)")
+	}
 	log.Printf("gobwas peer on %s, admin on %s", f.Addr, f.Admin)
 	peer.WaitForSignal()
 }

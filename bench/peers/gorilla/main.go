@@ -36,7 +36,9 @@ func main() {
 	hub := peer.NewHub()
 	peer.ServeAdmin(f.Admin, hub)
 	// Small buffers: the server holds many idle connections.
-	up := websocket.Upgrader{ReadBufferSize: 1024, WriteBufferSize: 1024, CheckOrigin: func(*http.Request) bool { return true }}
+	// EnableCompression: no context takeover, a flate writer per message.
+	up := websocket.Upgrader{ReadBufferSize: 1024, WriteBufferSize: 1024, CheckOrigin: func(*http.Request) bool { return true },
+		EnableCompression: f.Compression}
 
 	serve := func(register bool) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {

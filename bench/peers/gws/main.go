@@ -49,7 +49,11 @@ func main() {
 	hub := peer.NewHub()
 	peer.ServeAdmin(f.Admin, hub)
 	opt := func() *gws.ServerOption {
-		return &gws.ServerOption{ReadBufferSize: 1024, WriteBufferSize: 1024}
+		o := &gws.ServerOption{ReadBufferSize: 1024, WriteBufferSize: 1024}
+		// Its defaults otherwise: no context takeover either way, so
+		// compressors come from a shared pool per message.
+		o.PermessageDeflate.Enabled = f.Compression
+		return o
 	}
 	echo := gws.NewUpgrader(&handler{hub: hub, echo: true}, opt())
 	ws := gws.NewUpgrader(&handler{hub: hub}, opt())

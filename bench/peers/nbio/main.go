@@ -24,6 +24,7 @@ func main() {
 	peer.ServeAdmin(f.Admin, hub)
 
 	echo := websocket.NewUpgrader()
+	echo.EnableCompression(f.Compression)
 	echo.CheckOrigin = func(*http.Request) bool { return true }
 	echo.OnOpen(func(*websocket.Conn) { hub.Opened() })
 	echo.OnClose(func(*websocket.Conn, error) { hub.Closed() })
@@ -32,6 +33,7 @@ func main() {
 	})
 
 	ws := websocket.NewUpgrader()
+	ws.EnableCompression(f.Compression)
 	ws.CheckOrigin = func(*http.Request) bool { return true }
 	ws.OnOpen(func(c *websocket.Conn) { hub.Opened(); hub.Add(sender{c}) })
 	ws.OnClose(func(c *websocket.Conn, _ error) { hub.Remove(sender{c}); hub.Closed() })

@@ -31,14 +31,18 @@ const maxBody = 1 << 20
 type Flags struct {
 	Addr  string
 	Admin string
+	// Compression turns the library's permessage-deflate on, where the
+	// peer supports it (wsbench compare -compression).
+	Compression bool
 }
 
-// ParseFlags reads -addr and -admin.
+// ParseFlags reads -addr, -admin and -compression.
 func ParseFlags(name string) Flags {
 	var f Flags
 	fs := flag.NewFlagSet(name, flag.ExitOnError)
 	fs.StringVar(&f.Addr, "addr", ":8080", "WebSocket listener: /echo and /ws")
 	fs.StringVar(&f.Admin, "admin", "127.0.0.1:9090", "admin listener: /metrics and POST /v1/broadcast")
+	fs.BoolVar(&f.Compression, "compression", false, "accept permessage-deflate offers (the peers that support it)")
 	_ = fs.Parse(os.Args[1:])
 	return f
 }

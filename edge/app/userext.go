@@ -1,0 +1,90 @@
+package app
+
+import (
+	"encoding/json"
+	"sync/atomic"
+)
+
+// userExt is a connection's room-policy state, allocated only when it has
+// some: a claims connection's patterns, publish rights per membership, a
+// join waiting on the hook. An open-policy connection never has one.
+type userExt struct {
+	grants *grants // PolicyClaims: the connection token's patterns; read-only
+	// pub has bit i set when the member may publish to rooms[i] (rooms and
+	// pub change together, under user.mu).
+	pub []uint64
+	// wait is the join waiting on the hook and the messages behind it;
+	// only the connection's owner touches it.
+	wait *hookWait
+}
+
+// hookWait is one join waiting on the hook. The hook goroutine fills the
+// answer, sets done, then wakes the connection; the owner reads it after
+// seeing done (OnWake).
+type hookWait struct {
+	room    string
+	id      json.RawMessage
+	since   json.RawMessage // with history on: the join's since, copied
+	answer  decision
+	done    atomic.Bool
+	backlog [][]byte // the connection's later messages, copied, in order; owner only
+}
+
+// grants returns u's patterns; nil without any. Only ever set at Accept.
+func (u *user) grants() *grants { return u.ext.grantsOrNil() }
+
+func (e *userExt) grantsOrNil() *grants {
+	if e == nil {
+		return nil
+	}
+	return e.grants
+}
+
+// canPublish reports bit i of pub; u.mu held.
+func (e *userExt) canPublish(i int) bool {
+	return e != nil && i/64 < len(e.pub) && e.pub[i/64]&(1<<(i%64)) != 0
+}
+
+// setPublish sets bit i of u's pub to on; u.mu held. Only a member with
+// the right allocates.
+func (u *user) setPublish(i int, on bool) {
+	if !on && !u.ext.canPublish(i) {
+		return
+	}
+	if u.ext == nil {
+		u.ext = &userExt{}
+	}
+	for len(u.ext.pub) <= i/64 {
+		u.ext.pub = append(u.ext.pub, 0)
+	}
+	if on {
+		u.ext.pub[i/64] |= 1 << (i % 64)
+	} else {
+		u.ext.pub[i/64] &^= 1 << (i % 64)
+	}
+}
+
+// waiting returns the join u's later messages wait behind, or nil; owner only.
+func (u *user) waiting() *hookWait {
+	if u.ext == nil {
+		return nil
+	}
+	return u.ext.wait
+}
+
+// setWait records (or, with nil, clears) the join waiting on the hook;
+// owner only, under mu because detach reads ext.
+func (u *user) setWait(w *hookWait) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.ext == nil {
+		if w == nil {
+			return
+		}
+		u.ext = &userExt{}
+	}
+	u.ext.wait = w
+	if w == nil && u.ext.grants == nil && len(u.ext.pub) == 0 {
+		u.ext = nil // back to nothing held while idle
+	}
+}

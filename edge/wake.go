@@ -1,0 +1,32 @@
+package edge
+
+// wakeHandler is the event of Conn.Wake: the Handler asked for its OnWake
+// on the connection's owner.
+const wakeHandler uint8 = 1 << 7
+
+// Waker is a Handler that takes work back onto a connection's owner: after
+// Conn.Wake, OnWake runs on the task that holds the connection (ordered with
+// OnMessage and OnClose, never concurrently with them). Several Wakes before
+// the owner runs merge into one OnWake, so the Handler keeps its own record
+// of what is pending (on its connection value) and OnWake drains it.
+type Waker interface {
+	Handler
+	OnWake(c *Conn)
+}
+
+// Wake asks for the Handler's OnWake on the connection's owner; it never
+// blocks and is safe from any goroutine. A connection that is closing or
+// closed is not woken: its OnClose runs instead, and must drop whatever
+// the Handler kept for OnWake.
+func (c *Conn) Wake() { c.nc.Wake(wakeHandler) }
+
+// onHandlerWake runs the Handler's OnWake; owner only (Server.OnWake).
+func (c *Conn) onHandlerWake() {
+	rt := c.route.Load()
+	if rt == nil {
+		return
+	}
+	if w, ok := rt.h.(Waker); ok {
+		w.OnWake(c)
+	}
+}
