@@ -27,13 +27,21 @@ func jsOpts(port int, dir string) *natsserver.Options {
 // waits until each consumes the stream.
 func startHistCluster(t *testing.T, ns *natsserver.Server, n int) *testCluster {
 	t.Helper()
+	return startHistClusterWith(t, ns, n, Config{})
+}
+
+// startHistClusterWith is startHistCluster with base as each node's config.
+func startHistClusterWith(t *testing.T, ns *natsserver.Server, n int, base Config) *testCluster {
+	t.Helper()
 	c := &testCluster{t: t, ns: ns}
 	for i := range n {
 		cc := &cluster.Config{
 			URLs: []string{ns.ClientURL()}, NodeID: fmt.Sprintf("node%d", i),
 			Timeout: 2 * time.Second, Heartbeat: 50 * time.Millisecond, ReconnectMax: 100 * time.Millisecond,
 		}
-		ts := start(t, Config{Cluster: cc, HistorySize: 100, HistoryTTL: time.Minute, HistoryStorage: "file"}, nil)
+		cfg := base
+		cfg.Cluster, cfg.HistorySize, cfg.HistoryTTL, cfg.HistoryStorage = cc, 100, time.Minute, "file"
+		ts := start(t, cfg, nil)
 		t.Cleanup(ts.app.Close)
 		c.nodes = append(c.nodes, ts)
 	}
@@ -330,5 +338,38 @@ func TestClusterHistoryRecoveryRacesPublishes(t *testing.T) {
 	}
 	if fmt.Sprint(moved) != fmt.Sprint(want) {
 		t.Fatalf("mover got offsets\n%v\nwant\n%v", moved, want)
+	}
+}
+
+// The room policy holds with history in a cluster: a join it refuses gets
+// nothing, a publish it refuses is not recorded, an allowed join recovers.
+func TestClusterHistoryRoomPolicy(t *testing.T) {
+	h := newHookServer(t)
+	c := startHistClusterWith(t, startNATSWith(t, jsOpts(-1, t.TempDir())), 2,
+		Config{RoomPolicy: PolicyHook, JoinHook: h.URL, HookTimeout: 2 * time.Second})
+	alice := c.dial(0, "alice")
+	if got := answerTo(alice, `{"type":"join","room":"deny-1","id":1,"since":{"offset":0,"epoch":"x"}}`); got != codeForbidden {
+		t.Fatalf("join refused by the hook: %s", got)
+	}
+	if got := answerTo(alice, `{"type":"join","room":"readonly-1","id":1}`); got != "ack" {
+		t.Fatalf("read-only join: %s", got)
+	}
+	if got := answerTo(alice, `{"type":"publish","room":"readonly-1","data":1,"id":2}`); got != codeForbidden {
+		t.Fatalf("read-only publish: %s", got)
+	}
+	var page historyPage
+	mustJSON(t, c.nodes[1].admin(http.MethodGet, "/v1/rooms/readonly-1/history", "", http.StatusOK), &page)
+	if len(page.Messages) != 0 {
+		t.Fatalf("a refused publish was recorded: %+v", page)
+	}
+	ack, _ := alice.joinAck("allow-1", 0, "")
+	epoch := ack["epoch"].(string)
+	alice.send(`{"type":"publish","room":"allow-1","data":"a","id":3}`)
+	seen := num(alice.nextMessage()["offset"])
+	c.nodes[1].admin(http.MethodPost, "/v1/rooms/allow-1/messages", `"b"`, http.StatusOK)
+	bob := c.dial(1, "bob")
+	ack, got := bob.joinAck("allow-1", seen, epoch)
+	if ack["recovered"] != true || len(got) != 1 || got[0]["data"] != "b" {
+		t.Fatalf("allowed join with since: %v %v", ack, got)
 	}
 }
