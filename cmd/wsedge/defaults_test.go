@@ -73,6 +73,7 @@ func TestHelpDefaultsAreDefaultConfig(t *testing.T) {
 		"compression": str(!ed.DisableCompression), "compression-level": str(ed.CompressionLevel), "compression-min-size": str(ed.CompressionMinSize),
 		"max-rooms-per-conn": str(ad.MaxRoomsPerConn), "max-rooms": str(ad.MaxRooms), "admin-max-body": str(ad.AdminMaxBody),
 		"history-size": str(ad.HistorySize), "history-ttl": str(ad.HistoryTTL), "history-max-bytes": str(ad.HistoryMaxBytes),
+		"history-storage": ad.HistoryStorage, "history-replicas": str(ad.HistoryReplicas),
 		"client-rate": "", "client-burst": "", // on with a JWT key only
 		"jwt-audience": "", "jwt-issuer": "", "jwt-allow-no-exp": "", "allowed-origins": "", "admin-token": "",
 		"jwt-secret": "", "jwt-secret-file": "", "jwt-public-key": "", "admin-token-file": "",

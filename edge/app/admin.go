@@ -278,6 +278,10 @@ func (a *App) pushRoom(w http.ResponseWriter, r *http.Request) {
 	if data == nil {
 		return
 	}
+	if a.chist != nil {
+		a.chist.pushRoom(w, room, data)
+		return
+	}
 	fr, n, ok := a.publishRoom(room, "", data)
 	if !ok {
 		a.tooLargeForBus(w) // refused before any member gets it

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/wsedge/wsedge/edge"
 	"github.com/wsedge/wsedge/edge/cluster"
 )
@@ -31,9 +33,12 @@ type App struct {
 	admin   adminAuth
 	cluster Cluster // single, or the NATS bus
 	tokens  tokens
-	hist    *histories // nil: history off
-	policyM policyMetrics
-	hook    *hooks // PolicyHook only
+	hist    *histories   // nil: history off, or a cluster node
+	chist   *clusterHist // cluster node with history: JetStream
+	// recoveries counts joins with since by result (history on).
+	recoveries *prometheus.CounterVec
+	policyM    policyMetrics
+	hook       *hooks // PolicyHook only
 }
 
 // New checks cfg and builds the application.
@@ -93,8 +98,19 @@ func (a *App) Mount(srv *edge.Server) error {
 			return err
 		}
 	}
+	if a.cfg.HistorySize > 0 {
+		if err := a.registerRecoveries(srv.Registry()); err != nil {
+			return err
+		}
+	}
 	if err := a.joinCluster(); err != nil {
 		return err
+	}
+	if b, ok := a.cluster.(*cluster.Bus); ok && a.cfg.HistorySize > 0 {
+		if err := a.startClusterHistory(b); err != nil {
+			a.cluster.Close()
+			return err
+		}
 	}
 	// Last: the expiry wheel's goroutine must not outlive a failed Mount.
 	if err := a.startTokens(srv.Registry()); err != nil {
@@ -107,9 +123,6 @@ func (a *App) Mount(srv *edge.Server) error {
 	a.mountAdmin(srv.Mux())
 	if a.hist != nil {
 		a.startSweeper()
-	}
-	if a.cfg.Cluster != nil && a.cfg.HistorySize > 0 {
-		a.log.Warn("room history is off on a cluster node: offsets and recovery work on a single node only for now (docs/cluster.md)")
 	}
 	if a.verify == nil {
 		a.log.Warn("no JWT key configured: development mode, the ?user= query parameter is the identity and anyone can claim any user")

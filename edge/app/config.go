@@ -65,10 +65,15 @@ type Config struct {
 	// not DefaultConfig's: an embedding program opts in. HistoryTTL is how
 	// long a message is kept (default 2m) and HistoryMaxBytes bounds all
 	// histories on the node (default 64 MiB; the largest lose their oldest
-	// messages first). A cluster node keeps no history yet (docs/cluster.md).
+	// messages first). On a cluster node the history is a JetStream stream
+	// (docs/cluster.md) with these limits, stored in HistoryStorage
+	// ("memory" or "file", default memory) on HistoryReplicas servers
+	// (default 1); HistoryMaxBytes then bounds the whole stream.
 	HistorySize     int
 	HistoryTTL      time.Duration
 	HistoryMaxBytes int64
+	HistoryStorage  string
+	HistoryReplicas int
 	// RoomPolicy decides who may join and publish to a room (policy.go):
 	// PolicyOpen (the default), PolicyClaims or PolicyHook.
 	RoomPolicy string
@@ -128,6 +133,8 @@ func DefaultConfig() Config {
 		HistorySize:     32,
 		HistoryTTL:      2 * time.Minute,
 		HistoryMaxBytes: 64 << 20,
+		HistoryStorage:  "memory",
+		HistoryReplicas: 1,
 		RoomPolicy:      PolicyOpen,
 		HookConcurrency: 64,
 		HookQueue:       4096,
@@ -163,6 +170,15 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.HistoryMaxBytes == 0 {
 		c.HistoryMaxBytes = d.HistoryMaxBytes
+	}
+	if c.HistoryStorage == "" {
+		c.HistoryStorage = d.HistoryStorage
+	}
+	if c.HistoryStorage != "memory" && c.HistoryStorage != "file" {
+		return c, fmt.Errorf("history storage %q: want memory or file", c.HistoryStorage)
+	}
+	if c.HistoryReplicas <= 0 {
+		c.HistoryReplicas = d.HistoryReplicas
 	}
 	if err := c.policyDefaults(d); err != nil {
 		return c, err

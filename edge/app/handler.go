@@ -211,6 +211,10 @@ func (a *App) handle(u *user, p []byte) {
 			a.replyError(u, msg.id, codeForbidden, "you may not publish to room "+msg.room)
 			return
 		}
+		if a.chist != nil {
+			a.chist.clientPublish(u, &msg)
+			return
+		}
 		fr, _, ok := a.publishRoom(msg.room, u.id, msg.data)
 		if !ok {
 			a.refuseTooLarge(u, msg.id) // refused before any member gets it
@@ -227,11 +231,20 @@ func (a *App) handle(u *user, p []byte) {
 // with history on, since (the join's raw member) asks for what was missed.
 func (a *App) joinRoom(u *user, room string, id []byte, pub bool, since json.RawMessage) {
 	var err error
-	if a.hist == nil {
+	switch {
+	case a.chist != nil:
+		pos, ok := parseSince(since)
+		if !ok {
+			a.replyError(u, id, codeBadRequest, `"since" must be {"offset":<integer >= 0>,"epoch":<string>}`)
+			return
+		}
+		a.chist.join(u, room, pub, pos, id) // acks itself, maybe later
+		return
+	case a.hist == nil:
 		if err = a.join(u, room, pub); err == nil {
 			a.ack(u, id)
 		}
-	} else {
+	default:
 		pos, ok := parseSince(since)
 		if !ok {
 			a.replyError(u, id, codeBadRequest, `"since" must be {"offset":<integer >= 0>,"epoch":<string>}`)
@@ -239,15 +252,7 @@ func (a *App) joinRoom(u *user, room string, id []byte, pub bool, since json.Raw
 		}
 		err = a.joinRecover(u, room, pub, pos, id) // acks itself
 	}
-	switch err {
-	case errTooManyRooms:
-		a.m.joinRefused("max_rooms_per_conn")
-		a.replyError(u, id, codeTooManyRooms, "at most "+strconv.Itoa(a.cfg.MaxRoomsPerConn)+" rooms per connection")
-	case errNodeRooms:
-		a.m.joinRefused("max_rooms")
-		a.replyError(u, id, codeTooManyRooms, "this server holds its maximum of "+strconv.Itoa(a.cfg.MaxRooms)+" rooms: join an existing room or try again later")
-	}
-	// errDetached: the connection is being closed; say nothing.
+	a.joinError(u, id, err)
 }
 
 // allow applies the client rate limit: the first message over it gets

@@ -91,8 +91,7 @@ type histories struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 
-	evictions  *prometheus.CounterVec // by reason
-	recoveries *prometheus.CounterVec // by result
+	evictions *prometheus.CounterVec // by reason
 }
 
 func newHistories(cfg Config) *histories {
@@ -240,9 +239,7 @@ func (hs *histories) close() { hs.stopOnce.Do(func() { close(hs.stop) }) }
 func (hs *histories) register(reg prometheus.Registerer) error {
 	hs.evictions = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "wsedge", Name: "history_evictions_total",
 		Help: "Room messages forgotten by the history, by reason (size: -history-size, ttl: -history-ttl, max_bytes: -history-max-bytes)."}, []string{"reason"})
-	hs.recoveries = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "wsedge", Name: "history_recoveries_total",
-		Help: "Joins with since, by result (recovered, gap: recovered:false)."}, []string{"result"})
-	cs := []prometheus.Collector{hs.evictions, hs.recoveries,
+	cs := []prometheus.Collector{hs.evictions,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsedge", Name: "history_bytes", Help: "Bytes held by room histories (messages plus overhead), bounded by -history-max-bytes."},
 			func() float64 { return float64(hs.bytes.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsedge", Name: "history_rooms", Help: "Rooms with a history on this node."},
@@ -256,10 +253,17 @@ func (hs *histories) register(reg prometheus.Registerer) error {
 	for _, r := range []string{"size", "ttl", "max_bytes"} {
 		hs.evictions.WithLabelValues(r)
 	}
-	for _, r := range []string{"recovered", "gap"} {
-		hs.recoveries.WithLabelValues(r)
-	}
 	return nil
+}
+
+// registerRecoveries counts joins with since (single node and cluster).
+func (a *App) registerRecoveries(reg prometheus.Registerer) error {
+	a.recoveries = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "wsedge", Name: "history_recoveries_total",
+		Help: "Joins with since, by result (recovered, gap: recovered:false)."}, []string{"result"})
+	for _, r := range []string{"recovered", "gap"} {
+		a.recoveries.WithLabelValues(r)
+	}
+	return reg.Register(a.recoveries)
 }
 
 // publishRoom delivers a room message to this node's members and returns
@@ -404,7 +408,7 @@ func (a *App) ackJoin(u *user, id []byte, offset int64, epoch string, since *pos
 		if recovered {
 			result = "recovered"
 		}
-		a.hist.recoveries.WithLabelValues(result).Inc()
+		a.recoveries.WithLabelValues(result).Inc()
 	}
 	if id == nil {
 		return

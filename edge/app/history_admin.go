@@ -27,8 +27,8 @@ func (a *App) getHistory(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if a.hist == nil {
-		writeError(w, http.StatusNotFound, "history_off", "room history is off on this node (-history-size 0, or a cluster node)")
+	if a.hist == nil && a.chist == nil {
+		writeError(w, http.StatusNotFound, "history_off", "room history is off on this node (-history-size 0)")
 		return
 	}
 	since, limit := int64(0), historyPageDefault
@@ -47,6 +47,10 @@ func (a *App) getHistory(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		limit = n
+	}
+	if a.chist != nil {
+		a.chist.history(w, room, since, limit)
+		return
 	}
 	page := historyPage{Room: room, Messages: []json.RawMessage{}}
 	h := a.hist.lock(room, false)

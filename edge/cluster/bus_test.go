@@ -185,6 +185,9 @@ func TestClusterJoinLeaveLoopKeepsSubscription(t *testing.T) {
 	testkit.Eventually(t, 3*roomSubGrace, "the idle subscription dropped", func() bool {
 		return b.subscription("r") == nil && b.rooms.nidle.Load() == 0
 	})
+	if err := b.Flush(5 * time.Second); err != nil { // the UNSUB reaches NATS before the request
+		t.Fatal(err)
+	}
 	if _, err := raw.Request(roomSubject("r"), frameMsg("r", fr), time.Second); err != nats.ErrNoResponders {
 		t.Fatalf("room frame after the grace: %v, want no responders", err)
 	}
