@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/netip"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -36,6 +37,10 @@ type StormConfig struct {
 	MaxDialing  int           // handshakes in flight at once; default 1000
 	UserPrefix  string
 	JWTSecret   string
+	// Sources are local addresses bound round robin, as in Config: one
+	// address runs out of ephemeral ports (and into the server's
+	// per-address pending bound) at 19,000 reconnecting clients.
+	Sources []netip.Addr
 	// BackoffBase and BackoffCap are clients/js's full-jitter backoff
 	// (defaults 500ms, 20s); HintJitter is added to a reconnect hint's
 	// after_ms (default 1s).
@@ -56,10 +61,19 @@ type StormResult struct {
 	Connect  *Latency         `json:"connect"`
 	Failures map[string]int64 `json:"failures"` // failed handshakes during the storm, by reason
 	// PeakConnectRate is the most reconnections completed in one second.
-	PeakConnectRate int64   `json:"peak_connect_rate"`
-	ServerPeakCPU   float64 `json:"server_peak_cpu_cores"`
-	ServerPeakRSS   int64   `json:"server_peak_rss_bytes"`
-	Stop            string  `json:"stop"` // all_back, deadline or interrupted
+	PeakConnectRate int64 `json:"peak_connect_rate"`
+	// PeakConnect100ms is the most in one 100 ms bucket: at one second a
+	// burst of N clients can show no more than N, which hides how fast it was.
+	PeakConnect100ms int64 `json:"peak_connect_100ms"`
+	// MaxDown is the longest any client went without a connection;
+	// MaxOverWait, the longest beyond the wait it chose when it lost it
+	// (hint plus jitter, else its first backoff): failed attempts and the
+	// handshake.
+	MaxDown       Duration `json:"max_down"`
+	MaxOverWait   Duration `json:"max_over_wait"`
+	ServerPeakCPU float64  `json:"server_peak_cpu_cores"` // from the first lost connection on
+	ServerPeakRSS int64    `json:"server_peak_rss_bytes"`
+	Stop          string   `json:"stop"` // all_back, deadline or interrupted
 }
 
 type storm struct {
@@ -73,6 +87,7 @@ type storm struct {
 	connected, lost, hinted atomic.Int64
 	stormAt                 atomic.Int64 // ns since t0 of the first loss; 0: none yet
 	buckets                 []atomic.Int64
+	maxDown, maxOverWait    atomic.Int64 // ns
 	mu                      sync.Mutex
 	failures                map[string]int64
 }
@@ -107,7 +122,7 @@ func RunStorm(ctx context.Context, cfg StormConfig, log io.Writer) (*StormResult
 		cfg.UserPrefix = "u"
 	}
 	bc := &Config{URLs: []string{cfg.URL}, UserPrefix: cfg.UserPrefix, JWTSecret: cfg.JWTSecret,
-		DialTimeout: cfg.DialTimeout, MaxDialing: cfg.MaxDialing, Scenario: ScenarioStorm}
+		DialTimeout: cfg.DialTimeout, MaxDialing: cfg.MaxDialing, Sources: cfg.Sources, Scenario: ScenarioStorm}
 	d, err := newDialer(bc, false)
 	if err != nil {
 		return nil, err
@@ -161,7 +176,9 @@ func RunStorm(ctx context.Context, cfg StormConfig, log io.Writer) (*StormResult
 	s.mu.Lock()
 	res.Failures = s.failures
 	s.mu.Unlock()
+	res.MaxDown, res.MaxOverWait = Duration(s.maxDown.Load()), Duration(s.maxOverWait.Load())
 	for i := range s.buckets {
+		res.PeakConnect100ms = max(res.PeakConnect100ms, s.buckets[i].Load())
 		var sum int64
 		for j := i; j < len(s.buckets) && j < i+int(time.Second/stormBucket); j++ {
 			sum += s.buckets[j].Load()
@@ -190,6 +207,8 @@ func (s *storm) waitFor(ctx context.Context, cond func() bool) {
 func (s *storm) client(ctx context.Context, i int) {
 	attempt := 0
 	wasLost := false
+	var lostAt time.Time // zero: not in an outage
+	var wait time.Duration
 	for ctx.Err() == nil {
 		c, took, err := s.d.dial(ctx, i)
 		storming := s.stormAt.Load() != 0
@@ -207,6 +226,12 @@ func (s *storm) client(ctx context.Context, i int) {
 				return
 			}
 			continue
+		}
+		if !lostAt.IsZero() {
+			down := time.Since(lostAt)
+			storeMax(&s.maxDown, int64(down))
+			storeMax(&s.maxOverWait, int64(down-wait))
+			lostAt = time.Time{}
 		}
 		if storming {
 			s.rec.Record(i, took)
@@ -232,7 +257,8 @@ func (s *storm) client(ctx context.Context, i int) {
 		if ctx.Err() != nil {
 			return
 		}
-		s.stormAt.CompareAndSwap(0, int64(time.Since(s.t0)))
+		lostAt = time.Now()
+		s.stormAt.CompareAndSwap(0, int64(lostAt.Sub(s.t0)))
 		if !wasLost {
 			wasLost = true
 			s.lost.Add(1)
@@ -244,9 +270,15 @@ func (s *storm) client(ctx context.Context, i int) {
 		if hint >= 0 {
 			delay = time.Duration(hint)*time.Millisecond + time.Duration(rand.Int64N(int64(s.cfg.HintJitter)))
 		}
+		wait = delay
 		if !sleepCtx(ctx, delay) {
 			return
 		}
+	}
+}
+
+func storeMax(v *atomic.Int64, n int64) {
+	for old := v.Load(); n > old && !v.CompareAndSwap(old, n); old = v.Load() {
 	}
 }
 
@@ -306,7 +338,10 @@ func (s *storm) sampleServer(ctx context.Context, res *StormResult) {
 			prev[i] = last{cpu, now}
 			rss += mem
 		}
-		res.ServerPeakCPU = max(res.ServerPeakCPU, cores)
+		// CPU from the restart on: the ramp before it is not the storm's.
+		if s.stormAt.Load() != 0 {
+			res.ServerPeakCPU = max(res.ServerPeakCPU, cores)
+		}
 		res.ServerPeakRSS = max(res.ServerPeakRSS, rss)
 	}
 }

@@ -17,9 +17,11 @@ const stormUsage = `wsbench storm: hold N clients that reconnect the way clients
 full-jitter backoff from 500 ms to 20 s), wait while the server restarts
 (-restart-cmd, or the operator), and report: clients that lost their
 connection, time until all were back, reconnect latency p50/p99, failed
-handshakes by reason, the peak reconnect rate per second, and with -admin
-(repeat it for the old and the new server) the server's peak CPU and RSS.
-It stops once every client is back, or at -deadline.
+handshakes by reason, the peak reconnect rate per second and per 100 ms,
+the longest any client went without a connection (and beyond the wait it
+chose), and with -admin (repeat it for the old and the new server) the
+servers' peak CPU from the restart on and peak RSS. It stops once every
+client is back, or at -deadline.
 
 Flags:
 `
@@ -44,6 +46,11 @@ func runStorm(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.IntVar(&cfg.MaxDialing, "max-dialing", 0, "handshakes in flight at once (default 1000)")
 	fs.StringVar(&cfg.UserPrefix, "user-prefix", "u", "user id prefix")
 	fs.StringVar(&cfg.JWTSecret, "jwt-secret", os.Getenv("WSBENCH_JWT_SECRET"), "HS256 secret to sign client tokens with")
+	fs.Func("source", "local `addresses` to bind round robin, e.g. 127.0.0.2-127.0.0.20 (past one address's ephemeral ports and the server's per-address pending bound)", func(s string) error {
+		addrs, err := bench.ParseSources(s)
+		cfg.Sources = addrs
+		return err
+	})
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	fs.Usage = func() { fmt.Fprint(stderr, stormUsage); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
@@ -69,8 +76,9 @@ func runStorm(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		c := res.Connect
 		fmt.Fprintf(stdout, "storm: %d clients, %d lost their connection (%d after a reconnect hint); all back after %v (%s)\n",
 			res.Conns, res.Lost, res.Hinted, res.AllBack, res.Stop)
-		fmt.Fprintf(stdout, "reconnects: %d, connect p50 %v p99 %v max %v; peak %d/s; failed handshakes %v\n",
-			c.Count, c.P50, c.P99, c.Max, res.PeakConnectRate, res.Failures)
+		fmt.Fprintf(stdout, "reconnects: %d, connect p50 %v p99 %v max %v; peak %d/s (%d in 100 ms); failed handshakes %v\n",
+			c.Count, c.P50, c.P99, c.Max, res.PeakConnectRate, res.PeakConnect100ms, res.Failures)
+		fmt.Fprintf(stdout, "longest without a connection %v, %v beyond the client's own wait\n", res.MaxDown, res.MaxOverWait)
 		fmt.Fprintf(stdout, "server: peak CPU %.2f cores, peak RSS %.1f MiB\n", res.ServerPeakCPU, float64(res.ServerPeakRSS)/(1<<20))
 	}
 	switch res.Stop {
