@@ -64,8 +64,12 @@ func (u *user) setPublish(i int, on bool) {
 	}
 }
 
-// waiting returns the join u's later messages wait behind, or nil; owner only.
+// waiting returns the join u's later messages wait behind, or nil; owner
+// only. Under mu: a join recovered from JetStream (history_cluster.go)
+// may allocate ext on its own goroutine.
 func (u *user) waiting() *hookWait {
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	if u.ext == nil {
 		return nil
 	}
