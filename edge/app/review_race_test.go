@@ -29,3 +29,44 @@ func TestClusterHistoryRecoveryJoinRacesOwner(t *testing.T) {
 		alice.expect(`{"type":"pong","id":"p"}`)
 	}
 }
+
+// A join recovered from JetStream is done before the connection's next
+// message is handled: a publish right behind it is a member's, and a leave
+// right behind it leaves the room.
+func TestClusterHistoryRecoveryJoinKeepsOrder(t *testing.T) {
+	c := startHistCluster(t, startNATSWith(t, jsOpts(-1, t.TempDir())), 1)
+	ack, _ := c.dial(0, "bob").joinAck("r0", 0, "")
+	epoch := ack["epoch"].(string)
+	alice := c.dial(0, "alice")
+	for i := 1; i <= 5; i++ {
+		room := fmt.Sprintf("r%d", i)
+		alice.send(fmt.Sprintf(`{"type":"join","room":%q,"id":"j","since":{"offset":0,"epoch":%q}}`, room, epoch))
+		alice.send(fmt.Sprintf(`{"type":"publish","room":%q,"data":1,"id":"p"}`, room))
+		alice.send(fmt.Sprintf(`{"type":"leave","room":%q,"id":"l"}`, room))
+		for _, want := range []string{"j", "p", "l"} {
+			for {
+				m := alice.readJSON()
+				if m["type"] == "message" {
+					continue
+				}
+				if m["type"] != "ack" || m["id"] != want {
+					t.Fatalf("%s: want the ack of %s, got %v", room, want, m)
+				}
+				break
+			}
+		}
+		alice.send(`{"type":"ping","id":"x"}`)
+		for {
+			m := alice.readJSON()
+			if m["type"] == "pong" {
+				break
+			}
+			if m["type"] != "message" {
+				t.Fatalf("%s: %v", room, m)
+			}
+		}
+	}
+	if rooms := c.nodes[0].app.users.get("alice").roomList(); len(rooms) != 0 {
+		t.Fatalf("alice left every room she joined, still in %v", rooms)
+	}
+}

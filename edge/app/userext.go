@@ -26,6 +26,7 @@ type hookWait struct {
 	id      json.RawMessage
 	since   json.RawMessage // with history on: the join's since, copied
 	answer  decision
+	joined  bool // a join recovering from JetStream: done by itself, nothing to decide
 	done    atomic.Bool
 	backlog [][]byte // the connection's later messages, copied, in order; owner only
 }
