@@ -211,7 +211,10 @@ func (a *App) pushUser(w http.ResponseWriter, r *http.Request) {
 	n := 1 // connections that took it, when d is Delivered
 	if a.cfg.ConnsPerUser > 1 {
 		ch := make(chan struct{})
-		a.deliverAll(id, payload, func(rd cluster.Delivery, rn int) { d, n = rd, rn; close(ch) })
+		if !a.deliverAll(id, payload, func(rd cluster.Delivery, rn int) { d, n = rd, rn; close(ch) }) {
+			a.tooLargeForBus(w)
+			return
+		}
 		<-ch // an admin handler may wait: at most the cluster timeout
 		if d == cluster.NotConnected {
 			a.m.dropped("not_connected", 1)

@@ -363,11 +363,17 @@ func (a *App) writeUser(conns []*user, payload []byte) (cluster.Delivery, int) {
 
 // deliverAll writes payload to a user's connections here and on the other
 // nodes (Config.ConnsPerUser > 1); done gets the outcome and the count.
-func (a *App) deliverAll(to string, payload []byte, done func(cluster.Delivery, int)) {
-	d, n := a.writeUser(a.users.conns(to), payload)
-	if !a.cluster.Fits(to, len(payload)) {
+// False (done not called): too large for the bus and no connection here.
+func (a *App) deliverAll(to string, payload []byte, done func(cluster.Delivery, int)) bool {
+	conns := a.users.conns(to)
+	fits := a.cluster.Fits(to, len(payload))
+	if conns == nil && !fits {
+		return false
+	}
+	d, n := a.writeUser(conns, payload)
+	if !fits {
 		done(d, n) // too large for the bus: the local connections only
-		return
+		return true
 	}
 	a.cluster.SendUsers(to, payload, func(rd cluster.Delivery, rn int) {
 		if rd == cluster.Delivered || (rd == cluster.Dropped && d == cluster.NotConnected) {
@@ -375,17 +381,20 @@ func (a *App) deliverAll(to string, payload []byte, done func(cluster.Delivery, 
 		}
 		done(d, n+rn)
 	})
+	return true
 }
 
 // sendAll is a client's send with several connections per user allowed.
 func (a *App) sendAll(from *user, msg *clientMessage, payload []byte) {
 	id, name := slices.Clone(msg.id), msg.to // the answer may come after the handler returned
-	a.deliverAll(name, payload, func(d cluster.Delivery, _ int) {
+	if !a.deliverAll(name, payload, func(d cluster.Delivery, _ int) {
 		if d == cluster.NotConnected {
 			a.m.dropped("not_connected", 1)
 		}
 		a.sent(from, id, name, d, nil)
-	})
+	}) {
+		a.refuseTooLarge(from, msg.id)
+	}
 }
 
 // write sends one message to one connection and counts the outcome.

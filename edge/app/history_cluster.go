@@ -248,9 +248,15 @@ func (ch *clusterHist) join(u *user, room string, pub bool, since *position, id 
 		return
 	}
 	id = append([]byte(nil), id...)
+	// The connection's later messages wait behind the join (as behind a
+	// hook call), so that a publish or leave right after it sees it done.
+	w := &hookWait{joined: true}
+	u.setWait(w)
 	go func() {
 		defer func() { <-ch.sem }()
 		ch.recoverJoin(u, room, pub, since, id)
+		w.done.Store(true)
+		u.conn.Wake()
 	}()
 }
 

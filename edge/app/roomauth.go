@@ -136,12 +136,14 @@ func (a *App) OnWake(c *edge.Conn) {
 		return
 	}
 	u.setWait(nil)
-	a.decideJoin(u, w.room, w.id, w.since, w.answer, "")
+	if !w.joined {
+		a.decideJoin(u, w.room, w.id, w.since, w.answer, "")
+	}
 	for i, p := range w.backlog {
-		a.handle(u, p)
-		if next := u.waiting(); next != nil {
-			next.backlog = append(next.backlog, w.backlog[i+1:]...)
+		if next := u.waiting(); next != nil { // the join or a message before p waits in turn
+			next.backlog = append(next.backlog, w.backlog[i:]...)
 			return
 		}
+		a.handle(u, p)
 	}
 }

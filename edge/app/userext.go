@@ -26,6 +26,7 @@ type hookWait struct {
 	id      json.RawMessage
 	since   json.RawMessage // with history on: the join's since, copied
 	answer  decision
+	joined  bool // a join recovering from JetStream: done by itself, nothing to decide
 	done    atomic.Bool
 	backlog [][]byte // the connection's later messages, copied, in order; owner only
 }
@@ -64,8 +65,12 @@ func (u *user) setPublish(i int, on bool) {
 	}
 }
 
-// waiting returns the join u's later messages wait behind, or nil; owner only.
+// waiting returns the join u's later messages wait behind, or nil; owner
+// only. Under mu: a join recovered from JetStream (history_cluster.go)
+// may allocate ext on its own goroutine.
 func (u *user) waiting() *hookWait {
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	if u.ext == nil {
 		return nil
 	}
