@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"net/http"
@@ -371,5 +372,49 @@ func TestClusterHistoryRoomPolicy(t *testing.T) {
 	ack, got := bob.joinAck("allow-1", seen, epoch)
 	if ack["recovered"] != true || len(got) != 1 || got[0]["data"] != "b" {
 		t.Fatalf("allowed join with since: %v %v", ack, got)
+	}
+}
+
+// Anyone with publish rights on the history subjects can store a message
+// (the prefix is no security boundary): a stored message that is not a
+// node's room message (invalid UTF-8, not JSON, not a room message) never
+// reaches a client, live or recovered, and is counted; genuine ones do.
+func TestClusterHistoryRejectsForgedStoredMessages(t *testing.T) {
+	ns := startNATSWith(t, jsOpts(-1, t.TempDir()))
+	c := startHistCluster(t, ns, 2)
+	a := c.dial(0, "a")
+	ack, _ := a.joinAck("r", 0, "")
+	epoch := ack["epoch"].(string)
+
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	subject := "wsedge.hist." + base64.RawURLEncoding.EncodeToString([]byte("r"))
+	for _, forged := range []string{`{"type":"message","room":"r","data":"caf` + "\xe9" + `"}`, `not json`, `{"type":"close","data":1}`} {
+		if _, err := js.Publish(ctx, subject, []byte(forged)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.nodes[1].admin(http.MethodPost, "/v1/rooms/r/messages", `"genuine"`, http.StatusOK)
+	if m := a.nextMessage(); m["data"] != "genuine" {
+		t.Fatalf("first message after the forged ones: %v", m)
+	}
+	for _, reason := range []string{"bad_utf8", "malformed"} {
+		if got := c.nodes[0].scrape("wsedge_bus_rejected_total", "reason="+reason); got < 1 {
+			t.Errorf("wsedge_bus_rejected_total{reason=%q} = %v, want ≥ 1", reason, got)
+		}
+	}
+	// Recovered from the stream on the other node: the forged ones are skipped.
+	b := c.dial(1, "b")
+	ack2, got := b.joinAck("r", 0, epoch)
+	for _, m := range got {
+		if m["data"] != "genuine" {
+			t.Fatalf("recovered a forged message: %v (ack %v)", m, ack2)
+		}
 	}
 }

@@ -1,8 +1,10 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -10,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -216,6 +219,12 @@ func (h *History) streamInfo(ctx context.Context) (*jetstream.StreamInfo, error)
 
 // onMsg hands one stream message to the app, in stream order.
 func (h *History) onMsg(m jetstream.Msg) {
+	defer func() {
+		if v := recover(); v != nil {
+			h.b.m.errors.WithLabelValues("panic").Inc()
+			h.b.logError.Do(func() { h.b.log.Error("cluster: panic handling a history message", "subject", m.Subject(), "panic", v) })
+		}
+	}()
 	md, err := m.Metadata()
 	if err != nil {
 		return
@@ -225,8 +234,29 @@ func (h *History) onMsg(m jetstream.Msg) {
 		h.b.reject(m.Subject(), "bad_subject")
 		return
 	}
+	if reason := h.checkStored(m.Data()); reason != "" {
+		h.b.reject(m.Subject(), reason)
+		return
+	}
 	prev, _ := strconv.ParseUint(m.Headers().Get(hdrPrev), 10, 64)
 	h.deliver(HistMsg{Room: room, Seq: md.Sequence.Stream, Prev: prev, Payload: m.Data()})
+}
+
+// checkStored says why a stored message must not reach clients, or "".
+// Anyone with publish rights on the history subjects can store one (the
+// subject prefix is no security boundary, docs/cluster.md), so it must be
+// what a node records: one JSON room message, valid UTF-8 (clients fail
+// anything else with 1007), within what a node ever relays.
+func (h *History) checkStored(data []byte) string {
+	switch {
+	case int64(len(data)) > h.b.maxText:
+		return rejectTooLarge
+	case !utf8.Valid(data):
+		return rejectBadUTF8
+	case !bytes.HasPrefix(data, []byte(`{"type":"message"`)) || !json.Valid(data):
+		return rejectMalformed
+	}
+	return ""
 }
 
 func (h *History) room(subject string) (string, bool) {
@@ -282,7 +312,12 @@ func (h *History) Next(room string, seq uint64) (m HistMsg, ok bool, err error) 
 		return m, false, fmt.Errorf("%w: %v", ErrHistoryDown, err)
 	}
 	prev, _ := strconv.ParseUint(raw.Header.Get(hdrPrev), 10, 64)
-	return HistMsg{Room: room, Seq: raw.Sequence, Prev: prev, Payload: raw.Data}, true, nil
+	payload := raw.Data
+	if reason := h.checkStored(payload); reason != "" {
+		h.b.reject(raw.Subject, reason)
+		payload = nil // kept in sequence, never sent: the app drops it
+	}
+	return HistMsg{Room: room, Seq: raw.Sequence, Prev: prev, Payload: payload}, true, nil
 }
 
 // parseSubjectToken is subjectToken's inverse.
