@@ -190,7 +190,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			usage(stdout, fs)
 			return exitOK
 		}
-		fmt.Fprintln(stderr, "wsbench: name a scenario: idle, echo, fanout, chat, churn or compare (wsbench -h for help)")
+		fmt.Fprintln(stderr, "wsbench: name a scenario: idle, echo, fanout, chat, churn, compare, storm or recover (wsbench -h for help)")
 		return exitUsage
 	}
 	cfg.Scenario = args[0]
