@@ -41,6 +41,9 @@ Usage:
   wsbench churn  -url ws://HOST:8080/ws   -conns N -rate R -duration D [-admin URL]
   wsbench compare [-conns N ...]          wsedge against bench/peers, one table
   wsbench storm  -url ws://HOST:8080/ws   -conns N [-restart-cmd CMD] [-admin URL]  (wsbench storm -h)
+  wsbench recover -url ws://HOST:8080/ws  -admin URL -conns N [-outage D] [-pid PID]  (wsbench recover -h):
+          every client drops and rejoins its room with since; messages
+          missing or duplicated (must be 0), time until all recovered
 
 Scenarios:
   idle    open N connections at R/s, hold them for D, close them. Connect
@@ -187,7 +190,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			usage(stdout, fs)
 			return exitOK
 		}
-		fmt.Fprintln(stderr, "wsbench: name a scenario: idle, echo, fanout, chat, churn or compare (wsbench -h for help)")
+		fmt.Fprintln(stderr, "wsbench: name a scenario: idle, echo, fanout, chat, churn, compare, storm or recover (wsbench -h for help)")
 		return exitUsage
 	}
 	cfg.Scenario = args[0]
@@ -196,6 +199,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if cfg.Scenario == bench.ScenarioStorm {
 		return runStorm(ctx, args[1:], stdout, stderr)
+	}
+	if cfg.Scenario == bench.ScenarioRecover {
+		return runRecover(ctx, args[1:], stdout, stderr)
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
