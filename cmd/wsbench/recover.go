@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -65,18 +64,10 @@ func runRecover(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitUsage
 	}
 	res, err := bench.RunRecover(ctx, cfg, stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, "wsbench recover:", err)
-		if errors.Is(err, bench.ErrConfig) {
-			return exitUsage
-		}
-		return exitFailed
+	if code, done := ranStandalone(stdout, stderr, "recover", res, err, *asJSON); done {
+		return code
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(res)
-	} else {
+	if !*asJSON {
 		c := res.Reconnect
 		fmt.Fprintf(stdout, "recover: %d clients in %d room(s), %d messages per room; %d rejoins recovered, %d gaps (%s)\n",
 			res.Conns, res.Rooms, res.Published, res.Recovered, res.Gaps, res.Stop)

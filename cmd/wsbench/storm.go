@@ -61,18 +61,10 @@ func runStorm(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	cfg.Admin = admin
 	res, err := bench.RunStorm(ctx, cfg, stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, "wsbench storm:", err)
-		if errors.Is(err, bench.ErrConfig) {
-			return exitUsage
-		}
-		return exitFailed
+	if code, done := ranStandalone(stdout, stderr, "storm", res, err, *asJSON); done {
+		return code
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(res)
-	} else {
+	if !*asJSON {
 		c := res.Connect
 		fmt.Fprintf(stdout, "storm: %d clients, %d lost their connection (%d after a reconnect hint); all back after %v (%s)\n",
 			res.Conns, res.Lost, res.Hinted, res.AllBack, res.Stop)
@@ -88,4 +80,23 @@ func runStorm(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitInterrupted
 	}
 	return exitOK
+}
+
+// ranStandalone handles what storm and recover share after their run: a
+// failed run as its exit code (done), else the result as JSON when asked;
+// the caller then prints its text and picks the exit code from the result.
+func ranStandalone(stdout, stderr io.Writer, name string, res any, err error, asJSON bool) (code int, done bool) {
+	if err != nil {
+		fmt.Fprintf(stderr, "wsbench %s: %v\n", name, err)
+		if errors.Is(err, bench.ErrConfig) {
+			return exitUsage, true
+		}
+		return exitFailed, true
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(res)
+	}
+	return 0, false
 }
