@@ -130,21 +130,10 @@ func RunRecover(ctx context.Context, cfg RecoverConfig, log io.Writer) (*Recover
 	if cfg.Before < 0 || cfg.During < 0 || cfg.After < 0 {
 		return nil, fmt.Errorf("%w: message counts must not be negative", ErrConfig)
 	}
-	def := func(v *time.Duration, d time.Duration) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	def(&cfg.Deadline, 2*time.Minute)
-	def(&cfg.DialTimeout, 10*time.Second)
-	def(&cfg.Outage, 2*time.Second)
-	def(&cfg.Interval, 100*time.Millisecond)
-	if cfg.Rooms <= 0 {
-		cfg.Rooms = 1
-	}
-	if cfg.MaxDialing <= 0 {
-		cfg.MaxDialing = 1000
-	}
+	standaloneDefaults(&cfg.Deadline, &cfg.DialTimeout, &cfg.MaxDialing)
+	positive(&cfg.Outage, 2*time.Second)
+	positive(&cfg.Interval, 100*time.Millisecond)
+	positive(&cfg.Rooms, 1)
 	if cfg.Rate <= 0 {
 		cfg.Rate = 2000
 	}

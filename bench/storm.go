@@ -102,19 +102,10 @@ func RunStorm(ctx context.Context, cfg StormConfig, log io.Writer) (*StormResult
 	if cfg.URL == "" || cfg.Conns <= 0 {
 		return nil, fmt.Errorf("%w: storm needs -url and -conns", ErrConfig)
 	}
-	def := func(v *time.Duration, d time.Duration) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	def(&cfg.Deadline, 2*time.Minute)
-	def(&cfg.DialTimeout, 10*time.Second)
-	def(&cfg.BackoffBase, 500*time.Millisecond)
-	def(&cfg.BackoffCap, 20*time.Second)
-	def(&cfg.HintJitter, time.Second)
-	if cfg.MaxDialing <= 0 {
-		cfg.MaxDialing = 1000
-	}
+	standaloneDefaults(&cfg.Deadline, &cfg.DialTimeout, &cfg.MaxDialing)
+	positive(&cfg.BackoffBase, 500*time.Millisecond)
+	positive(&cfg.BackoffCap, 20*time.Second)
+	positive(&cfg.HintJitter, time.Second)
 	if cfg.Rate <= 0 {
 		cfg.Rate = 1000
 	}
@@ -369,4 +360,19 @@ func scrapeProcess(client *http.Client, url string) (cpu float64, rss int64, ok 
 		}
 	}
 	return cpu, rss, ok
+}
+
+// standaloneDefaults fills what storm and recover share: the whole run's
+// deadline (2m), one dial's limit (10s) and the handshakes in flight (1000).
+func standaloneDefaults(deadline, dialTimeout *time.Duration, maxDialing *int) {
+	positive(deadline, 2*time.Minute)
+	positive(dialTimeout, 10*time.Second)
+	positive(maxDialing, 1000)
+}
+
+// positive sets *v to d unless *v is positive.
+func positive[T int | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
 }
