@@ -18,7 +18,6 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/wsedge/wsedge/edge"
 	"github.com/wsedge/wsedge/internal/testkit"
 )
 
@@ -36,19 +35,7 @@ func TestPprofOffLoopbackWithoutTokenExit2(t *testing.T) {
 // -pprof asks for -admin-token and never shows the command line (which
 // holds the secrets); /echo is off unless -echo.
 func TestPprofBehindAdminTokenAndEchoOff(t *testing.T) {
-	ready := make(chan *edge.Server, 1)
-	done := make(chan int, 1)
-	var errb bytes.Buffer
-	go func() {
-		done <- run([]string{"-addr", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-pprof", "-admin-token", "t0ken", "-jwt-secret", "k3y"}, &bytes.Buffer{}, &errb, ready)
-	}()
-	var srv *edge.Server
-	select {
-	case srv = <-ready:
-	case code := <-done:
-		t.Fatalf("exited %d: %s", code, errb.String())
-	}
-	defer stop(t, done)
+	srv, _ := startRun(t, "-addr", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-pprof", "-admin-token", "t0ken", "-jwt-secret", "k3y")
 	get := func(path, token string) (int, string) {
 		return testkit.Get(t, "http://"+srv.AdminAddr().String()+path, token)
 	}

@@ -67,22 +67,12 @@ func TestEnvFallback(t *testing.T) {
 	t.Setenv("WSEDGE_PING_INTERVAL", "7s")
 	t.Setenv("WSEDGE_ADDR", "127.0.0.1:0")
 	t.Setenv("WSEDGE_ADMIN", "127.0.0.1:0")
-	ready := make(chan *edge.Server, 1)
-	done := make(chan int, 1)
-	var out, errb bytes.Buffer
 	// A flag on the command line beats its environment variable.
-	go func() { done <- run([]string{"-ping-interval", "9s"}, &out, &errb, ready) }()
-	var srv *edge.Server
-	select {
-	case srv = <-ready:
-	case code := <-done:
-		t.Fatalf("exited %d: %s", code, errb.String())
-	}
+	srv, _ := startRun(t, "-ping-interval", "9s")
 	cfg := srv.Config()
 	if cfg.MaxMessage != 12345 || cfg.PingInterval != 9*time.Second {
 		t.Errorf("MaxMessage %d (want 12345 from env), PingInterval %v (want 9s from the flag)", cfg.MaxMessage, cfg.PingInterval)
 	}
-	stop(t, done)
 }
 
 // stop sends SIGTERM to this process (run's signal handler takes it) and
