@@ -14,6 +14,12 @@ import (
 func BenchmarkHubMemory(b *testing.B) {
 	const n = 1 << 20
 	a := &App{cfg: Config{MaxRoomsPerConn: 64, MaxRooms: n}, cluster: single{}}
+	hubMemory(b, a, n, func(u *user, room string) error { return a.join(u, room, false) })
+}
+
+// hubMemory fills a's hub with n users, each joined by join to the room
+// named after its neighbour, and reports the bytes per user.
+func hubMemory(b *testing.B, a *App, n int, join func(u *user, room string) error) {
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = "user-" + strconv.Itoa(i)
@@ -27,14 +33,14 @@ func BenchmarkHubMemory(b *testing.B) {
 		for i, id := range ids {
 			u := &user{id: id, connectedAt: now}
 			a.users.put(u, 1)
-			if err := a.join(u, ids[i^1], false); err != nil {
+			if err := join(u, ids[i^1]); err != nil {
 				b.Fatal(err)
 			}
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/user")
-		if a.users.count.Load() != n || a.rooms.count.Load() != n {
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "B/user")
+		if a.users.count.Load() != int64(n) || a.rooms.count.Load() != int64(n) {
 			b.Fatalf("%d users, %d rooms", a.users.count.Load(), a.rooms.count.Load())
 		}
 	}

@@ -3,7 +3,6 @@ package app
 import (
 	"encoding/json"
 	"fmt"
-	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -236,27 +235,7 @@ func BenchmarkHubMemoryHistory(b *testing.B) {
 	const n = 1 << 20
 	cfg, _ := Config{MaxRoomsPerConn: 64, MaxRooms: n, HistorySize: 32}.withDefaults()
 	a := &App{cfg: cfg, cluster: single{}, hist: newHistories(cfg)}
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = "user-" + strconv.Itoa(i)
-	}
-	for b.Loop() {
-		a.users, a.rooms = newUsers(), newRooms()
-		runtime.GC()
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		now := time.Now().UnixNano()
-		for i, id := range ids {
-			u := &user{id: id, connectedAt: now}
-			a.users.put(u, 1)
-			if err := a.joinRecover(u, ids[i^1], false, nil, nil); err != nil {
-				b.Fatal(err)
-			}
-		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/user")
-	}
+	hubMemory(b, a, n, func(u *user, room string) error { return a.joinRecover(u, room, false, nil, nil) })
 }
 
 // A join that waits on the room policy's hook still recovers with since,
