@@ -255,14 +255,7 @@ func TestClusterHistoryStreamRecreated(t *testing.T) {
 	c.nodes[1].admin(http.MethodPost, "/v1/rooms/r/messages", `"one"`, http.StatusOK)
 	seen := num(a.nextMessage()["offset"])
 
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	js, ctx := rawJetStream(t, ns)
 	if err := js.DeleteStream(ctx, "wsedge_history"); err != nil {
 		t.Fatal(err)
 	}
@@ -386,14 +379,7 @@ func TestClusterHistoryRejectsForgedStoredMessages(t *testing.T) {
 	ack, _ := a.joinAck("r", 0, "")
 	epoch := ack["epoch"].(string)
 
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	js, ctx := rawJetStream(t, ns)
 	subject := "wsedge.hist." + base64.RawURLEncoding.EncodeToString([]byte("r"))
 	for _, forged := range []string{`{"type":"message","room":"r","data":"caf` + "\xe9" + `"}`, `not json`, `{"type":"close","data":1}`} {
 		if _, err := js.Publish(ctx, subject, []byte(forged)); err != nil {
@@ -417,4 +403,22 @@ func TestClusterHistoryRejectsForgedStoredMessages(t *testing.T) {
 			t.Fatalf("recovered a forged message: %v (ack %v)", m, ack2)
 		}
 	}
+}
+
+// rawJetStream is a plain JetStream client of ns, as any NATS user could
+// have, with a context that ends with the test (at most 5s).
+func rawJetStream(t *testing.T, ns *natsserver.Server) (jetstream.JetStream, context.Context) {
+	t.Helper()
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	return js, ctx
 }
