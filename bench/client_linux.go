@@ -62,14 +62,17 @@ type evSocket struct {
 	onEnd   func(reason string)
 }
 
-// newEvLoops starts one loop per CPU the process may use.
-func newEvLoops() (*evLoops, error) {
+// newEvLoops starts n loops, or one per CPU the process may use when n is 0.
+func newEvLoops(n int) (*evLoops, error) {
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
 	size := openFileLimit()
 	if size <= 0 || size > 1<<20 {
 		size = 1 << 20
 	}
 	s := &evLoops{byFD: make([]atomic.Pointer[conn], size)}
-	for range runtime.GOMAXPROCS(0) {
+	for range n {
 		l, err := s.newLoop()
 		if err != nil {
 			s.stop()

@@ -10,7 +10,7 @@ type (
 	evSocket struct{}
 )
 
-func newEvLoops() (*evLoops, error)                                  { return nil, nil }
+func newEvLoops(int) (*evLoops, error)                               { return nil, nil }
 func (*evLoops) stop()                                               {}
 func (*evLoops) detach(*conn) bool                                   { return false }
 func (*evSocket) writeLocked([]byte) error                           { return nil }

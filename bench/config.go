@@ -82,6 +82,9 @@ type Config struct {
 	// GoroutineClient reads every connection from a goroutine of its own
 	// (the client before the event loops), to compare the two.
 	GoroutineClient bool `json:"goroutine_client,omitempty"`
+	// Loops is the number of event loops (0: one per CPU the process may
+	// use). 1 is a single-threaded client such as one event loop in C.
+	Loops int `json:"loops,omitempty"`
 
 	// Worker fields are set by the parent for a child process.
 	WorkerIndex int `json:"worker_index,omitempty"`

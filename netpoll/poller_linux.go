@@ -296,7 +296,7 @@ func (c *Conn) Wake(events uint8) {
 func (p *Poller) readSome(c *Conn, buf []byte) (capped bool, err error) {
 	total := 0
 	for total < p.cfg.ReadCap {
-		n, err := unix.Read(int(c.fd), buf)
+		n, err := rawRead(int(c.fd), buf)
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -354,7 +354,7 @@ func (c *Conn) write(b []byte, shared, final bool) error {
 	// the work of every echo).
 	c.state.Or(stQueued)
 	for len(b) > 0 {
-		n, err := unix.Write(int(c.fd), b)
+		n, err := rawWrite(int(c.fd), b)
 		if err == unix.EINTR {
 			continue
 		}
@@ -386,13 +386,14 @@ func (c *Conn) flush() error {
 }
 
 func (c *Conn) flushLocked() error {
-	var iov [64][]byte
+	var bufs [64][]byte
+	var iov [64]unix.Iovec
 	for c.out != nil {
 		q := c.out
-		k := copy(iov[:], q.bufs)
-		iov[0] = iov[0][q.off:]
-		n, err := unix.Writev(int(c.fd), iov[:k])
-		clear(iov[:k])
+		k := copy(bufs[:], q.bufs)
+		bufs[0] = bufs[0][q.off:]
+		n, err := rawWritev(int(c.fd), bufs[:k], iov[:k])
+		clear(bufs[:k])
 		if err == unix.EINTR {
 			continue
 		}
