@@ -40,6 +40,8 @@ type dialer struct {
 	// handshake, and the pooled (de)compressors serve every connection.
 	z     *frame.Deflate
 	bytes byteCounts
+	// ports hands out local ports (Linux): see localPorts.
+	ports *localPorts
 }
 
 // byteCounts counts a pool's data messages each way, with their payload
@@ -89,6 +91,7 @@ func newDialer(cfg *Config, buffered bool) (*dialer, error) {
 		}
 		d.z = z
 	}
+	d.ports = newLocalPorts(cfg.WorkerIndex, cfg.WorkerCount)
 	return d, nil
 }
 
@@ -141,13 +144,12 @@ func (d *dialer) dial(ctx context.Context, i int) (*conn, time.Duration, error) 
 	if err != nil {
 		return nil, 0, err
 	}
-	nd := net.Dialer{Timeout: d.cfg.DialTimeout}
+	var src net.IP
 	if n := len(d.cfg.Sources); n > 0 {
-		nd.LocalAddr = &net.TCPAddr{IP: d.cfg.Sources[i%n].AsSlice()}
-		nd.Control = bindAddressNoPort
+		src = d.cfg.Sources[i%n].AsSlice()
 	}
 	start := time.Now()
-	nc, resp, err := d.open(ctx, &nd, target)
+	nc, resp, err := d.connect(ctx, src, target)
 	took := time.Since(start)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -175,6 +177,34 @@ func (d *dialer) dial(ctx context.Context, i int) (*conn, time.Duration, error) 
 	}
 	return c, took, nil
 }
+
+// connect opens the connection from src (nil: the route's address). With
+// explicit local ports (Linux) it binds the next port itself and, when that
+// port or its 4-tuple is taken, moves on to the next: a bind to a given port
+// is one lookup, where the kernel's own ephemeral search costs a probe per
+// port in use and, from one source address to one server, grew to about
+// 125 µs a connect at 19,000 (half of the client's CPU over a run).
+func (d *dialer) connect(ctx context.Context, src net.IP, u *url.URL) (net.Conn, *frame.Response, error) {
+	nd := net.Dialer{Timeout: d.cfg.DialTimeout}
+	if d.ports == nil {
+		if src != nil {
+			nd.LocalAddr = &net.TCPAddr{IP: src}
+			nd.Control = bindAddressNoPort
+		}
+		return d.open(ctx, &nd, u)
+	}
+	nd.Control = reuseAddr
+	for attempt := 0; ; attempt++ {
+		nd.LocalAddr = &net.TCPAddr{IP: src, Port: d.ports.next()}
+		nc, resp, err := d.open(ctx, &nd, u)
+		if err == nil || attempt == maxPortAttempts || !portTaken(err) {
+			return nc, resp, err
+		}
+	}
+}
+
+// maxPortAttempts bounds the ports one connect tries.
+const maxPortAttempts = 64
 
 // open connects to u and makes the opening handshake, within DialTimeout
 // and until ctx ends. It returns the socket and the server's response

@@ -4,7 +4,9 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"net"
 	"testing"
 	"time"
 
@@ -84,5 +86,47 @@ func TestEventLoopClient(t *testing.T) {
 	}
 	if f, err := ws.ReadFrame(p.br); err != nil || f.Header.OpCode != ws.OpClose {
 		t.Fatalf("close reply: %+v %v", f.Header, err)
+	}
+}
+
+// A connect whose explicit local port is taken (here by a listener, which
+// SO_REUSEADDR cannot share) moves on to the next port and succeeds; the
+// ports handed out stay in the ephemeral range and wrap around it.
+func TestExplicitLocalPortSkipsTakenPort(t *testing.T) {
+	srv := startTestServer(t, "")
+	cfg := &Config{Scenario: ScenarioIdle, URLs: []string{srv.WS + "/ws"}, Conns: 1, DialTimeout: 5 * time.Second}
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	d, err := newDialer(cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.ports == nil {
+		t.Fatal("no explicit local ports on Linux")
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	port := uint32(taken.Addr().(*net.TCPAddr).Port)
+	if port < d.ports.lo || port >= d.ports.lo+d.ports.n {
+		t.Skipf("the kernel gave port %d outside the range it reports", port)
+	}
+	d.ports.seq.Store(port - d.ports.lo) // the next connect tries the taken port first
+	c, _, err := d.dial(context.Background(), 0)
+	if err != nil {
+		t.Fatalf("dial with the first port taken: %v", err)
+	}
+	defer c.nc.Close()
+	if got := c.nc.LocalAddr().(*net.TCPAddr).Port; got != int(port)+1 && !(port == d.ports.lo+d.ports.n-1 && got == int(d.ports.lo)) {
+		t.Fatalf("connected from port %d, want the one after the taken %d", got, port)
+	}
+
+	d.ports.seq.Store(d.ports.n - 1)
+	if a, b := d.ports.next(), d.ports.next(); a != int(d.ports.lo+d.ports.n-1) || b != int(d.ports.lo) {
+		t.Fatalf("ports at the end of the range: %d then %d", a, b)
 	}
 }

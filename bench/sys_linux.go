@@ -4,8 +4,11 @@ package bench
 
 import (
 	"bytes"
+	"errors"
+	"math/rand/v2"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -27,6 +30,62 @@ func bindAddressNoPort(network, address string, c syscall.RawConn) error {
 	}
 	return nil
 }
+
+// reuseAddr sets SO_REUSEADDR before an explicit bind, so that a local port
+// whose earlier connection is in TIME_WAIT can be bound again (connect
+// then fails with EADDRNOTAVAIL only if the same 4-tuple is still taken).
+func reuseAddr(network, address string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	})
+	if err != nil {
+		return err
+	}
+	if serr != nil {
+		return os.NewSyscallError("setsockopt SO_REUSEADDR", serr)
+	}
+	return nil
+}
+
+// portTaken reports a connect that failed only because its local port (or
+// its 4-tuple) was in use: the next port will do.
+func portTaken(err error) bool {
+	return errors.Is(err, unix.EADDRINUSE) || errors.Is(err, unix.EADDRNOTAVAIL)
+}
+
+// localPorts hands out the local ports of one process's connects, in turn
+// over the kernel's ephemeral range (ip_local_port_range); worker processes
+// start at evenly spaced offsets from a random base so that they rarely
+// meet.
+type localPorts struct {
+	lo, n uint32
+	seq   atomic.Uint32
+}
+
+func newLocalPorts(worker, workers int) *localPorts {
+	lo, hi := 32768, 60999 // the kernel's default range
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := bytes.Fields(b); len(f) == 2 {
+			l, err1 := strconv.Atoi(string(f[0]))
+			h, err2 := strconv.Atoi(string(f[1]))
+			if err1 == nil && err2 == nil && 0 < l && l < h && h < 65536 {
+				lo, hi = l, h
+			}
+		}
+	}
+	p := &localPorts{lo: uint32(lo), n: uint32(hi - lo + 1)}
+	// A random base, so that a run does not start on the ports the last
+	// one left in TIME_WAIT.
+	start := rand.Uint32N(p.n)
+	if workers > 1 {
+		start += p.n / uint32(workers) * uint32(worker)
+	}
+	p.seq.Store(start)
+	return p
+}
+
+func (p *localPorts) next() int { return int(p.lo + (p.seq.Add(1)-1)%p.n) }
 
 // selfUsage returns this process's CPU seconds (user, system) and peak RSS.
 func selfUsage() (user, sys float64, maxRSS int64) {

@@ -18,3 +18,11 @@ func machineCPU() (busy, total uint64, ok bool) { return 0, 0, false }
 
 // openFileLimit is checked on Linux only.
 func openFileLimit() int { return 0 }
+
+// Explicit local ports are a Linux refinement; elsewhere the kernel picks.
+type localPorts struct{}
+
+func newLocalPorts(worker, workers int) *localPorts              { return nil }
+func (p *localPorts) next() int                                  { return 0 }
+func reuseAddr(network, address string, c syscall.RawConn) error { return nil }
+func portTaken(err error) bool                                   { return false }
