@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -34,6 +35,11 @@ scenarios, and prints one table with each server's figures and wsedge's
 ratio to the best peer. Needs the Go toolchain and the source tree (-repo),
 unless -bin holds prebuilt binaries (wsedge, peer-<name>) and -no-build.
 
+One run on a shared machine swings by 15-30%: -rounds N runs the servers
+in turn N times (interleaved, a fresh server each run) and prints each
+figure's median with its range, and wsedge's ratio to the best peer of
+each round as a median with its range.
+
 Flags:
 `
 
@@ -53,6 +59,10 @@ type compareOptions struct {
 	messages            int
 	procs               int
 	compression         bool
+	rounds              int
+	loops               int
+	interval            time.Duration
+	room                string
 }
 
 // compareRun is one server's results.
@@ -85,6 +95,10 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "echo: duration")
 	fs.IntVar(&o.procs, "procs", 0, "worker processes (default: enough for the open-file limit)")
 	fs.StringVar(&o.jsonFile, "json", "", "write every result as JSON to `FILE`")
+	fs.IntVar(&o.rounds, "rounds", 1, "run the servers in turn this many times (interleaved); medians and ranges")
+	fs.IntVar(&o.loops, "loops", 0, "client event loops per process (default one per CPU; 1: a single-threaded client)")
+	fs.DurationVar(&o.interval, "interval", 100*time.Millisecond, "fanout: time between broadcasts")
+	fs.StringVar(&o.room, "room", "", "fanout: wsedge pushes to this room, which every client joins, instead of broadcasting (the peers have no rooms and broadcast)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -93,6 +107,10 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	if o.fanoutConns == 0 {
 		o.fanoutConns = o.idleConns
+	}
+	if o.rounds < 1 || o.interval <= 0 {
+		fmt.Fprintln(stderr, "wsbench compare: -rounds must be at least 1 and -interval positive")
+		return exitUsage
 	}
 	if o.procs == 0 {
 		o.procs = (max(o.idleConns, o.fanoutConns) + 18999) / 19000
@@ -119,17 +137,30 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			return exitFailed
 		}
 	}
-	var runs []*compareRun
-	for _, s := range servers {
-		if ctx.Err() != nil {
-			break
+	var rounds [][]*compareRun
+	for i := 0; i < o.rounds && ctx.Err() == nil; i++ {
+		var runs []*compareRun
+		for _, s := range servers {
+			if ctx.Err() != nil {
+				break
+			}
+			fmt.Fprintf(stderr, "wsbench compare: round %d of %d: %s ...\n", i+1, o.rounds, s)
+			runs = append(runs, compareOne(ctx, &o, s, stderr))
 		}
-		fmt.Fprintf(stderr, "wsbench compare: %s ...\n", s)
-		runs = append(runs, compareOne(ctx, &o, s, stderr))
+		if len(runs) == len(servers) {
+			rounds = append(rounds, runs)
+		}
 	}
-	printCompare(stdout, &o, runs)
+	if len(rounds) > 0 {
+		printCompare(stdout, &o, rounds)
+	}
 	if o.jsonFile != "" {
-		b, _ := json.MarshalIndent(runs, "", "  ")
+		var b []byte
+		if o.rounds == 1 && len(rounds) == 1 {
+			b, _ = json.MarshalIndent(rounds[0], "", "  ")
+		} else {
+			b, _ = json.MarshalIndent(rounds, "", "  ")
+		}
 		if err := os.WriteFile(o.jsonFile, append(b, '\n'), 0o644); err != nil {
 			fmt.Fprintln(stderr, "wsbench compare:", err)
 			return exitFailed
@@ -138,9 +169,11 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if ctx.Err() != nil {
 		return exitInterrupted
 	}
-	for _, r := range runs {
-		if r.Error != "" {
-			return exitFailed
+	for _, runs := range rounds {
+		for _, r := range runs {
+			if r.Error != "" {
+				return exitFailed
+			}
 		}
 	}
 	return exitOK
@@ -262,18 +295,27 @@ func compareOne(ctx context.Context, o *compareOptions, server string, stderr io
 		Conns: o.idleConns, Rate: o.idleRate, Hold: o.hold, Procs: o.procs, Compression: o.compression,
 	}}
 	if hasWS {
-		scen = append(scen, bench.Config{
+		fan := bench.Config{
 			Scenario: bench.ScenarioFanout, URLs: []string{base + "/ws"}, Admin: []string{admin},
-			Conns: o.fanoutConns, ConnectRate: o.idleRate, Messages: o.messages, Interval: 100 * time.Millisecond, Procs: o.procs,
+			Conns: o.fanoutConns, ConnectRate: o.idleRate, Messages: o.messages, Interval: o.interval, Procs: o.procs,
 			Size: o.fanoutSize, Compression: o.compression,
 			PID: cmd.Process.Pid, // the server's CPU over the pushes, from /proc
-		})
+		}
+		if o.room != "" {
+			if server == "wsedge" {
+				fan.Room = o.room
+			} else {
+				run.Notes = append(run.Notes, "no rooms: fanout broadcasts")
+			}
+		}
+		scen = append(scen, fan)
 	}
 	scen = append(scen, bench.Config{
 		Scenario: bench.ScenarioEcho, URLs: []string{base + "/echo"}, Admin: []string{admin},
 		Conns: o.echoConns, ClosedLoop: true, Size: o.echoSize, Duration: o.duration, Compression: o.compression,
 	})
 	for _, cfg := range scen {
+		cfg.Loops = o.loops
 		res, err := bench.Run(ctx, cfg, bench.Options{Spawn: spawnWorker})
 		if err != nil {
 			run.Notes = append(run.Notes, fmt.Sprintf("%s: %v", cfg.Scenario, err))
@@ -437,12 +479,15 @@ func ifNil(r *bench.Result, f func() int64) int64 {
 	return f()
 }
 
-// printCompare prints the table (Markdown, so it pastes into the docs).
-func printCompare(w io.Writer, o *compareOptions, runs []*compareRun) {
+// printCompare prints the table (Markdown, so it pastes into the docs): each
+// figure, and wsedge's ratio to the best peer; over several rounds each cell
+// is the median with its range, and the ratio is taken per round (against
+// that round's best peer) and given as the median with its range.
+func printCompare(w io.Writer, o *compareOptions, rounds [][]*compareRun) {
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
 	head := "| figure\t"
 	sep := "|---\t"
-	for _, r := range runs {
+	for _, r := range rounds[0] {
 		head += " " + r.Server + "\t"
 		sep += "---\t"
 	}
@@ -450,39 +495,114 @@ func printCompare(w io.Writer, o *compareOptions, runs []*compareRun) {
 	fmt.Fprintln(tw, sep+"---\t")
 	for _, row := range compareRows {
 		line := "| " + row.name + "\t"
-		var wsedge float64
-		haveWsedge := false
-		best, bestName := math.NaN(), ""
-		for _, r := range runs {
-			v, ok := row.get(r.Results)
-			if !ok || r.Error != "" {
-				line += " -\t"
-				continue
+		for i := range rounds[0] {
+			var vals []float64
+			for _, runs := range rounds {
+				if v, ok := row.get(runs[i].Results); ok && runs[i].Error == "" {
+					vals = append(vals, v)
+				}
 			}
-			line += " " + row.format(v) + "\t"
-			if r.Server == "wsedge" {
-				wsedge, haveWsedge = v, true
-			} else if math.IsNaN(best) || (row.lower && v < best) || (!row.lower && v > best) {
-				best, bestName = v, r.Server
+			line += " " + spread(vals, row.format) + "\t"
+		}
+		var ratios []float64
+		bestBy := map[string]int{}
+		for _, runs := range rounds {
+			if r, best, ok := bestRatio(row, runs); ok {
+				ratios = append(ratios, r)
+				bestBy[best]++
 			}
 		}
 		ratio := "-"
-		if haveWsedge && !math.IsNaN(best) && best != 0 {
-			ratio = fmt.Sprintf("%.2f× (best: %s, %s better)", wsedge/best, bestName, map[bool]string{true: "lower", false: "higher"}[row.lower])
+		if len(ratios) > 0 {
+			ratio = spread(ratios, func(v float64) string { return fmt.Sprintf("%.2f×", v) }) +
+				fmt.Sprintf(" (best: %s, %s better)", bestNames(bestBy), map[bool]string{true: "lower", false: "higher"}[row.lower])
 		}
 		fmt.Fprintln(tw, line+" "+ratio+"\t")
 	}
 	_ = tw.Flush()
-	fmt.Fprintf(w, "\nidle: %d conns on %s at %.0f/s held %s; fanout: %d conns, %d broadcasts of %d B; echo: %d conns closed loop, %d B, %s; compression offered %v; %d CPUs\n",
-		o.idleConns, o.idlePath, o.idleRate, o.hold, o.fanoutConns, o.messages, o.fanoutSize, o.echoConns, o.echoSize, o.duration, o.compression, numCPU())
-	for _, r := range runs {
-		if r.Error != "" {
-			fmt.Fprintf(w, "%s: FAILED: %s\n", r.Server, r.Error)
-		}
-		for _, n := range r.Notes {
-			fmt.Fprintf(w, "%s: %s\n", r.Server, n)
+	fan := "broadcasts"
+	if o.room != "" {
+		fan = "pushes to room " + o.room + " (wsedge; the peers broadcast)"
+	}
+	loops := "one per CPU"
+	if o.loops > 0 {
+		loops = fmt.Sprint(o.loops)
+	}
+	fmt.Fprintf(w, "\nidle: %d conns on %s at %.0f/s held %s; fanout: %d conns, %d %s of %d B, %s apart; echo: %d conns closed loop, %d B, %s; compression offered %v; client event loops: %s; %d round(s); %d CPUs\n",
+		o.idleConns, o.idlePath, o.idleRate, o.hold, o.fanoutConns, o.messages, fan, o.fanoutSize, o.interval, o.echoConns, o.echoSize, o.duration, o.compression, loops, len(rounds), numCPU())
+	if len(rounds) > 1 {
+		fmt.Fprintln(w, "each cell: median (min-max) over the rounds; the ratio is taken within each round")
+	}
+	for k, runs := range rounds {
+		for _, r := range runs {
+			prefix := r.Server
+			if len(rounds) > 1 {
+				prefix = fmt.Sprintf("round %d: %s", k+1, r.Server)
+			}
+			if r.Error != "" {
+				fmt.Fprintf(w, "%s: FAILED: %s\n", prefix, r.Error)
+			}
+			for _, n := range r.Notes {
+				fmt.Fprintf(w, "%s: %s\n", prefix, n)
+			}
 		}
 	}
+}
+
+// bestRatio is wsedge's figure over the best peer's in one round.
+func bestRatio(row compareRow, runs []*compareRun) (ratio float64, best string, ok bool) {
+	var wsedge float64
+	haveWsedge := false
+	bestV := math.NaN()
+	for _, r := range runs {
+		v, ok := row.get(r.Results)
+		if !ok || r.Error != "" {
+			continue
+		}
+		if r.Server == "wsedge" {
+			wsedge, haveWsedge = v, true
+		} else if math.IsNaN(bestV) || (row.lower && v < bestV) || (!row.lower && v > bestV) {
+			bestV, best = v, r.Server
+		}
+	}
+	if !haveWsedge || math.IsNaN(bestV) || bestV == 0 {
+		return 0, "", false
+	}
+	return wsedge / bestV, best, true
+}
+
+// spread formats vals as their median, with the range when there are several.
+func spread(vals []float64, format func(float64) string) string {
+	switch len(vals) {
+	case 0:
+		return "-"
+	case 1:
+		return format(vals[0])
+	}
+	s := slices.Clone(vals)
+	slices.Sort(s)
+	n := len(s)
+	med := s[n/2]
+	if n%2 == 0 {
+		med = (s[n/2-1] + s[n/2]) / 2
+	}
+	return fmt.Sprintf("%s (%s-%s)", format(med), format(s[0]), format(s[n-1]))
+}
+
+// bestNames lists the peers that were best, with how often when it varied.
+func bestNames(by map[string]int) string {
+	names := make([]string, 0, len(by))
+	for n := range by {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	if len(names) == 1 {
+		return names[0]
+	}
+	for i, n := range names {
+		names[i] = fmt.Sprintf("%s %d", n, by[n])
+	}
+	return strings.Join(names, ", ")
 }
 
 func numCPU() int { return runtime.NumCPU() }
