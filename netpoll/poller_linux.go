@@ -89,7 +89,8 @@ func (p *Poller) QueuedBytes() int64 { return p.queued.Load() }
 func (p *Poller) Open() int64 { return p.open.Load() }
 
 // Register takes ownership of fd (a connected, non-blocking socket) as c and
-// starts watching it. init, if not nil, runs once c has its ID and before
+// starts watching it. It must be non-blocking: reads and writes on it are raw
+// system calls, and a blocking one would hold a P for as long as it blocked. init, if not nil, runs once c has its ID and before
 // any event for it can be dispatched (the caller sets up timers there). On
 // error the caller still owns fd.
 func (p *Poller) Register(c *Conn, fd int, init func(*Conn)) error {

@@ -145,7 +145,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 				break
 			}
 			fmt.Fprintf(stderr, "wsbench compare: round %d of %d: %s ...\n", i+1, o.rounds, s)
-			runs = append(runs, compareOne(ctx, &o, s, stderr))
+			runs = append(runs, compareOne(ctx, &o, s, i+1))
 		}
 		if len(runs) == len(servers) {
 			rounds = append(rounds, runs)
@@ -234,55 +234,78 @@ func buildServers(ctx context.Context, o *compareOptions, servers []string, stde
 }
 
 // freePort returns a loopback port nothing listens on right now.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// freePorts returns n distinct free loopback ports: their listeners stay
+// open until all are picked, so the kernel cannot hand out one twice.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer ln.Close()
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return ports, nil
 }
 
-func compareOne(ctx context.Context, o *compareOptions, server string, stderr io.Writer) *compareRun {
-	run := &compareRun{Server: server, Results: map[string]*bench.Result{}}
-	fail := func(err error) *compareRun { run.Error = err.Error(); return run }
-	wsPort, err := freePort()
+// startServer starts one server on fresh ports, its output in a log of its
+// own (per round), and waits until its /metrics answers.
+func startServer(ctx context.Context, o *compareOptions, server string, round int) (cmd *exec.Cmd, addr, admin string, err error) {
+	ports, err := freePorts(2)
 	if err != nil {
-		return fail(err)
-	}
-	adminPort, err := freePort()
-	if err != nil {
-		return fail(err)
+		return nil, "", "", err
 	}
 	bin := filepath.Join(o.bin, "peer-"+server)
 	if server == "wsedge" {
 		bin = filepath.Join(o.bin, "wsedge")
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", wsPort)
-	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
-	logf, err := os.Create(filepath.Join(o.bin, server+".log"))
-	if err != nil {
-		return fail(err)
+	addr = fmt.Sprintf("127.0.0.1:%d", ports[0])
+	admin = fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+	name := server + ".log"
+	if o.rounds > 1 {
+		name = fmt.Sprintf("%s-round%d.log", server, round)
 	}
-	defer logf.Close()
+	logf, err := os.Create(filepath.Join(o.bin, name))
+	if err != nil {
+		return nil, "", "", err
+	}
+	defer logf.Close() // the child has its own descriptor
 	args := []string{"-addr", addr, "-admin", strings.TrimPrefix(admin, "http://")}
 	if server == "wsedge" {
 		args = append(args, "-echo") // off by default; the echo and idle-on-/echo scenarios need it
 	} else if o.compression {
 		args = append(args, "-compression")
-		if server == "gobwas" {
-			run.Notes = append(run.Notes, "no compression (wsflate not wired into this peer)")
-		}
 	}
-	cmd := exec.Command(bin, args...)
+	cmd = exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		return fail(fmt.Errorf("start %s: %w", bin, err))
+		return nil, "", "", fmt.Errorf("start %s: %w", bin, err)
+	}
+	if err := waitForMetrics(ctx, admin, 15*time.Second); err != nil {
+		stopServer(cmd)
+		return nil, "", "", fmt.Errorf("%s did not come up (log %s): %w", server, logf.Name(), err)
+	}
+	return cmd, addr, admin, nil
+}
+
+func compareOne(ctx context.Context, o *compareOptions, server string, round int) *compareRun {
+	run := &compareRun{Server: server, Results: map[string]*bench.Result{}}
+	if o.compression && server == "gobwas" {
+		run.Notes = append(run.Notes, "no compression (wsflate not wired into this peer)")
+	}
+	cmd, addr, admin, err := startServer(ctx, o, server, round)
+	if err != nil && ctx.Err() == nil {
+		// Once more on other ports, so one unlucky start does not cost the
+		// round; the first failure stays in the notes.
+		run.Notes = append(run.Notes, "first start failed, started again: "+err.Error())
+		cmd, addr, admin, err = startServer(ctx, o, server, round)
+	}
+	if err != nil {
+		run.Error = err.Error()
+		return run
 	}
 	defer stopServer(cmd)
-	if err := waitForMetrics(ctx, admin, 15*time.Second); err != nil {
-		return fail(fmt.Errorf("%s did not come up (log %s): %w", server, logf.Name(), err))
-	}
 	base := "ws://" + addr
 	idlePath := o.idlePath
 	hasWS := endpointExists(ctx, base+"/ws?user=probe")

@@ -62,3 +62,18 @@ func TestSpreadEvenCount(t *testing.T) {
 		t.Errorf("spread(nil) = %q", got)
 	}
 }
+
+// The server's two ports are picked with both listeners open: picked one
+// after the other, a crowded ephemeral range handed out the same port
+// twice and the server could not bind its second listener.
+func TestFreePortsDistinct(t *testing.T) {
+	for range 50 {
+		p, err := freePorts(2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p[0] == p[1] {
+			t.Fatalf("the same port twice: %v", p)
+		}
+	}
+}
