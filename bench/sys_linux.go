@@ -17,35 +17,28 @@ import (
 // bindAddressNoPort lets the kernel pick the local port at connect time, not
 // at bind time, so that each (source, destination) pair has its own
 // ephemeral range: binding a source address then costs no port up front.
-func bindAddressNoPort(network, address string, c syscall.RawConn) error {
-	var serr error
-	err := c.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
-	})
-	if err != nil {
-		return err
-	}
-	if serr != nil {
-		return os.NewSyscallError("setsockopt IP_BIND_ADDRESS_NO_PORT", serr)
-	}
-	return nil
-}
+var bindAddressNoPort = setsockoptControl(unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, "IP_BIND_ADDRESS_NO_PORT")
 
 // reuseAddr sets SO_REUSEADDR before an explicit bind, so that a local port
 // whose earlier connection is in TIME_WAIT can be bound again (connect
 // then fails with EADDRNOTAVAIL only if the same 4-tuple is still taken).
-func reuseAddr(network, address string, c syscall.RawConn) error {
-	var serr error
-	err := c.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-	})
-	if err != nil {
-		return err
+var reuseAddr = setsockoptControl(unix.SOL_SOCKET, unix.SO_REUSEADDR, "SO_REUSEADDR")
+
+// setsockoptControl is a net.Dialer Control that sets one int option to 1.
+func setsockoptControl(level, opt int, name string) func(network, address string, c syscall.RawConn) error {
+	return func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), level, opt, 1)
+		})
+		if err != nil {
+			return err
+		}
+		if serr != nil {
+			return os.NewSyscallError("setsockopt "+name, serr)
+		}
+		return nil
 	}
-	if serr != nil {
-		return os.NewSyscallError("setsockopt SO_REUSEADDR", serr)
-	}
-	return nil
 }
 
 // portTaken reports a connect that failed only because its local port (or
