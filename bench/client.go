@@ -91,7 +91,7 @@ func newDialer(cfg *Config, buffered bool) (*dialer, error) {
 		}
 		d.z = z
 	}
-	d.ports = newLocalPorts(cfg.WorkerIndex, cfg.WorkerCount)
+	d.ports = newLocalPorts(cfg.PortSeed, cfg.WorkerIndex, cfg.WorkerCount)
 	return d, nil
 }
 
@@ -185,25 +185,34 @@ func (d *dialer) dial(ctx context.Context, i int) (*conn, time.Duration, error) 
 // port in use and, from one source address to one server, grew to about
 // 125 µs a connect at 19,000 (half of the client's CPU over a run).
 func (d *dialer) connect(ctx context.Context, src net.IP, u *url.URL) (net.Conn, *frame.Response, error) {
-	nd := net.Dialer{Timeout: d.cfg.DialTimeout}
 	if d.ports == nil {
-		if src != nil {
-			nd.LocalAddr = &net.TCPAddr{IP: src}
-			nd.Control = bindAddressNoPort
-		}
-		return d.open(ctx, &nd, u)
+		return d.open(ctx, d.kernelPorts(src), u)
 	}
-	nd.Control = reuseAddr
-	for attempt := 0; ; attempt++ {
+	nd := net.Dialer{Timeout: d.cfg.DialTimeout, Control: reuseAddr}
+	for range maxPortAttempts {
 		nd.LocalAddr = &net.TCPAddr{IP: src, Port: d.ports.next()}
 		nc, resp, err := d.open(ctx, &nd, u)
-		if err == nil || attempt == maxPortAttempts || !portTaken(err) {
+		if err == nil || !portTaken(err) {
 			return nc, resp, err
 		}
 	}
+	// A crowded range: let the kernel search after all, so that it costs
+	// time and not a connection.
+	return d.open(ctx, d.kernelPorts(src), u)
 }
 
-// maxPortAttempts bounds the ports one connect tries.
+// kernelPorts is a dialer from src (nil: the route's address) whose local
+// port the kernel picks.
+func (d *dialer) kernelPorts(src net.IP) *net.Dialer {
+	nd := &net.Dialer{Timeout: d.cfg.DialTimeout}
+	if src != nil {
+		nd.LocalAddr = &net.TCPAddr{IP: src}
+		nd.Control = bindAddressNoPort
+	}
+	return nd
+}
+
+// maxPortAttempts bounds the explicit ports one connect tries.
 const maxPortAttempts = 64
 
 // open connects to u and makes the opening handshake, within DialTimeout

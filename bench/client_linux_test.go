@@ -130,3 +130,37 @@ func TestExplicitLocalPortSkipsTakenPort(t *testing.T) {
 		t.Fatalf("ports at the end of the range: %d then %d", a, b)
 	}
 }
+
+// Workers of one run share the seed and start evenly spaced from it, so
+// that one does not walk into ports another has just used; and a connect
+// whose every explicit port is taken falls back to a kernel-chosen one
+// rather than failing.
+func TestLocalPortsWorkersSpacedAndFallback(t *testing.T) {
+	a, b := newLocalPorts(12345, 0, 2), newLocalPorts(12345, 1, 2)
+	if gap := (uint32(b.next()) - uint32(a.next()) + a.n) % a.n; gap != a.n/2 {
+		t.Fatalf("workers start %d ports apart, want %d", gap, a.n/2)
+	}
+
+	srv := startTestServer(t, "")
+	cfg := &Config{Scenario: ScenarioIdle, URLs: []string{srv.WS + "/ws"}, Conns: 1, DialTimeout: 5 * time.Second}
+	cfg.Defaults()
+	d, err := newDialer(cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	port := uint32(taken.Addr().(*net.TCPAddr).Port)
+	d.ports = &localPorts{lo: port, n: 1} // every explicit try lands on the listener
+	c, _, err := d.dial(context.Background(), 0)
+	if err != nil {
+		t.Fatalf("dial with every explicit port taken: %v", err)
+	}
+	defer c.nc.Close()
+	if got := c.nc.LocalAddr().(*net.TCPAddr).Port; got == int(port) {
+		t.Fatalf("connected from the taken port %d", got)
+	}
+}

@@ -89,6 +89,9 @@ type Config struct {
 	// Worker fields are set by the parent for a child process.
 	WorkerIndex int `json:"worker_index,omitempty"`
 	WorkerCount int `json:"worker_count,omitempty"`
+	// PortSeed is where the explicit local ports start (Linux), chosen
+	// once by the parent so that workers start evenly spaced from it.
+	PortSeed uint32 `json:"port_seed,omitempty"`
 	// FirstUser is the index of this worker's first user id.
 	FirstUser int `json:"first_user,omitempty"`
 	// TotalUsers is Conns over all workers (chat picks recipients in it).

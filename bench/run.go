@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -159,6 +160,9 @@ func (d *driver) run(parent context.Context, procs int) (*Result, error) {
 func splitConfig(cfg Config, procs int) []Config {
 	out := make([]Config, procs)
 	first := 0
+	if cfg.PortSeed == 0 {
+		cfg.PortSeed = rand.Uint32() | 1 // one base for all workers
+	}
 	for i := range out {
 		c := cfg
 		c.Procs = 0

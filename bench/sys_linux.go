@@ -49,14 +49,13 @@ func portTaken(err error) bool {
 
 // localPorts hands out the local ports of one process's connects, in turn
 // over the kernel's ephemeral range (ip_local_port_range); worker processes
-// start at evenly spaced offsets from a random base so that they rarely
-// meet.
+// start at evenly spaced offsets from one random base.
 type localPorts struct {
 	lo, n uint32
 	seq   atomic.Uint32
 }
 
-func newLocalPorts(worker, workers int) *localPorts {
+func newLocalPorts(seed uint32, worker, workers int) *localPorts {
 	lo, hi := 32768, 60999 // the kernel's default range
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
 		if f := bytes.Fields(b); len(f) == 2 {
@@ -68,9 +67,14 @@ func newLocalPorts(worker, workers int) *localPorts {
 		}
 	}
 	p := &localPorts{lo: uint32(lo), n: uint32(hi - lo + 1)}
-	// A random base, so that a run does not start on the ports the last
-	// one left in TIME_WAIT.
-	start := rand.Uint32N(p.n)
+	// A random base (seed, the same for every worker of a run; random when
+	// unset), so that a run does not start on the ports the last one left
+	// in TIME_WAIT, and workers evenly spaced from it, so that they do not
+	// walk into each other's ports.
+	if seed == 0 {
+		seed = rand.Uint32()
+	}
+	start := seed % p.n
 	if workers > 1 {
 		start += p.n / uint32(workers) * uint32(worker)
 	}

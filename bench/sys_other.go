@@ -22,7 +22,7 @@ func openFileLimit() int { return 0 }
 // Explicit local ports are a Linux refinement; elsewhere the kernel picks.
 type localPorts struct{}
 
-func newLocalPorts(worker, workers int) *localPorts              { return nil }
+func newLocalPorts(seed uint32, worker, workers int) *localPorts { return nil }
 func (p *localPorts) next() int                                  { return 0 }
 func reuseAddr(network, address string, c syscall.RawConn) error { return nil }
 func portTaken(err error) bool                                   { return false }

@@ -147,7 +147,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			fmt.Fprintf(stderr, "wsbench compare: round %d of %d: %s ...\n", i+1, o.rounds, s)
 			runs = append(runs, compareOne(ctx, &o, s, i+1))
 		}
-		if len(runs) == len(servers) {
+		if len(runs) > 0 { // an interrupted round still reports what it ran
 			rounds = append(rounds, runs)
 		}
 	}
@@ -251,7 +251,7 @@ func freePorts(n int) ([]int, error) {
 
 // startServer starts one server on fresh ports, its output in a log of its
 // own (per round), and waits until its /metrics answers.
-func startServer(ctx context.Context, o *compareOptions, server string, round int) (cmd *exec.Cmd, addr, admin string, err error) {
+func startServer(ctx context.Context, o *compareOptions, server string, round int, retry bool) (cmd *exec.Cmd, addr, admin string, err error) {
 	ports, err := freePorts(2)
 	if err != nil {
 		return nil, "", "", err
@@ -262,11 +262,14 @@ func startServer(ctx context.Context, o *compareOptions, server string, round in
 	}
 	addr = fmt.Sprintf("127.0.0.1:%d", ports[0])
 	admin = fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-	name := server + ".log"
+	name := server
 	if o.rounds > 1 {
-		name = fmt.Sprintf("%s-round%d.log", server, round)
+		name += fmt.Sprintf("-round%d", round)
 	}
-	logf, err := os.Create(filepath.Join(o.bin, name))
+	if retry {
+		name += "-retry" // keep the failed start's log
+	}
+	logf, err := os.Create(filepath.Join(o.bin, name+".log"))
 	if err != nil {
 		return nil, "", "", err
 	}
@@ -294,12 +297,12 @@ func compareOne(ctx context.Context, o *compareOptions, server string, round int
 	if o.compression && server == "gobwas" {
 		run.Notes = append(run.Notes, "no compression (wsflate not wired into this peer)")
 	}
-	cmd, addr, admin, err := startServer(ctx, o, server, round)
+	cmd, addr, admin, err := startServer(ctx, o, server, round, false)
 	if err != nil && ctx.Err() == nil {
 		// Once more on other ports, so one unlucky start does not cost the
 		// round; the first failure stays in the notes.
 		run.Notes = append(run.Notes, "first start failed, started again: "+err.Error())
-		cmd, addr, admin, err = startServer(ctx, o, server, round)
+		cmd, addr, admin, err = startServer(ctx, o, server, round, true)
 	}
 	if err != nil {
 		run.Error = err.Error()
@@ -521,6 +524,9 @@ func printCompare(w io.Writer, o *compareOptions, rounds [][]*compareRun) {
 		for i := range rounds[0] {
 			var vals []float64
 			for _, runs := range rounds {
+				if i >= len(runs) {
+					continue // an interrupted round
+				}
 				if v, ok := row.get(runs[i].Results); ok && runs[i].Error == "" {
 					vals = append(vals, v)
 				}
