@@ -10,7 +10,6 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/wsedge/wsedge/edge"
 	"github.com/wsedge/wsedge/internal/testkit"
 )
 
@@ -27,18 +26,7 @@ func TestShutdownTimeoutMustExceedDrainWindow(t *testing.T) {
 // A second SIGTERM during a long spread drain closes the remaining clients
 // at once with 1012, and wsedge exits 0.
 func TestSecondSignalDrainsAtOnce(t *testing.T) {
-	ready := make(chan *edge.Server, 1)
-	done := make(chan int, 1)
-	var errb bytes.Buffer
-	go func() {
-		done <- run([]string{"-addr", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-echo", "-drain-window", "1h", "-shutdown-timeout", "2h"}, &bytes.Buffer{}, &errb, ready)
-	}()
-	var srv *edge.Server
-	select {
-	case srv = <-ready:
-	case code := <-done:
-		t.Fatalf("exited %d: %s", code, errb.String())
-	}
+	srv, _, done := launch(t, "-addr", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-echo", "-drain-window", "1h", "-shutdown-timeout", "2h")
 	c, _, err := websocket.DefaultDialer.Dial("ws://"+srv.Addr().String()+"/echo", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-
-	"github.com/wsedge/wsedge/edge"
 )
 
 func TestVersion(t *testing.T) {
@@ -93,18 +91,7 @@ func stop(t *testing.T, done chan int) {
 }
 
 func TestServesEchoAndDrainsOnSIGTERM(t *testing.T) {
-	ready := make(chan *edge.Server, 1)
-	done := make(chan int, 1)
-	var out, errb bytes.Buffer
-	go func() {
-		done <- run([]string{"-addr", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-shutdown-timeout", "5s", "-drain-window", "0", "-echo"}, &out, &errb, ready)
-	}()
-	var srv *edge.Server
-	select {
-	case srv = <-ready:
-	case code := <-done:
-		t.Fatalf("exited %d: %s", code, errb.String())
-	}
+	srv, _, done := launch(t, "-addr", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-shutdown-timeout", "5s", "-drain-window", "0", "-echo")
 	c, _, err := websocket.DefaultDialer.Dial("ws://"+srv.Addr().String()+"/echo", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -46,18 +46,27 @@ func writeFile(t *testing.T, name, content string) string {
 // startRun runs wsedge with args until the test ends (SIGTERM).
 func startRun(t *testing.T, args ...string) (*edge.Server, *syncBuffer) {
 	t.Helper()
+	srv, errb, done := launch(t, args...)
+	t.Cleanup(func() { stop(t, done) })
+	return srv, errb
+}
+
+// launch runs wsedge with args in this process until it is ready, and
+// returns the server, its stderr and the channel its exit code arrives on;
+// the caller ends it (stop, or its own signals).
+func launch(t *testing.T, args ...string) (*edge.Server, *syncBuffer, chan int) {
+	t.Helper()
 	ready := make(chan *edge.Server, 1)
 	done := make(chan int, 1)
 	errb := &syncBuffer{}
 	go func() { done <- run(args, &bytes.Buffer{}, errb, ready) }()
 	select {
 	case srv := <-ready:
-		t.Cleanup(func() { stop(t, done) })
-		return srv, errb
+		return srv, errb, done
 	case code := <-done:
 		t.Fatalf("exited %d: %s", code, errb.String())
 	}
-	return nil, nil
+	return nil, nil, nil
 }
 
 // Secrets read from files (trimmed) are the ones in force: a token signed
