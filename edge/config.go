@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wsedge/wsedge/frame"
+	"github.com/wsedge/wsedge/internal/defaults"
 	"github.com/wsedge/wsedge/netpoll"
 	"github.com/wsedge/wsedge/wheel"
 )
@@ -147,17 +148,17 @@ func DefaultPendingHandshakes(maxConns int) int { return max(maxConns/4, 64) }
 // negative; durations that are negative are an error) and checks c.
 func (c Config) withDefaults() (Config, error) {
 	d := DefaultConfig()
-	orDefault(&c.Addr, d.Addr)
-	orDefault(&c.AdminAddr, d.AdminAddr)
-	orDefault(&c.WheelTick, d.WheelTick)
-	orDefault(&c.HandshakeTimeout, d.HandshakeTimeout)
-	orDefault(&c.PingInterval, d.PingInterval)
-	orDefault(&c.PongTimeout, d.PongTimeout)
-	orDefault(&c.CloseTimeout, d.CloseTimeout)
+	defaults.Zero(&c.Addr, d.Addr)
+	defaults.Zero(&c.AdminAddr, d.AdminAddr)
+	defaults.Zero(&c.WheelTick, d.WheelTick)
+	defaults.Zero(&c.HandshakeTimeout, d.HandshakeTimeout)
+	defaults.Zero(&c.PingInterval, d.PingInterval)
+	defaults.Zero(&c.PongTimeout, d.PongTimeout)
+	defaults.Zero(&c.CloseTimeout, d.CloseTimeout)
 	if c.DrainWindow < 0 {
 		return c, fmt.Errorf("drain window %v: must not be negative", c.DrainWindow)
 	}
-	orDefault(&c.ShutdownTimeout, max(d.ShutdownTimeout, c.DrainWindow+5*time.Second))
+	defaults.Zero(&c.ShutdownTimeout, max(d.ShutdownTimeout, c.DrainWindow+5*time.Second))
 	if c.DrainWindow > 0 && c.ShutdownTimeout <= c.DrainWindow {
 		return c, fmt.Errorf("shutdown timeout %v must exceed the drain window %v (clients closed at its end need time for the close handshake)", c.ShutdownTimeout, c.DrainWindow)
 	}
@@ -167,21 +168,21 @@ func (c Config) withDefaults() (Config, error) {
 	if c.AcceptBurst <= 0 {
 		c.AcceptBurst = max(1, int(c.AcceptRate))
 	}
-	orDefault(&c.MaxPendingPerIP, d.MaxPendingPerIP) // negative: no bound
-	orDefault(&c.SlowConsumer, d.SlowConsumer)
-	orDefault(&c.CompressionLevel, d.CompressionLevel)
-	orDefault(&c.CompressionMinSize, d.CompressionMinSize) // negative: compress every message
-	orDefault(&c.Logger, d.Logger)
-	positiveOrDefault(&c.Pollers, d.Pollers)
-	positiveOrDefault(&c.Workers, d.Workers)
-	positiveOrDefault(&c.ReadBufferSize, d.ReadBufferSize)
-	positiveOrDefault(&c.PollBatch, d.PollBatch)
-	positiveOrDefault(&c.WheelSlots, d.WheelSlots)
-	positiveOrDefault(&c.MaxMessage, d.MaxMessage)
-	positiveOrDefault(&c.MaxHeaderBytes, d.MaxHeaderBytes)
-	positiveOrDefault(&c.MaxConns, d.MaxConns)
-	positiveOrDefault(&c.MaxPendingHandshakes, DefaultPendingHandshakes(c.MaxConns))
-	positiveOrDefault(&c.WriteQueue, d.WriteQueue)
+	defaults.Zero(&c.MaxPendingPerIP, d.MaxPendingPerIP) // negative: no bound
+	defaults.Zero(&c.SlowConsumer, d.SlowConsumer)
+	defaults.Zero(&c.CompressionLevel, d.CompressionLevel)
+	defaults.Zero(&c.CompressionMinSize, d.CompressionMinSize) // negative: compress every message
+	defaults.Zero(&c.Logger, d.Logger)
+	defaults.Positive(&c.Pollers, d.Pollers)
+	defaults.Positive(&c.Workers, d.Workers)
+	defaults.Positive(&c.ReadBufferSize, d.ReadBufferSize)
+	defaults.Positive(&c.PollBatch, d.PollBatch)
+	defaults.Positive(&c.WheelSlots, d.WheelSlots)
+	defaults.Positive(&c.MaxMessage, d.MaxMessage)
+	defaults.Positive(&c.MaxHeaderBytes, d.MaxHeaderBytes)
+	defaults.Positive(&c.MaxConns, d.MaxConns)
+	defaults.Positive(&c.MaxPendingHandshakes, DefaultPendingHandshakes(c.MaxConns))
+	defaults.Positive(&c.WriteQueue, d.WriteQueue)
 	c.MaxPendingHandshakes = min(c.MaxPendingHandshakes, c.MaxConns)
 	switch c.SlowConsumer {
 	case "close", "drop":
@@ -214,21 +215,6 @@ func (c Config) withDefaults() (Config, error) {
 // blocks on I/O, so more workers than this only add stacks: an idle server
 // should not pay for them.
 func DefaultWorkers() int { return max(16, 8*runtime.GOMAXPROCS(0)) }
-
-// orDefault sets *v to d when *v is the zero value.
-func orDefault[T comparable](v *T, d T) {
-	var zero T
-	if *v == zero {
-		*v = d
-	}
-}
-
-// positiveOrDefault sets *v to d unless *v is positive.
-func positiveOrDefault[T int | int64](v *T, d T) {
-	if *v <= 0 {
-		*v = d
-	}
-}
 
 // IsLoopback reports whether a listen address (host:port) binds only
 // loopback.

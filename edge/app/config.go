@@ -11,6 +11,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/wsedge/wsedge/edge/cluster"
+	"github.com/wsedge/wsedge/internal/defaults"
 )
 
 // Config configures the application layer. The zero value is a development
@@ -153,15 +154,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Path == "" {
 		c.Path = d.Path
 	}
-	if c.MaxRoomsPerConn <= 0 {
-		c.MaxRoomsPerConn = d.MaxRoomsPerConn
-	}
-	if c.MaxRooms <= 0 {
-		c.MaxRooms = d.MaxRooms
-	}
-	if c.AdminMaxBody <= 0 {
-		c.AdminMaxBody = d.AdminMaxBody
-	}
+	defaults.Positive(&c.MaxRoomsPerConn, d.MaxRoomsPerConn)
+	defaults.Positive(&c.MaxRooms, d.MaxRooms)
+	defaults.Positive(&c.AdminMaxBody, d.AdminMaxBody)
 	if c.HistorySize < 0 || c.HistoryTTL < 0 || c.HistoryMaxBytes < 0 {
 		return c, errors.New("history size, ttl and max bytes must not be negative")
 	}
@@ -177,9 +172,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.HistoryStorage != "memory" && c.HistoryStorage != "file" {
 		return c, fmt.Errorf("history storage %q: want memory or file", c.HistoryStorage)
 	}
-	if c.HistoryReplicas <= 0 {
-		c.HistoryReplicas = d.HistoryReplicas
-	}
+	defaults.Positive(&c.HistoryReplicas, d.HistoryReplicas)
 	if err := c.policyDefaults(d); err != nil {
 		return c, err
 	}

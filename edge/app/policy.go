@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/wsedge/wsedge/internal/defaults"
 )
 
 // Room policies (Config.RoomPolicy, -room-policy).
@@ -28,27 +30,17 @@ func (c *Config) policyDefaults(d Config) error {
 	if c.RoomPolicy == "" {
 		c.RoomPolicy = d.RoomPolicy
 	}
-	if c.HookConcurrency <= 0 {
-		c.HookConcurrency = d.HookConcurrency
-	}
-	if c.HookQueue <= 0 {
-		c.HookQueue = d.HookQueue
-	}
-	if c.HookTimeout <= 0 {
-		c.HookTimeout = d.HookTimeout
-	}
+	defaults.Positive(&c.HookConcurrency, d.HookConcurrency)
+	defaults.Positive(&c.HookQueue, d.HookQueue)
+	defaults.Positive(&c.HookTimeout, d.HookTimeout)
 	switch {
 	case c.HookCache == 0:
 		c.HookCache = d.HookCache
 	case c.HookCache < 0:
 		c.HookCache = 0 // off; from here on 0 means off
 	}
-	if c.HookCacheSize <= 0 {
-		c.HookCacheSize = d.HookCacheSize
-	}
-	if c.ConnsPerUser <= 0 {
-		c.ConnsPerUser = d.ConnsPerUser
-	}
+	defaults.Positive(&c.HookCacheSize, d.HookCacheSize)
+	defaults.Positive(&c.ConnsPerUser, d.ConnsPerUser)
 	tokens := len(c.JWTSecret) > 0 || len(c.JWTPublicKeyPEM) > 0
 	switch c.RoomPolicy {
 	case PolicyOpen:
