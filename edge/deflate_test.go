@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand"
 	"net"
-	"net/http"
 	"runtime"
 	"strings"
 	"testing"
@@ -45,23 +44,15 @@ type deflateMsg struct {
 // nothing) and reads the answer.
 func dialDeflate(t testing.TB, s *Server, path, offer string) *deflateClient {
 	t.Helper()
-	c := rawConn(t, s)
 	ext := ""
 	if offer != "" {
 		ext = "Sec-WebSocket-Extensions: " + offer + "\r\n"
 	}
-	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n%s\r\n", path, ext)
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("read 101: %v", err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("status %d, want 101", resp.StatusCode)
-	}
+	c, br, resp := upgradeRawWith(t, s, path, ext)
 	dc := &deflateClient{t: t, c: c, br: br, answer: resp.Header.Get("Sec-WebSocket-Extensions")}
 	// MinSize -1: the client compresses every message, so tests control
 	// exactly what is compressed.
+	var err error
 	dc.z, err = frame.NewDeflate(frame.DeflateConfig{MinSize: -1})
 	if err != nil {
 		t.Fatal(err)

@@ -71,8 +71,16 @@ func rawConn(t testing.TB, s *Server) net.Conn {
 // reader positioned after the 101 response.
 func upgradeRaw(t testing.TB, s *Server, path string) (net.Conn, *bufio.Reader) {
 	t.Helper()
+	c, br, _ := upgradeRawWith(t, s, path, "")
+	return c, br
+}
+
+// upgradeRawWith is upgradeRaw with extra header lines (each ending in
+// \r\n) in the request, and the 101 response returned too.
+func upgradeRawWith(t testing.TB, s *Server, path, headers string) (net.Conn, *bufio.Reader, *http.Response) {
+	t.Helper()
 	c := rawConn(t, s)
-	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", path)
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n%s\r\n", path, headers)
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
@@ -81,7 +89,7 @@ func upgradeRaw(t testing.TB, s *Server, path string) (net.Conn, *bufio.Reader) 
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("status %d, want 101", resp.StatusCode)
 	}
-	return c, br
+	return c, br, resp
 }
 
 // scrape reads the admin /metrics and returns a sample's value (labels as
