@@ -583,7 +583,7 @@ func newShard(p *Poller) (*shard, error) {
 // only when it had nothing.
 func (s *shard) drainOnce(uintptr) bool {
 	for {
-		s.got, s.pollErr = unix.EpollWait(s.epfd, s.events, 0)
+		s.got, s.pollErr = rawEpollWait(s.epfd, s.events)
 		if s.pollErr != unix.EINTR {
 			return s.got > 0 || s.pollErr != nil
 		}

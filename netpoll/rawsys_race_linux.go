@@ -12,3 +12,7 @@ func rawRead(fd int, b []byte) (int, error)  { return unix.Read(fd, b) }
 func rawWrite(fd int, b []byte) (int, error) { return unix.Write(fd, b) }
 
 func rawWritev(fd int, bufs [][]byte, _ []unix.Iovec) (int, error) { return unix.Writev(fd, bufs) }
+
+func rawEpollWait(epfd int, events []unix.EpollEvent) (int, error) {
+	return unix.EpollWait(epfd, events, 0)
+}
