@@ -410,6 +410,9 @@ func (c *Conn) flushLocked() error {
 			c.out = nil
 			c.state.And(^stQueued)
 			if c.closeQ {
+				if c.lingerLocked() {
+					return nil
+				}
 				return errFlushedClose
 			}
 			if c.wrShut {
@@ -465,8 +468,34 @@ func (c *Conn) CloseWhenFlushed() {
 		c.mu.Unlock()
 		return
 	}
+	if c.state.Load()&stDead == 0 && c.lingerLocked() {
+		c.mu.Unlock()
+		return
+	}
 	c.mu.Unlock()
 	c.Close()
+}
+
+// lingerLocked turns a close into a shutdown while the kernel still holds
+// bytes it has not sent (the peer's receive window is full): close(2)
+// would then be undone by any byte the peer sends after it (a ping after
+// its close frame, as in Autobahn's 7.1.6): the kernel answers a byte for a
+// closed socket with a reset and throws away what it had not sent, the
+// tail of the last message before our close frame. So the FIN goes after
+// the data, and the connection keeps reading (the handler discards) until
+// the peer's FIN, or until the caller closes it (wsedge: the close
+// timeout). With nothing left unsent it reports false and the caller
+// closes at once, as before. c.mu is held.
+func (c *Conn) lingerLocked() bool {
+	if n, err := unix.IoctlGetInt(int(c.fd), unix.SIOCOUTQNSD); err != nil || n == 0 {
+		return false
+	}
+	c.closeQ = false
+	if unix.Shutdown(int(c.fd), unix.SHUT_WR) != nil {
+		return false
+	}
+	c.wrShut = true
+	return true
 }
 
 // Shutdown half-closes the write side (FIN) while reads go on; used to
@@ -490,6 +519,21 @@ func (c *Conn) Shutdown() error {
 }
 
 // teardown runs with the busy flag held, exactly once per connection.
+// discardInput reads and drops what the peer sent that was never read (at
+// most 64 KiB) before the fd is closed. close(2) with unread input sends a
+// reset instead of a FIN, and a reset throws away what the kernel has not
+// sent yet: bytes a client sent after its close frame (Autobahn 7.1.6 sends
+// a ping) would cut off the tail of a large message before our close frame.
+func discardInput(fd int) {
+	var buf [4096]byte
+	for range 16 {
+		n, err := rawRead(fd, buf[:])
+		if n <= 0 || err != nil {
+			return
+		}
+	}
+}
+
 func (c *Conn) teardown(err error) {
 	c.mu.Lock()
 	if c.state.Load()&stDead != 0 {
@@ -506,6 +550,7 @@ func (c *Conn) teardown(err error) {
 	c.state.Store(stDead | stBusy)
 	p := c.poller
 	p.reg.clear(int(c.fd), c)
+	discardInput(int(c.fd))
 	// close(2) also removes the fd from its epoll set: we never dup it.
 	unix.Close(int(c.fd))
 	c.mu.Unlock()
