@@ -203,6 +203,32 @@ func TestEchoClosedLoop(t *testing.T) {
 	}
 }
 
+// TestEchoClientWork: -client-work makes a single event loop spend that
+// much CPU per readable socket, so a closed loop over it cannot echo more
+// than one message per connection per work period (a bound a slow machine
+// only makes easier), and the report says what the client did.
+func TestEchoClientWork(t *testing.T) {
+	srv := startTestServer(t, "")
+	res := run(t, Config{
+		Scenario: ScenarioEcho, URLs: []string{srv.WS + "/echo"},
+		Conns: 20, ClosedLoop: true, Size: 8, Duration: 500 * time.Millisecond,
+		Loops: 1, ClientWork: time.Millisecond,
+	})
+	wantConns(t, res, 20)
+	// At most 500 reads in 500 ms, each bringing one connection's echo,
+	// plus the reads of the handshakes and the closes.
+	if m := res.Messages; m.Received == 0 || m.Received > 500+40 {
+		t.Fatalf("%d echoes in 500 ms with 1 ms of work per read on one loop", m.Received)
+	}
+	var sb strings.Builder
+	if err := res.WriteSummary(&sb); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(sb.String(), "1ms of -client-work per read") {
+		t.Errorf("summary does not state the client's work:\n%s", sb.String())
+	}
+}
+
 func TestFanout(t *testing.T) {
 	for _, room := range []string{"", "lobby"} {
 		t.Run("room="+room, func(t *testing.T) {

@@ -3,6 +3,8 @@
 package bench
 
 import (
+	"time"
+
 	"errors"
 	"fmt"
 	"net"
@@ -42,6 +44,7 @@ type evLoops struct {
 	// so a reused number never finds the old connection.
 	byFD []atomic.Pointer[conn]
 	wg   sync.WaitGroup
+	work time.Duration // Config.ClientWork
 }
 
 // evLoop is one epoll instance and the goroutine that waits on it.
@@ -62,8 +65,9 @@ type evSocket struct {
 	onEnd   func(reason string)
 }
 
-// newEvLoops starts n loops, or one per CPU the process may use when n is 0.
-func newEvLoops(n int) (*evLoops, error) {
+// newEvLoops starts n loops, or one per CPU the process may use when n is
+// 0, each spending work of CPU on every readable socket (Config.ClientWork).
+func newEvLoops(n int, work time.Duration) (*evLoops, error) {
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
 	}
@@ -71,7 +75,7 @@ func newEvLoops(n int) (*evLoops, error) {
 	if size <= 0 || size > 1<<20 {
 		size = 1 << 20
 	}
-	s := &evLoops{byFD: make([]atomic.Pointer[conn], size)}
+	s := &evLoops{byFD: make([]atomic.Pointer[conn], size), work: work}
 	for range n {
 		l, err := s.newLoop()
 		if err != nil {
@@ -209,6 +213,9 @@ func (l *evLoop) run() {
 
 // readable reads c once and decodes what came.
 func (l *evLoop) readable(c *conn) {
+	if l.set.work > 0 {
+		spin(l.set.work)
+	}
 	n, err := unix.Read(c.evsock.fd, l.buf)
 	switch {
 	case n > 0:
@@ -222,6 +229,13 @@ func (l *evLoop) readable(c *conn) {
 		l.end(c, "eof")
 	default:
 		l.end(c, classifyReadErr(os.NewSyscallError("read", err)))
+	}
+}
+
+// spin keeps the CPU busy for d (Config.ClientWork): a client's own work
+// per message, not a sleep, so that it costs what real work costs.
+func spin(d time.Duration) {
+	for t0 := time.Now(); time.Since(t0) < d; {
 	}
 }
 

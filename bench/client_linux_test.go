@@ -23,7 +23,7 @@ import (
 func TestEventLoopClient(t *testing.T) {
 	first := append(serverFrame(true, ws.OpText, []byte("hello")), serverFrame(true, ws.OpPing, []byte("p"))...)
 	c, p := startScripted(t, first)
-	loops, err := newEvLoops(0)
+	loops, err := newEvLoops(0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

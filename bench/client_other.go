@@ -2,7 +2,11 @@
 
 package bench
 
-import "github.com/gobwas/ws"
+import (
+	"time"
+
+	"github.com/gobwas/ws"
+)
 
 // Elsewhere every connection has its reader goroutine (conn.readLoop).
 type (
@@ -10,7 +14,7 @@ type (
 	evSocket struct{}
 )
 
-func newEvLoops(int) (*evLoops, error)                               { return nil, nil }
+func newEvLoops(int, time.Duration) (*evLoops, error)                { return nil, nil }
 func (*evLoops) stop()                                               {}
 func (*evLoops) detach(*conn) bool                                   { return false }
 func (*evSocket) writeLocked([]byte) error                           { return nil }

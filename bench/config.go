@@ -85,6 +85,11 @@ type Config struct {
 	// Loops is the number of event loops (0: one per CPU the process may
 	// use). 1 is a single-threaded client such as one event loop in C.
 	Loops int `json:"loops,omitempty"`
+	// ClientWork is CPU an event loop spends on each readable socket
+	// before it reads, to model a client dearer per message than
+	// wsbench's own (about 6 µs per echo here): issue 18's independent
+	// single-loop client spent about 16 µs. 0: none.
+	ClientWork time.Duration `json:"client_work,omitempty"`
 
 	// Worker fields are set by the parent for a child process.
 	WorkerIndex int `json:"worker_index,omitempty"`

@@ -69,7 +69,7 @@ func newPool(cfg *Config, buffered bool) (*pool, error) {
 	}
 	var loops *evLoops
 	if !cfg.GoroutineClient {
-		if loops, err = newEvLoops(cfg.Loops); err != nil {
+		if loops, err = newEvLoops(cfg.Loops, cfg.ClientWork); err != nil {
 			return nil, err
 		}
 	}

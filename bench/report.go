@@ -112,8 +112,12 @@ func (r *Result) WriteSummary(w io.Writer) error {
 		}
 		p("load phase CPU\tclient %.1fs, %s, over %.1fs", l.ClientCPUSeconds, server, l.Seconds)
 	}
-	p("client\t%s I/O, peak RSS %s (%s per held connection), %d goroutines",
-		cl.IO, fmtBytes(float64(cl.PeakRSS)), fmtBytes(cl.RSSPerConn), cl.Goroutines)
+	work := ""
+	if r.Config.ClientWork > 0 && cl.IO == "epoll" {
+		work = fmt.Sprintf(" (plus %v of -client-work per read)", r.Config.ClientWork)
+	}
+	p("client\t%s I/O%s, peak RSS %s (%s per held connection), %d goroutines",
+		cl.IO, work, fmtBytes(float64(cl.PeakRSS)), fmtBytes(cl.RSSPerConn), cl.Goroutines)
 	p("errors\t%d", r.Errors)
 	for _, wn := range r.Warnings {
 		p("WARNING\t%s", wn)

@@ -61,6 +61,7 @@ type compareOptions struct {
 	compression         bool
 	rounds              int
 	loops               int
+	clientWork          time.Duration
 	interval            time.Duration
 	room                string
 }
@@ -97,6 +98,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.StringVar(&o.jsonFile, "json", "", "write every result as JSON to `FILE`")
 	fs.IntVar(&o.rounds, "rounds", 1, "run the servers in turn this many times (interleaved); medians and ranges")
 	fs.IntVar(&o.loops, "loops", 0, "client event loops per process (default one per CPU; 1: a single-threaded client)")
+	fs.DurationVar(&o.clientWork, "client-work", 0, "CPU each client event loop spends per readable socket (a dearer client; see wsbench -h)")
 	fs.DurationVar(&o.interval, "interval", 100*time.Millisecond, "fanout: time between broadcasts")
 	fs.StringVar(&o.room, "room", "", "fanout: wsedge pushes to this room, which every client joins, instead of broadcasting (the peers have no rooms and broadcast)")
 	if err := fs.Parse(args); err != nil {
@@ -342,6 +344,7 @@ func compareOne(ctx context.Context, o *compareOptions, server string, round int
 	})
 	for _, cfg := range scen {
 		cfg.Loops = o.loops
+		cfg.ClientWork = o.clientWork
 		res, err := bench.Run(ctx, cfg, bench.Options{Spawn: spawnWorker})
 		if err != nil {
 			run.Notes = append(run.Notes, fmt.Sprintf("%s: %v", cfg.Scenario, err))
@@ -556,6 +559,9 @@ func printCompare(w io.Writer, o *compareOptions, rounds [][]*compareRun) {
 	loops := "one per CPU"
 	if o.loops > 0 {
 		loops = fmt.Sprint(o.loops)
+	}
+	if o.clientWork > 0 {
+		loops += fmt.Sprintf(", %v of work per read", o.clientWork)
 	}
 	fmt.Fprintf(w, "\nidle: %d conns on %s at %.0f/s held %s; fanout: %d conns, %d %s of %d B, %s apart; echo: %d conns closed loop, %d B, %s; compression offered %v; client event loops: %s; %d round(s); %d CPUs\n",
 		o.idleConns, o.idlePath, o.idleRate, o.hold, o.fanoutConns, o.messages, fan, o.fanoutSize, o.interval, o.echoConns, o.echoSize, o.duration, o.compression, loops, len(rounds), numCPU())

@@ -164,6 +164,7 @@ func newFlagSet(cfg *bench.Config, o *options, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&cfg.DialTimeout, "dial-timeout", 0, "limit of one connect + handshake (default 10s)")
 	fs.IntVar(&cfg.MaxDialing, "max-dialing", 0, "handshakes in flight at once per process (default 256)")
 	fs.IntVar(&cfg.Loops, "loops", 0, "event loops per process (default one per CPU; 1 is a single-threaded client)")
+	fs.DurationVar(&cfg.ClientWork, "client-work", 0, "CPU each event loop spends per readable socket before reading, to model a client dearer per message than wsbench (e.g. 10us with -loops 1: about the independent client of issue 18)")
 	fs.BoolVar(&cfg.GoroutineClient, "goroutine-client", false, "read each connection from its own goroutine instead of the epoll loops (the older, costlier client)")
 	fs.StringVar(&o.jsonFile, "json", "", "write the full result as JSON to `FILE` (- for stdout)")
 	fs.StringVar(&o.failOn, "fail-on", "", "exit 1 when any `condition` holds, e.g. 'errors>0,p99>50ms' (see below)")
