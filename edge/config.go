@@ -27,6 +27,11 @@ type Config struct {
 	Workers        int // worker pool size; default DefaultWorkers()
 	ReadBufferSize int // a worker's pooled read buffer; default 16 KiB
 	PollBatch      int // ready connections one worker task serves per shard round; default netpoll.DefaultBatchSize
+	// PollInPlace lets a shard serve a quiet round (one batch) itself
+	// instead of waking a worker, moving its loop to a new goroutine if the
+	// batch is still running after this long (netpoll Config.InPlace);
+	// default netpoll.DefaultInPlace; negative: never.
+	PollInPlace time.Duration
 
 	WheelTick  time.Duration // timing wheel resolution; default 100ms
 	WheelSlots int           // timing wheel slots; default 4096
@@ -117,6 +122,7 @@ func DefaultConfig() Config {
 		Workers:              DefaultWorkers(),
 		ReadBufferSize:       netpoll.DefaultReadBufferSize,
 		PollBatch:            netpoll.DefaultBatchSize,
+		PollInPlace:          netpoll.DefaultInPlace,
 		WheelTick:            wheel.DefaultTick,
 		WheelSlots:           wheel.DefaultSlots,
 		HandshakeTimeout:     10 * time.Second,
@@ -155,6 +161,7 @@ func (c Config) withDefaults() (Config, error) {
 	defaults.Zero(&c.PingInterval, d.PingInterval)
 	defaults.Zero(&c.PongTimeout, d.PongTimeout)
 	defaults.Zero(&c.CloseTimeout, d.CloseTimeout)
+	defaults.Zero(&c.PollInPlace, d.PollInPlace) // negative: never
 	if c.DrainWindow < 0 {
 		return c, fmt.Errorf("drain window %v: must not be negative", c.DrainWindow)
 	}

@@ -170,8 +170,13 @@ func (s *Server) Start() error {
 		Dispatch:       s.dispatch,
 		DispatchBatch:  s.dispatchBatch,
 		BatchSize:      s.cfg.PollBatch,
+		InPlace:        s.cfg.PollInPlace,
 		OnPanic: func(c *netpoll.Conn, v any) {
 			s.metrics.panics.Inc()
+			if c == nil { // escaped a task's recovery on a shard, as in a worker (the pool's handler)
+				s.logPanic.Do(func() { s.log.Error("panic in worker task", "panic", v) })
+				return
+			}
 			s.logPanic.Do(func() { s.log.Error("panic serving a connection; closed it", "conn", c.ID(), "panic", v) })
 		},
 	})

@@ -3,6 +3,7 @@ package netpoll
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Handler receives a connection's input, its wake-ups and its end. OnData
@@ -56,8 +57,18 @@ type Config struct {
 	// DefaultBatchSize.
 	BatchSize int
 	// OnPanic, if set, is told of a panic recovered in a task (the
-	// connection is then closed).
+	// connection is then closed), and, with c nil, of one that escaped a
+	// task's recovery (from OnPanic or OnClose) on a shard serving a round
+	// in place.
 	OnPanic func(c *Conn, v any)
+	// InPlace lets a shard serve a quiet round itself: a round whose ready
+	// connections fit one batch, with none handed to a worker yet, is
+	// served on the shard's goroutine instead of waking a worker. Should
+	// that batch still be running after InPlace (a task waiting on a lock,
+	// a channel or the network), the shard's loop moves to a new goroutine
+	// and the old one ends with its batch. 0 means DefaultInPlace;
+	// negative, never (every batch goes to Dispatch/DispatchBatch).
+	InPlace time.Duration
 }
 
 // Bits of Conn.state. See doc.go for the protocol they implement.

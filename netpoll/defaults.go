@@ -1,5 +1,7 @@
 package netpoll
 
+import "time"
+
 // The sizes a zero Config field stands for. They are exported so the
 // server's own defaults (edge.DefaultConfig) name them instead of retyping
 // the numbers.
@@ -15,4 +17,10 @@ const (
 	DefaultWriteQueue = 256 << 10
 	// DefaultBatchSize is Config.BatchSize's default: see doc.go.
 	DefaultBatchSize = 32
+	// DefaultInPlace is Config.InPlace's default: a batch of 32 small
+	// echoes takes about 200 µs to serve (about 6 µs each,
+	// docs/benchmarks.md), so a task still running after a millisecond is
+	// more likely waiting than working. The watch looks once per InPlace,
+	// so such a task holds up its shard for 1-2 ms.
+	DefaultInPlace = time.Millisecond
 )

@@ -95,6 +95,31 @@
 // of its batch to tasks of their own. Without DispatchBatch each connection
 // is dispatched alone; Wake dispatches its one connection alone.
 //
+// # Quiet rounds: served in place
+//
+// A round whose ready connections fit one batch, with no batch handed to a
+// worker yet, is served by the shard itself (Config.InPlace). Handing it to
+// a worker would cost a goroutine wake-up and, whenever a CPU is idle (as
+// it is between the messages of a lightly loaded server), a thread wake-up
+// by the Go scheduler besides; a server whose messages come a few at a
+// time pays that on every one. With a single-loop client that spends about
+// 16 µs per message, the load shape of issue 18's independent client, this
+// cut wsedge's context switches per echoed message by a third and its CPU
+// per message by 7-9% (docs/benchmarks.md).
+// Busy rounds still go to the pool, batch by batch, so a loaded server
+// keeps every CPU.
+//
+// A task may wait (wsedge's waits for a JetStream ack, or for the pool
+// tasks of a client's fan-out to a large room). So one timer per Poller
+// (the watch) looks every Config.InPlace while any shard serves in place;
+// a batch it finds older than InPlace has the shard's loop go on on a new
+// goroutine, and the old goroutine finishes its batch and ends (a Batch on
+// a worker is held up the same way). A shard serves no round in place while
+// a goroutine it moved off is still running, so it never has more than
+// two. The watch is armed at most once per InPlace, not once per round:
+// arming a timer earlier than the runtime's next one wakes the thread
+// asleep in its poller, and per round that undid most of the saving.
+//
 // # A full worker pool: caller runs
 //
 // Config.Dispatch (or DispatchBatch) hands a connection (or a batch) to the

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,6 +33,11 @@ type Poller struct {
 	// number could already name another file).
 	life sync.RWMutex
 	wg   sync.WaitGroup
+
+	// The watch over rounds served in place (shard.serveInPlace).
+	epoch      time.Time
+	watch      *time.Timer
+	watchArmed atomic.Bool
 }
 
 // New starts a Poller with cfg.Shards goroutines.
@@ -51,6 +57,9 @@ func New(cfg Config) (*Poller, error) {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = DefaultBatchSize
 	}
+	if cfg.InPlace == 0 {
+		cfg.InPlace = DefaultInPlace
+	}
 	if cfg.WriteQueue <= 0 {
 		cfg.WriteQueue = DefaultWriteQueue
 	}
@@ -61,7 +70,9 @@ func New(cfg Config) (*Poller, error) {
 		}
 		cfg.MaxFD = int(min(rl.Max, 1<<26))
 	}
-	p := &Poller{cfg: cfg}
+	p := &Poller{cfg: cfg, epoch: time.Now()}
+	p.watch = time.AfterFunc(time.Hour, p.watchRounds)
+	p.watch.Stop()
 	p.reg.init(cfg.MaxFD)
 	size := cfg.ReadBufferSize
 	p.bufs.New = func() any { b := make([]byte, size); return &b }
@@ -84,6 +95,17 @@ func New(cfg Config) (*Poller, error) {
 
 // QueuedBytes is the total of every connection's outbound queue.
 func (p *Poller) QueuedBytes() int64 { return p.queued.Load() }
+
+// InPlace counts the rounds the shards served in place (Config.InPlace)
+// and, of them, those whose batch was still running after InPlace, so that
+// the shard's loop moved to a new goroutine.
+func (p *Poller) InPlace() (served, movedOff uint64) {
+	for _, s := range p.shards {
+		served += s.served.Load()
+		movedOff += s.moved.Load()
+	}
+	return served, movedOff
+}
 
 // Open is the number of registered connections.
 func (p *Poller) Open() int64 { return p.open.Load() }
@@ -160,6 +182,7 @@ func (p *Poller) Close() {
 		s.wake()
 	}
 	p.wg.Wait()
+	p.watch.Stop()
 	for _, s := range p.shards {
 		s.close()
 	}
@@ -592,8 +615,27 @@ type shard struct {
 	mu      sync.Mutex
 	ready   []*Conn // busy connections waiting for a task; each at most once
 	batch   *Batch  // this round's connections not yet handed to a task; owned by run
+	handed  bool    // this round handed a batch to a worker already; owned by run
 	stopped bool    // run has returned: ready is no longer served
+
+	// A quiet round served in place (doc.go): inPlace goes idle -> serving
+	// -> idle on the shard's goroutine, or serving -> moved by the
+	// poller's watch, which then starts the shard's loop on a new
+	// goroutine. It stays moved until the goroutine moved off has finished
+	// its batch, and no round is served in place meanwhile, so a shard
+	// never has more than two goroutines. since is when the round began
+	// (nanoseconds from Poller.epoch).
+	inPlace atomic.Uint32
+	since   atomic.Int64
+	served  atomic.Uint64 // rounds served in place (written by the shard only)
+	moved   atomic.Uint64 // of them, moved off by the watch
 }
+
+const (
+	inPlaceIdle uint32 = iota
+	inPlaceServing
+	inPlaceMoved
+)
 
 func newShard(p *Poller) (*shard, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -715,7 +757,11 @@ func abandon(c *Conn) {
 
 func (s *shard) run() {
 	defer s.p.wg.Done()
+	moved := false
 	defer func() {
+		if moved {
+			return // the shard goes on on another goroutine
+		}
 		// Connections left on the ready list are busy with no task to come.
 		s.mu.Lock()
 		s.stopped = true
@@ -726,6 +772,12 @@ func (s *shard) run() {
 			abandon(c)
 		}
 	}()
+	moved = s.loop()
+}
+
+// loop serves rounds until the poller closes (false) or until the shard
+// moved to another goroutine while this one served a round in place (true).
+func (s *shard) loop() (moved bool) {
 	events := make([]unix.EpollEvent, 256)
 	var ready []*Conn
 	for {
@@ -763,7 +815,7 @@ func (s *shard) run() {
 		}
 		if s.p.closed.Load() {
 			s.flushBatch()
-			return
+			return false
 		}
 		s.mu.Lock()
 		ready, s.ready = s.ready, ready[:0]
@@ -772,7 +824,92 @@ func (s *shard) run() {
 			s.dispatch(c)
 			ready[i] = nil
 		}
+		if !s.handed && s.batch != nil && s.p.cfg.InPlace > 0 && s.inPlace.Load() == inPlaceIdle {
+			b := s.batch
+			s.batch = nil
+			if s.serveInPlace(b) {
+				return true
+			}
+		}
 		s.flushBatch()
+		s.handed = false
+	}
+}
+
+// serveInPlace serves a quiet round's one batch on the shard's goroutine,
+// which saves waking a worker (and, when a CPU is idle, the thread the Go
+// scheduler wakes with it). If the batch is still running when the
+// poller's watch finds it older than Config.InPlace, the watch moves the
+// shard's loop to a new goroutine; serveInPlace then reports true once the
+// batch is done, and its goroutine must leave the shard alone and end.
+func (s *shard) serveInPlace(b *Batch) (moved bool) {
+	s.since.Store(int64(time.Since(s.p.epoch)))
+	s.inPlace.Store(inPlaceServing)
+	s.served.Add(1)
+	s.p.armWatch()
+	func() {
+		defer func() {
+			// Only a panic that escaped a task's own recovery (from OnPanic
+			// or OnClose) gets here; ServeBatch has handed the rest of the
+			// batch on. A worker's pool would recover it: so does the shard.
+			if v := recover(); v != nil && s.p.cfg.OnPanic != nil {
+				s.p.cfg.OnPanic(nil, v)
+			}
+		}()
+		s.p.ServeBatch(b)
+	}()
+	if s.inPlace.CompareAndSwap(inPlaceServing, inPlaceIdle) {
+		return false
+	}
+	// Moved: the shard's new goroutine owns everything but this batch, and
+	// serves in place again once this goroutine has let go (its last act).
+	s.inPlace.Store(inPlaceIdle)
+	return true
+}
+
+// armWatch starts the watch unless it is running. One timer for the
+// poller, armed at most once per Config.InPlace while rounds are served in
+// place, not one per round: arming a timer earlier than the Go runtime's
+// next one wakes the thread that sleeps in its poller, and per round that
+// cost most of what serving in place saves.
+func (p *Poller) armWatch() {
+	if !p.watchArmed.Load() && p.watchArmed.CompareAndSwap(false, true) {
+		p.watch.Reset(p.cfg.InPlace)
+	}
+}
+
+// watchRounds is the watch's function: every shard serving a round in
+// place that began Config.InPlace or more ago goes on on a new goroutine
+// (moveOff). It keeps watching while any shard serves in place, so a round
+// is moved off at most 2*InPlace after it began; a shard that finished the
+// round it read and began another meanwhile has the new one moved off
+// early, which is harmless.
+func (p *Poller) watchRounds() {
+	now := int64(time.Since(p.epoch))
+	serving := false
+	for _, s := range p.shards {
+		if s.inPlace.Load() != inPlaceServing {
+			continue
+		}
+		if now-s.since.Load() >= int64(p.cfg.InPlace) {
+			s.moveOff()
+		} else {
+			serving = true
+		}
+	}
+	p.watchArmed.Store(false)
+	if serving {
+		p.armWatch()
+	}
+}
+
+// moveOff starts the shard's loop on a new goroutine if a round is still
+// being served in place.
+func (s *shard) moveOff() {
+	if s.inPlace.CompareAndSwap(inPlaceServing, inPlaceMoved) {
+		s.moved.Add(1)
+		s.p.wg.Add(1)
+		go s.run()
 	}
 }
 
@@ -803,6 +940,7 @@ func (s *shard) flushBatch() {
 		return
 	}
 	s.batch = nil
+	s.handed = true
 	if !s.p.cfg.DispatchBatch(b) {
 		s.p.ServeBatch(b)
 	}

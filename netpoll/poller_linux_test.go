@@ -255,6 +255,7 @@ func TestCallerRuns(t *testing.T) {
 				Shards:   2,
 				Handler:  &funcHandler{data: echo},
 				Dispatch: func(c *Conn) bool { return count(tp.dispatch(c)) },
+				InPlace:  -1, // every round goes to Dispatch: the pool's answer decides
 			}
 			if strings.HasPrefix(mode, "batch") {
 				cfg.DispatchBatch = func(b *Batch) bool { return count(tp.dispatchBatch(b)) }
@@ -309,6 +310,7 @@ func TestBatchRound(t *testing.T) {
 	)
 	p := newTestPollerWith(t, Config{
 		BatchSize: 4,
+		InPlace:   -1, // every round's batch goes to DispatchBatch
 		// No writes: no EPOLLOUT work joins the rounds.
 		Handler:  &funcHandler{data: func(*Conn, []byte) error { reads.Add(1); return nil }},
 		Dispatch: tp.dispatch,
@@ -368,6 +370,7 @@ func TestBatchPanicEscapes(t *testing.T) {
 			},
 		},
 		Dispatch: tp.dispatch,
+		InPlace:  -1, // every round's batch goes to DispatchBatch
 		DispatchBatch: func(b *Batch) bool {
 			if first.CompareAndSwap(false, true) {
 				close(entered)

@@ -50,6 +50,9 @@ func (c *Conn) WriteFinal(b []byte) error { return ErrUnsupported }
 // QueuedBytes is 0.
 func (p *Poller) QueuedBytes() int64 { return 0 }
 
+// InPlace reports nothing served.
+func (p *Poller) InPlace() (served, movedOff uint64) { return 0, 0 }
+
 // WriteShared returns ErrUnsupported.
 func (c *Conn) WriteShared(b []byte) error { return ErrUnsupported }
 

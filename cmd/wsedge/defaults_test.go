@@ -61,7 +61,7 @@ func TestHelpDefaultsAreDefaultConfig(t *testing.T) {
 	want := map[string]string{
 		"addr": ed.Addr, "admin": ed.AdminAddr, "backlog": str(ed.Backlog),
 		"pollers": str(ed.Pollers), "workers": str(ed.Workers), "read-buffer": str(ed.ReadBufferSize),
-		"poll-batch": str(ed.PollBatch),
+		"poll-batch": str(ed.PollBatch), "poll-in-place": str(ed.PollInPlace),
 		"wheel-tick": str(ed.WheelTick), "wheel-slots": str(ed.WheelSlots),
 		"handshake-timeout": str(ed.HandshakeTimeout), "ping-interval": str(ed.PingInterval), "pong-timeout": str(ed.PongTimeout),
 		"close-timeout": str(ed.CloseTimeout), "shutdown-timeout": str(ed.ShutdownTimeout),

@@ -1,0 +1,155 @@
+//go:build linux
+
+package netpoll
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wsedge/wsedge/internal/testkit"
+)
+
+// echoOnce writes msg to peer and reads the echo back.
+func echoOnce(t *testing.T, peer net.Conn, msg string) {
+	t.Helper()
+	peer.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := peer.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(peer, got); err != nil || !bytes.Equal(got, []byte(msg)) {
+		t.Fatalf("echo %q, %v; want %q", got, err, msg)
+	}
+}
+
+// countingPoller is a Poller over a two-worker testPool whose DispatchBatch
+// counts the batches it hands to a worker.
+func countingPoller(t *testing.T, cfg Config) (*Poller, *atomic.Int64) {
+	t.Helper()
+	tp := newTestPool(2)
+	var batches atomic.Int64
+	cfg.Dispatch = tp.dispatch
+	cfg.DispatchBatch = func(b *Batch) bool {
+		batches.Add(1)
+		return tp.dispatchBatch(b)
+	}
+	return newTestPollerWith(t, cfg, tp), &batches
+}
+
+// TestInPlaceServesQuietRound: a round with one ready connection is served
+// on the shard's goroutine, no batch handed to a worker; with InPlace
+// negative every round goes to DispatchBatch.
+func TestInPlaceServesQuietRound(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		inPlace  time.Duration
+		toWorker bool
+	}{{"on", time.Minute, false}, {"off", -1, true}} { // a minute: no round is moved off, however slow the machine
+		t.Run(tc.name, func(t *testing.T) {
+			p, batches := countingPoller(t, Config{Handler: &funcHandler{data: echo}, InPlace: tc.inPlace})
+			_, _, peer := registerPair(t, p)
+			for _, msg := range []string{"a", "bb", "ccc"} {
+				echoOnce(t, peer, msg)
+			}
+			if got := batches.Load(); (got > 0) != tc.toWorker {
+				t.Fatalf("%d batches went to a worker; want them to: %v", got, tc.toWorker)
+			}
+			if served, moved := p.InPlace(); (served > 0) == tc.toWorker || moved != 0 {
+				t.Fatalf("InPlace() = %d served, %d moved off", served, moved)
+			}
+		})
+	}
+}
+
+// TestInPlaceMovesOffAWaitingTask: a task served in place that waits holds
+// up only its own batch: after InPlace the shard's loop goes on on a new
+// goroutine and serves the shard's other connections, and once the waiting
+// task is done the shard serves quiet rounds in place again.
+func TestInPlaceMovesOffAWaitingTask(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	var blocker atomic.Pointer[Conn]
+	p, batches := countingPoller(t, Config{
+		InPlace: time.Millisecond,
+		Handler: &funcHandler{data: func(c *Conn, b []byte) error {
+			if c == blocker.Load() {
+				close(entered)
+				<-release
+			}
+			return c.Write(b)
+		}},
+	})
+	a, _, peerA := registerPair(t, p)
+	_, _, peerB := registerPair(t, p)
+	blocker.Store(a)
+	peerA.Write([]byte("wait"))
+	recv(t, entered, "the task that waits")
+	s := p.shards[0]
+	testkit.Eventually(t, 10*time.Second, "the shard to move off the waiting task", func() bool {
+		return s.inPlace.Load() == inPlaceMoved
+	})
+	echoOnce(t, peerB, "served while the other task waits")
+	if batches.Load() == 0 {
+		t.Fatal("no batch went to a worker while the moved-off goroutine was busy")
+	}
+	blocker.Store(nil)
+	close(release)
+	got := make([]byte, 4)
+	peerA.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(peerA, got); err != nil || string(got) != "wait" {
+		t.Fatalf("the waiting task's echo: %q, %v", got, err)
+	}
+	testkit.Eventually(t, 10*time.Second, "the moved-off goroutine to let go", func() bool {
+		return s.inPlace.Load() == inPlaceIdle
+	})
+	echoOnce(t, peerA, "the one that waited is served again")
+	// A round can also be moved off if the machine stalls the shard's
+	// thread for a millisecond, so look for one round served in place.
+	testkit.Eventually(t, 10*time.Second, "a quiet round served in place again", func() bool {
+		b0, s0 := batches.Load(), s.served.Load()
+		echoOnce(t, peerB, "in place again")
+		return batches.Load() == b0 && s.served.Load() > s0
+	})
+	if _, moved := p.InPlace(); moved < 1 {
+		t.Fatalf("InPlace() moved off %d rounds; want at least the one that waited", moved)
+	}
+}
+
+// TestInPlaceEscapedPanic: a panic that escapes a task's recovery (here
+// from OnClose, after one in OnData) on a shard serving in place is handed
+// to OnPanic with a nil Conn, and the shard goes on serving.
+func TestInPlaceEscapedPanic(t *testing.T) {
+	var bad atomic.Pointer[Conn]
+	escaped := make(chan any, 1)
+	p, _ := countingPoller(t, Config{
+		Handler: &funcHandler{
+			data: func(c *Conn, b []byte) error {
+				if c == bad.Load() {
+					panic("in OnData")
+				}
+				return c.Write(b)
+			},
+			close: func(c *Conn, _ error) {
+				if c == bad.Load() {
+					panic("in OnClose")
+				}
+			},
+		},
+		OnPanic: func(c *Conn, v any) {
+			if c == nil {
+				escaped <- v
+			}
+		},
+	})
+	c1, _, peer1 := registerPair(t, p)
+	_, _, peer2 := registerPair(t, p)
+	bad.Store(c1)
+	peer1.Write([]byte("x"))
+	if v := recv(t, escaped, "the escaped panic"); v != "in OnClose" {
+		t.Fatalf("escaped %v; want the panic from OnClose", v)
+	}
+	echoOnce(t, peer2, "still served")
+}
