@@ -71,7 +71,7 @@ func TestHelpDefaultsAreDefaultConfig(t *testing.T) {
 		"max-pending-per-ip": str(ed.MaxPendingPerIP), "write-queue": str(ed.WriteQueue), "slow-consumer": ed.SlowConsumer,
 		"echo": str(ed.Echo), "pprof": str(ed.Pprof),
 		"compression": str(!ed.DisableCompression), "compression-level": str(ed.CompressionLevel), "compression-min-size": str(ed.CompressionMinSize),
-		"max-rooms-per-conn": str(ad.MaxRoomsPerConn), "max-rooms": str(ad.MaxRooms), "admin-max-body": str(ad.AdminMaxBody),
+		"max-rooms-per-conn": str(ad.MaxRoomsPerConn), "max-rooms": str(ad.MaxRooms), "admin-max-body": str(ad.AdminMaxBody), "fanout-writers": str(ad.FanoutWriters),
 		"history-size": str(ad.HistorySize), "history-ttl": str(ad.HistoryTTL), "history-max-bytes": str(ad.HistoryMaxBytes),
 		"history-storage": ad.HistoryStorage, "history-replicas": str(ad.HistoryReplicas),
 		"client-rate": "", "client-burst": "", // on with a JWT key only
@@ -163,12 +163,12 @@ func readmeValue(s string) string {
 
 // README's flag tables list every flag -h lists, and no other, with the
 // default -h gives. A default decided at start (0 or empty in -h) or by
-// the machine (-pollers, -workers) is written in README as the rule,
+// the machine (-pollers, -workers, -fanout-writers) is written in README as the rule,
 // which must be the words -h puts in parentheses for it.
 func TestReadmeFlagTableMatchesHelp(t *testing.T) {
 	rows := readmeFlags(t)
 	fs := newOptions(io.Discard).fs
-	byMachine := map[string]bool{"pollers": true, "workers": true}
+	byMachine := map[string]bool{"pollers": true, "workers": true, "fanout-writers": true}
 	fs.VisitAll(func(f *flag.Flag) {
 		r, ok := rows[f.Name]
 		if !ok {
@@ -188,6 +188,9 @@ func TestReadmeFlagTableMatchesHelp(t *testing.T) {
 		t.Errorf("README lists -%s, which wsedge does not have", name)
 	}
 	// The rules in words, checked on this machine.
+	if w := max(1, runtime.GOMAXPROCS(0)-1); fs.Lookup("fanout-writers").DefValue != strconv.Itoa(w) {
+		t.Errorf("-fanout-writers default %s, want all CPUs but one, at least 1: %d", fs.Lookup("fanout-writers").DefValue, w)
+	}
 	if w := max(16, 8*runtime.GOMAXPROCS(0)); fs.Lookup("workers").DefValue != strconv.Itoa(w) {
 		t.Errorf("-workers default %s, want 8 per CPU, at least 16: %d", fs.Lookup("workers").DefValue, w)
 	}

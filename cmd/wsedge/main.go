@@ -149,6 +149,7 @@ func newOptions(stderr io.Writer) *options {
 	fs.StringVar(&appCfg.AdminToken, "admin-token", appCfg.AdminToken, "bearer token required on the admin /v1/ API (required when -admin is not loopback; visible in the process list: prefer -admin-token-file or WSEDGE_ADMIN_TOKEN)")
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the admin token (surrounding whitespace trimmed)")
 	fs.Int64Var(&appCfg.AdminMaxBody, "admin-max-body", appCfg.AdminMaxBody, "largest admin API request body in bytes (413 above)")
+	fs.IntVar(&appCfg.FanoutWriters, "fanout-writers", appCfg.FanoutWriters, "CPUs one fan-out (broadcast, room push) keeps busy at most: its batches go out in this many lanes at once (all CPUs but one, at least 1)")
 	fs.IntVar(&appCfg.HistorySize, "history-size", appCfg.HistorySize, "messages each room keeps for clients that rejoin with since; 0 turns history (and offsets) off; in a cluster, per room in the JetStream stream")
 	fs.DurationVar(&appCfg.HistoryTTL, "history-ttl", appCfg.HistoryTTL, "how long a room keeps a message")
 	fs.Int64Var(&appCfg.HistoryMaxBytes, "history-max-bytes", appCfg.HistoryMaxBytes, "bytes all room histories on this node may hold; past it the largest lose their oldest messages (wsedge_history_evictions_total); in a cluster, the JetStream stream's MaxBytes")

@@ -327,3 +327,33 @@ func TestMaxConnsAndPprof(t *testing.T) {
 		t.Errorf("/debug/pprof/: %d", status)
 	}
 }
+
+// TestFanoutLanes: a broadcast and a room push cut into several batches
+// reach every client exactly once, with an exact count, however many lanes
+// (-fanout-writers) write them.
+func TestFanoutLanes(t *testing.T) {
+	defer func(b int) { fanoutBatch = b }(fanoutBatch)
+	fanoutBatch = 2 // 7 clients: 4 batches
+	for _, writers := range []int{1, 2, 3, 8} {
+		t.Run(fmt.Sprint(writers), func(t *testing.T) {
+			ts := start(t, Config{FanoutWriters: writers}, nil)
+			var clients []*client
+			for i := range 7 {
+				c := ts.dial(fmt.Sprint("u", i))
+				c.send(`{"type":"join","room":"r","id":1}`)
+				c.expect(`{"type":"ack","id":1}`)
+				clients = append(clients, c)
+			}
+			if got := ts.admin("POST", "/v1/broadcast", `"b"`, http.StatusOK); got != `{"delivered":7}`+"\n" {
+				t.Fatalf("broadcast: %s", got)
+			}
+			if got := ts.admin("POST", "/v1/rooms/r/messages", `"r"`, http.StatusOK); got != `{"delivered":7}`+"\n" {
+				t.Fatalf("room push: %s", got)
+			}
+			for _, c := range clients { // each exactly once, in order: a duplicate would come before the room message
+				c.expect(`{"type":"message","data":"b"}`)
+				c.expect(`{"type":"message","room":"r","data":"r"}`)
+			}
+		})
+	}
+}

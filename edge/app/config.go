@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"strings"
 	"time"
 
@@ -59,6 +60,11 @@ type Config struct {
 	// loopback address.
 	AdminToken   string
 	AdminMaxBody int64 // largest admin request body; default 1 MiB
+
+	// FanoutWriters bounds the CPUs one fan-out (a broadcast, a room push)
+	// keeps busy: its batches are written in at most this many lanes at
+	// once. Default DefaultFanoutWriters (all CPUs but one, at least 1).
+	FanoutWriters int
 
 	// HistorySize is how many messages each room keeps for clients that
 	// rejoin with since (docs/protocol.md); 0 turns history off and the
@@ -131,6 +137,7 @@ func DefaultConfig() Config {
 		MaxRoomsPerConn: 64,
 		MaxRooms:        DefaultMaxRooms,
 		AdminMaxBody:    1 << 20,
+		FanoutWriters:   DefaultFanoutWriters(),
 		HistorySize:     32,
 		HistoryTTL:      2 * time.Minute,
 		HistoryMaxBytes: 64 << 20,
@@ -146,6 +153,10 @@ func DefaultConfig() Config {
 	}
 }
 
+// DefaultFanoutWriters is Config.FanoutWriters' default: every CPU Go
+// uses but one, at least one.
+func DefaultFanoutWriters() int { return max(1, runtime.GOMAXPROCS(0)-1) }
+
 // NoHookCache as Config.HookCache turns the hook's answer cache off.
 const NoHookCache = -1
 
@@ -157,6 +168,7 @@ func (c Config) withDefaults() (Config, error) {
 	defaults.Positive(&c.MaxRoomsPerConn, d.MaxRoomsPerConn)
 	defaults.Positive(&c.MaxRooms, d.MaxRooms)
 	defaults.Positive(&c.AdminMaxBody, d.AdminMaxBody)
+	defaults.Positive(&c.FanoutWriters, d.FanoutWriters)
 	if c.HistorySize < 0 || c.HistoryTTL < 0 || c.HistoryMaxBytes < 0 {
 		return c, errors.New("history size, ttl and max bytes must not be negative")
 	}

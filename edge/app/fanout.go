@@ -7,10 +7,10 @@ import (
 	"github.com/wsedge/wsedge/edge"
 )
 
-// fanoutBatch is how many connections one pool task writes to. Large enough
-// that task overhead is small next to the writes, small enough that a big
-// room spreads over the workers.
-const fanoutBatch = 512
+// fanoutBatch is how many connections a fan-out writes to in one batch.
+// Large enough that task overhead is small next to the writes, small
+// enough that a big room spreads over the lanes. (A variable for tests.)
+var fanoutBatch = 512
 
 // Delivery kinds, the label of wsedge_deliveries_total.
 const (
@@ -19,48 +19,69 @@ const (
 	kindBroadcast = "broadcast"
 )
 
-// fanout writes f, each of its forms (plain, compressed) encoded once, to every target and returns how
-// many writes were accepted (sent or queued). All but the last batch run on
-// the worker pool; the caller's goroutine takes the last one and then waits
-// for the rest, so the count is exact and a later message from the same
-// caller cannot overtake this one at any connection.
+// fanout writes f, each of its forms (plain, compressed) encoded once, to
+// every target and returns how many writes were accepted (sent or queued).
+// The caller's goroutine writes one lane itself and then waits for the
+// rest (writeLanes), so the count is exact and a later message from the
+// same caller cannot overtake this one at any connection.
 func (a *App) fanout(targets []*user, f *edge.Fanout, kind string) int {
-	var (
-		wg        sync.WaitGroup
-		delivered atomic.Int64
-	)
-	for len(targets) > fanoutBatch {
-		batch := targets[:fanoutBatch:fanoutBatch]
-		targets = targets[fanoutBatch:]
-		wg.Add(1)
-		a.srv.Submit(func() {
-			defer wg.Done()
-			delivered.Add(int64(a.writeBatch(batch, f, kind)))
-		})
+	return a.writeLanes(cut(nil, targets), f, kind)
+}
+
+// cut appends users to batches in batches of fanoutBatch.
+func cut(batches [][]*user, users []*user) [][]*user {
+	for len(users) > 0 {
+		n := min(len(users), fanoutBatch)
+		batches = append(batches, users[:n:n])
+		users = users[n:]
 	}
-	delivered.Add(int64(a.writeBatch(targets, f, kind)))
-	wg.Wait()
-	return int(delivered.Load())
+	return batches
 }
 
 // broadcast writes f to every registered user: each registry shard is
-// snapshotted in turn and written in batches of fanoutBatch on the pool.
+// snapshotted in turn, cut into batches of fanoutBatch, and the batches are
+// written in lanes (writeLanes).
 func (a *App) broadcast(f *edge.Fanout) int {
+	var batches [][]*user
+	a.users.eachShard(func(snap []*user) { batches = cut(batches, snap) })
+	return a.writeLanes(batches, f, kindBroadcast)
+}
+
+// writeLanes writes f to the batches in at most Config.FanoutWriters lanes
+// at once: every lane but the last is one pool task that writes its
+// batches in turn, the caller writes the last, then waits for the others.
+// A fan-out therefore keeps at most FanoutWriters CPUs busy (by default
+// all but one): the reads, handshakes and timers of every other
+// connection keep a CPU however large the fan-out, and a client on the
+// same machine keeps one too (docs/benchmarks.md).
+func (a *App) writeLanes(batches [][]*user, f *edge.Fanout, kind string) int {
+	lanes := min(a.cfg.FanoutWriters, len(batches))
+	if lanes <= 1 {
+		n := 0
+		for _, b := range batches {
+			n += a.writeBatch(b, f, kind)
+		}
+		return n
+	}
 	var (
 		wg        sync.WaitGroup
 		delivered atomic.Int64
 	)
-	a.users.eachShard(func(snap []*user) {
-		for len(snap) > 0 {
-			batch := snap[:min(len(snap), fanoutBatch)]
-			snap = snap[len(batch):]
-			wg.Add(1)
-			a.srv.Submit(func() {
-				defer wg.Done()
-				delivered.Add(int64(a.writeBatch(batch, f, kindBroadcast)))
-			})
+	lane := func(i int) int { // lane i: batches i, i+lanes, i+2*lanes, ...
+		n := 0
+		for k := i; k < len(batches); k += lanes {
+			n += a.writeBatch(batches[k], f, kind)
 		}
-	})
+		return n
+	}
+	for i := 0; i < lanes-1; i++ {
+		wg.Add(1)
+		a.srv.Submit(func() {
+			defer wg.Done()
+			delivered.Add(int64(lane(i)))
+		})
+	}
+	delivered.Add(int64(lane(lanes - 1)))
 	wg.Wait()
 	return int(delivered.Load())
 }
