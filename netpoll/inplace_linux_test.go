@@ -153,3 +153,91 @@ func TestInPlaceEscapedPanic(t *testing.T) {
 	}
 	echoOnce(t, peer2, "still served")
 }
+
+// TestInPlaceRoundBegunDuringWatch: a round that begins while the watch is
+// running (here: after its scan) is still watched, so if it waits it is
+// moved off. (The watch once cleared its armed flag after its scan: such a
+// round found it armed, did not arm it, and held its shard until the task
+// returned.)
+func TestInPlaceRoundBegunDuringWatch(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	var blocker atomic.Pointer[Conn]
+	p, _ := countingPoller(t, Config{
+		InPlace: time.Millisecond,
+		Handler: &funcHandler{data: func(c *Conn, b []byte) error {
+			if c == blocker.Load() {
+				<-release
+			}
+			return c.Write(b)
+		}},
+	})
+	a, _, peerA := registerPair(t, p)
+	_, _, peerB := registerPair(t, p)
+	s := p.shards[0]
+	var once atomic.Bool
+	hook := func(hp *Poller) {
+		if hp != p || once.Swap(true) {
+			return
+		}
+		blocker.Store(a)
+		peerA.Write([]byte("w")) // a round that will wait begins now
+		for s.inPlace.Load() != inPlaceServing {
+			time.Sleep(10 * time.Microsecond)
+		}
+	}
+	testHookWatchScan.Store(&hook)
+	defer testHookWatchScan.Store(nil)
+	echoOnce(t, peerB, "arms the watch") // this round's watch firing runs the hook
+	testkit.Eventually(t, 10*time.Second, "the round begun during the watch to be moved off", func() bool {
+		return s.inPlace.Load() == inPlaceMoved
+	})
+	echoOnce(t, peerB, "served while the other waits")
+}
+
+// TestInPlaceCloseWaitsForMove: Close does not return while the watch is
+// moving a shard's loop to a new goroutine, even if the batch that waited
+// ends meanwhile. (moveOff once counted the new goroutine only after the
+// move: the old goroutine's Done could let Close return and close the
+// shard's fds, and the new loop then started on them.)
+func TestInPlaceCloseWaitsForMove(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	var blocker atomic.Pointer[Conn]
+	tp := newTestPool(2)
+	p, err := New(Config{InPlace: time.Millisecond, Dispatch: tp.dispatch, DispatchBatch: tp.dispatchBatch,
+		Handler: &funcHandler{data: func(c *Conn, b []byte) error {
+			if c == blocker.Load() {
+				close(entered)
+				<-release
+			}
+			return c.Write(b)
+		}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.p.Store(p)
+	defer func() { close(tp.ch); tp.wg.Wait() }()
+	a, _, peerA := registerPair(t, p)
+	blocker.Store(a)
+	closed, moved := make(chan struct{}), make(chan struct{})
+	hook := func(s *shard) {
+		if s.p != p {
+			return
+		}
+		close(release)                    // the batch that waited ends now
+		time.Sleep(20 * time.Millisecond) // room for its goroutine to leave, if it may
+		close(moved)
+	}
+	testHookMoveOff.Store(&hook)
+	defer testHookMoveOff.Store(nil)
+	peerA.Write([]byte("w"))
+	recv(t, entered, "the task that waits")
+	go func() { p.Close(); close(closed) }()
+	recv(t, closed, "Close")
+	select {
+	case <-moved:
+	default:
+		t.Fatal("Close returned while the shard's loop was being moved to a new goroutine")
+	}
+	a.Close()
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -482,8 +483,12 @@ var errFlushedClose = errors.New("netpoll: queue flushed; closing as asked")
 // CloseWhenFlushed closes the connection once its outbound queue is written
 // to the kernel: at once when nothing is queued, else on the task that
 // flushes the last byte. Later writes return ErrClosed. The kernel still
-// delivers what it has taken before the FIN; the caller bounds the wait for
-// a peer that never reads (wsedge: the close timeout, then Close).
+// delivers what it has taken before the FIN. If at that point the kernel
+// has not sent all of it (a TCP peer that reads slowly), the close becomes
+// a shutdown (lingerLocked) and the connection stays open, reading, until
+// the peer's FIN or a Close. Either way the caller bounds the wait for a
+// peer that never reads or never closes (wsedge: the close timeout, then
+// Close).
 func (c *Conn) CloseWhenFlushed() {
 	c.mu.Lock()
 	if c.out != nil && c.state.Load()&stDead == 0 {
@@ -634,7 +639,15 @@ type shard struct {
 const (
 	inPlaceIdle uint32 = iota
 	inPlaceServing
+	inPlaceMoving // the watch is counting the new goroutine in: the old one waits
 	inPlaceMoved
+)
+
+// Test hooks (nil in production): in the watch after its scan, and in
+// moveOff before the new goroutine is counted.
+var (
+	testHookWatchScan atomic.Pointer[func(*Poller)]
+	testHookMoveOff   atomic.Pointer[func(*shard)]
 )
 
 func newShard(p *Poller) (*shard, error) {
@@ -863,6 +876,12 @@ func (s *shard) serveInPlace(b *Batch) (moved bool) {
 	}
 	// Moved: the shard's new goroutine owns everything but this batch, and
 	// serves in place again once this goroutine has let go (its last act).
+	// Until the watch has counted that goroutine in the Poller's WaitGroup,
+	// this one must not leave: its Done could let Close return first, and
+	// the new loop would then start on closed fds.
+	for s.inPlace.Load() == inPlaceMoving {
+		runtime.Gosched()
+	}
 	s.inPlace.Store(inPlaceIdle)
 	return true
 }
@@ -885,6 +904,9 @@ func (p *Poller) armWatch() {
 // round it read and began another meanwhile has the new one moved off
 // early, which is harmless.
 func (p *Poller) watchRounds() {
+	// Cleared before the scan: a round that begins from here arms the
+	// watch itself, and one that began earlier is seen by the scan.
+	p.watchArmed.Store(false)
 	now := int64(time.Since(p.epoch))
 	serving := false
 	for _, s := range p.shards {
@@ -897,7 +919,9 @@ func (p *Poller) watchRounds() {
 			serving = true
 		}
 	}
-	p.watchArmed.Store(false)
+	if h := testHookWatchScan.Load(); h != nil {
+		(*h)(p)
+	}
 	if serving {
 		p.armWatch()
 	}
@@ -906,9 +930,13 @@ func (p *Poller) watchRounds() {
 // moveOff starts the shard's loop on a new goroutine if a round is still
 // being served in place.
 func (s *shard) moveOff() {
-	if s.inPlace.CompareAndSwap(inPlaceServing, inPlaceMoved) {
+	if s.inPlace.CompareAndSwap(inPlaceServing, inPlaceMoving) {
+		if h := testHookMoveOff.Load(); h != nil {
+			(*h)(s)
+		}
 		s.moved.Add(1)
-		s.p.wg.Add(1)
+		s.p.wg.Add(1) // while the old goroutine, still counted, waits
+		s.inPlace.Store(inPlaceMoved)
 		go s.run()
 	}
 }
