@@ -3,8 +3,6 @@
 package bench
 
 import (
-	"time"
-
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +10,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gobwas/ws"
 	"golang.org/x/sys/unix"
