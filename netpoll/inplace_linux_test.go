@@ -160,13 +160,14 @@ func TestInPlaceEscapedPanic(t *testing.T) {
 // round found it armed, did not arm it, and held its shard until the task
 // returned.)
 func TestInPlaceRoundBegunDuringWatch(t *testing.T) {
-	release := make(chan struct{})
+	entered, release := make(chan struct{}), make(chan struct{})
 	defer close(release)
 	var blocker atomic.Pointer[Conn]
 	p, _ := countingPoller(t, Config{
 		InPlace: time.Millisecond,
 		Handler: &funcHandler{data: func(c *Conn, b []byte) error {
 			if c == blocker.Load() {
+				close(entered)
 				<-release
 			}
 			return c.Write(b)
@@ -182,8 +183,9 @@ func TestInPlaceRoundBegunDuringWatch(t *testing.T) {
 		}
 		blocker.Store(a)
 		peerA.Write([]byte("w")) // a round that will wait begins now
-		for s.inPlace.Load() != inPlaceServing {
-			time.Sleep(10 * time.Microsecond)
+		select {                 // its task has begun: the round is past armWatch
+		case <-entered:
+		case <-time.After(10 * time.Second): // then the wait below fails
 		}
 	}
 	testHookWatchScan.Store(&hook)
@@ -224,8 +226,14 @@ func TestInPlaceCloseWaitsForMove(t *testing.T) {
 		if s.p != p {
 			return
 		}
-		close(release)                    // the batch that waited ends now
-		time.Sleep(20 * time.Millisecond) // room for its goroutine to leave, if it may
+		close(release) // the batch that waited ends now
+		// Give its goroutine room to leave, if it may: then Close returns
+		// now. Showing that it does not needs a bounded wait.
+		select {
+		case <-closed:
+			return // moved stays open: the check below fails
+		case <-time.After(20 * time.Millisecond):
+		}
 		close(moved)
 	}
 	testHookMoveOff.Store(&hook)
