@@ -112,8 +112,9 @@ func (p *Poller) InPlace() (served, movedOff uint64) {
 func (p *Poller) Open() int64 { return p.open.Load() }
 
 // Register takes ownership of fd (a connected, non-blocking socket) as c and
-// starts watching it. It must be non-blocking: reads and writes on it are raw
-// system calls, and a blocking one would hold a P for as long as it blocked. init, if not nil, runs once c has its ID and before
+// starts watching it. It must be non-blocking: reads and writes on it are
+// raw system calls, and a blocking one would hold a P for as long as it
+// blocked. init, if not nil, runs once c has its ID and before
 // any event for it can be dispatched (the caller sets up timers there). On
 // error the caller still owns fd.
 func (p *Poller) Register(c *Conn, fd int, init func(*Conn)) error {
@@ -546,7 +547,6 @@ func (c *Conn) Shutdown() error {
 	return os.NewSyscallError("shutdown", unix.Shutdown(int(c.fd), unix.SHUT_WR))
 }
 
-// teardown runs with the busy flag held, exactly once per connection.
 // discardInput reads and drops what the peer sent that was never read (at
 // most 64 KiB) before the fd is closed. close(2) with unread input sends a
 // reset instead of a FIN, and a reset throws away what the kernel has not
@@ -562,6 +562,7 @@ func discardInput(fd int) {
 	}
 }
 
+// teardown runs with the busy flag held, exactly once per connection.
 func (c *Conn) teardown(err error) {
 	c.mu.Lock()
 	if c.state.Load()&stDead != 0 {
@@ -624,8 +625,8 @@ type shard struct {
 	stopped bool    // run has returned: ready is no longer served
 
 	// A quiet round served in place (doc.go): inPlace goes idle -> serving
-	// -> idle on the shard's goroutine, or serving -> moved by the
-	// poller's watch, which then starts the shard's loop on a new
+	// -> idle on the shard's goroutine, or serving -> moving -> moved by
+	// the poller's watch, which then starts the shard's loop on a new
 	// goroutine. It stays moved until the goroutine moved off has finished
 	// its batch, and no round is served in place meanwhile, so a shard
 	// never has more than two goroutines. since is when the round began
