@@ -55,18 +55,7 @@ func (a *App) broadcast(f *edge.Fanout) int {
 // connection keep a CPU however large the fan-out, and a client on the
 // same machine keeps one too (docs/benchmarks.md).
 func (a *App) writeLanes(batches [][]*user, f *edge.Fanout, kind string) int {
-	lanes := min(a.cfg.FanoutWriters, len(batches))
-	if lanes <= 1 {
-		n := 0
-		for _, b := range batches {
-			n += a.writeBatch(b, f, kind)
-		}
-		return n
-	}
-	var (
-		wg        sync.WaitGroup
-		delivered atomic.Int64
-	)
+	lanes := max(1, min(a.cfg.FanoutWriters, len(batches)))
 	lane := func(i int) int { // lane i: batches i, i+lanes, i+2*lanes, ...
 		n := 0
 		for k := i; k < len(batches); k += lanes {
@@ -74,16 +63,20 @@ func (a *App) writeLanes(batches [][]*user, f *edge.Fanout, kind string) int {
 		}
 		return n
 	}
+	var (
+		wg     sync.WaitGroup
+		others atomic.Int64
+	)
 	for i := 0; i < lanes-1; i++ {
 		wg.Add(1)
 		a.srv.Submit(func() {
 			defer wg.Done()
-			delivered.Add(int64(lane(i)))
+			others.Add(int64(lane(i)))
 		})
 	}
-	delivered.Add(int64(lane(lanes - 1)))
+	n := lane(lanes - 1)
 	wg.Wait()
-	return int(delivered.Load())
+	return n + int(others.Load())
 }
 
 // writeBatch writes f to each user and counts the outcomes once.
