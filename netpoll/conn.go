@@ -58,8 +58,8 @@ type Config struct {
 	BatchSize int
 	// OnPanic, if set, is told of a panic recovered in a task (the
 	// connection is then closed), and, with c nil, of one that escaped a
-	// task's recovery (from OnPanic or OnClose) on a shard serving a round
-	// in place.
+	// task's recovery (from OnPanic or OnClose) on a shard: one serving a
+	// round in place, or a task the pool refused (caller runs).
 	OnPanic func(c *Conn, v any)
 	// InPlace lets a shard serve a quiet round itself: a round whose ready
 	// connections fit one batch, with none handed to a worker yet, is

@@ -126,7 +126,10 @@
 // caller's pool (wsedge uses ants) and reports false when the pool is full.
 // The shard then runs that task itself. A task never blocks (all I/O is
 // non-blocking) and is bounded by the read cap, so a full pool slows a shard
-// down but never blocks it forever and never drops an event.
+// down but never blocks it forever and never drops an event. A panic that
+// escapes such a task (from OnPanic or OnClose) is recovered on the shard
+// and reported to OnPanic with a nil Conn, as in a round served in place:
+// the pool would have recovered it, and the shard must not end with it.
 //
 // # Writes and closes from other goroutines
 //

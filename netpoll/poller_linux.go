@@ -861,17 +861,7 @@ func (s *shard) serveInPlace(b *Batch) (moved bool) {
 	s.inPlace.Store(inPlaceServing)
 	s.served.Add(1)
 	s.p.armWatch()
-	func() {
-		defer func() {
-			// Only a panic that escaped a task's own recovery (from OnPanic
-			// or OnClose) gets here; ServeBatch has handed the rest of the
-			// batch on. A worker's pool would recover it: so does the shard.
-			if v := recover(); v != nil && s.p.cfg.OnPanic != nil {
-				s.p.cfg.OnPanic(nil, v)
-			}
-		}()
-		s.p.ServeBatch(b)
-	}()
+	s.serveHere(nil, b)
 	if s.inPlace.CompareAndSwap(inPlaceServing, inPlaceIdle) {
 		return false
 	}
@@ -885,6 +875,25 @@ func (s *shard) serveInPlace(b *Batch) (moved bool) {
 	}
 	s.inPlace.Store(inPlaceIdle)
 	return true
+}
+
+// serveHere serves c, or else b, on the shard's goroutine: a round served
+// in place, or a task the pool refused (caller runs). A panic that escaped
+// the task's own recovery (from OnPanic or OnClose) ends here, reported to
+// OnPanic with a nil Conn, as a worker's pool would recover it: it must not
+// end the shard, and with it the process. ServeBatch has handed the rest of
+// the batch on; Serve has torn c down.
+func (s *shard) serveHere(c *Conn, b *Batch) {
+	defer func() {
+		if v := recover(); v != nil && s.p.cfg.OnPanic != nil {
+			s.p.cfg.OnPanic(nil, v)
+		}
+	}()
+	if b != nil {
+		s.p.ServeBatch(b)
+	} else {
+		s.p.Serve(c)
+	}
 }
 
 // armWatch starts the watch unless it is running. One timer for the
@@ -948,7 +957,7 @@ func (s *shard) moveOff() {
 func (s *shard) dispatch(c *Conn) {
 	if s.p.cfg.DispatchBatch == nil {
 		if !s.p.cfg.Dispatch(c) {
-			s.p.Serve(c)
+			s.serveHere(c, nil)
 		}
 		return
 	}
@@ -971,6 +980,6 @@ func (s *shard) flushBatch() {
 	s.batch = nil
 	s.handed = true
 	if !s.p.cfg.DispatchBatch(b) {
-		s.p.ServeBatch(b)
+		s.serveHere(nil, b)
 	}
 }
