@@ -846,6 +846,16 @@ func (s *shard) loop() (moved bool) {
 			}
 		}
 		s.flushBatch()
+		if s.handed {
+			// Let the workers this round woke run before the next round
+			// is read. A woken worker waits in its P's run queue; on a busy
+			// P (always, with GOMAXPROCS=1) a shard that finds events each
+			// time it polls would run on for a whole time slice (10 ms),
+			// serving new rounds itself while the connections it handed out
+			// waited, and their round trips grew to many times the median
+			// (docs/benchmarks.md, "fourth sitting").
+			runtime.Gosched()
+		}
 		s.handed = false
 	}
 }
@@ -956,7 +966,9 @@ func (s *shard) moveOff() {
 // full or when the round ends (flushBatch); else it goes on its own.
 func (s *shard) dispatch(c *Conn) {
 	if s.p.cfg.DispatchBatch == nil {
-		if !s.p.cfg.Dispatch(c) {
+		if s.p.cfg.Dispatch(c) {
+			s.handed = true
+		} else {
 			s.serveHere(c, nil)
 		}
 		return
