@@ -1,0 +1,71 @@
+// Closed-loop echo through the ws package on one Node event loop (libuv
+// epoll): an independent single-loop client for wsedge's /echo and the
+// peers'. N connections (at most 64 handshakes at once), one SIZE-byte
+// binary message in flight on each; after all are open and 500 ms of
+// warm-up, DUR seconds are measured.
+//
+//   node echo.mjs ws://127.0.0.1:8080/echo [N=1000] [SIZE=64] [DUR=6]
+//
+// Prints msgs/s, round trip p50/p99 and the client's CPU (of one CPU) over
+// the measured seconds.
+import WebSocket from 'ws';
+
+const [url, n = '1000', size = '64', dur = '6'] = process.argv.slice(2);
+if (!url) {
+  console.error('usage: node echo.mjs URL [N] [SIZE] [DUR]');
+  process.exit(2);
+}
+const N = +n, SIZE = +size, DUR = +dur * 1000;
+const payload = Buffer.alloc(SIZE, 0x61);
+const sent = new Float64Array(N);
+const lat = new Float64Array(8_000_000);
+const socks = new Array(N);
+let nlat = 0, opened = 0, next = 0, measuring = false, stop = false;
+const now = () => performance.now();
+
+function send(i) {
+  sent[i] = now();
+  socks[i].send(payload, { binary: true });
+}
+
+function connect() {
+  if (next >= N) return;
+  const i = next++;
+  const ws = new WebSocket(url, { perMessageDeflate: false });
+  socks[i] = ws;
+  ws.on('open', () => {
+    connect();
+    if (++opened === N) start();
+  });
+  ws.on('message', () => {
+    if (measuring && nlat < lat.length) lat[nlat++] = now() - sent[i];
+    if (!stop) send(i);
+  });
+  ws.on('error', (e) => {
+    console.error('connection', i, e.message);
+    process.exit(1);
+  });
+}
+for (let k = 0; k < 64; k++) connect();
+
+function start() {
+  for (let i = 0; i < N; i++) send(i);
+  let c0, t0;
+  setTimeout(() => {
+    c0 = process.cpuUsage();
+    t0 = now();
+    nlat = 0;
+    measuring = true;
+  }, 500);
+  setTimeout(() => {
+    stop = true;
+    measuring = false;
+    const secs = (now() - t0) / 1000, c = process.cpuUsage(c0);
+    const a = lat.subarray(0, nlat).sort();
+    const q = (p) => a[Math.min(a.length - 1, Math.floor(p * a.length))].toFixed(2);
+    const cpu = ((c.user + c.system) / 1e6 / secs) * 100;
+    console.log(`node-ws echo: ${Math.round(nlat / secs)} msgs/s p50 ${q(0.5)}ms p99 ${q(0.99)}ms client_cpu ${cpu.toFixed(0)}% of one CPU`);
+    for (const s of socks) s.terminate();
+    process.exit(0);
+  }, 500 + DUR);
+}
