@@ -118,40 +118,59 @@ func TestInPlaceMovesOffAWaitingTask(t *testing.T) {
 	}
 }
 
-// TestInPlaceEscapedPanic: a panic that escapes a task's recovery (here
-// from OnClose, after one in OnData) on a shard serving in place is handed
-// to OnPanic with a nil Conn, and the shard goes on serving.
-func TestInPlaceEscapedPanic(t *testing.T) {
-	var bad atomic.Pointer[Conn]
-	escaped := make(chan any, 1)
-	p, _ := countingPoller(t, Config{
-		Handler: &funcHandler{
-			data: func(c *Conn, b []byte) error {
-				if c == bad.Load() {
-					panic("in OnData")
-				}
-				return c.Write(b)
-			},
-			close: func(c *Conn, _ error) {
-				if c == bad.Load() {
-					panic("in OnClose")
-				}
-			},
-		},
-		OnPanic: func(c *Conn, v any) {
-			if c == nil {
-				escaped <- v
+// TestShardEscapedPanic: a panic that escapes a task's recovery (here from
+// OnClose, after one in OnData) while the shard runs the task itself, in a
+// round served in place or because the pool refused it (caller runs), is
+// handed to OnPanic with a nil Conn, and the shard goes on serving. (Under
+// caller runs it once ended the shard's goroutine, and so the process.)
+func TestShardEscapedPanic(t *testing.T) {
+	for _, mode := range []string{"in place", "caller runs", "caller runs, batches"} {
+		t.Run(mode, func(t *testing.T) {
+			var bad atomic.Pointer[Conn]
+			escaped := make(chan any, 1)
+			cfg := Config{
+				Handler: &funcHandler{
+					data: func(c *Conn, b []byte) error {
+						if c == bad.Load() {
+							panic("in OnData")
+						}
+						return c.Write(b)
+					},
+					close: func(c *Conn, _ error) {
+						if c == bad.Load() {
+							panic("in OnClose")
+						}
+					},
+				},
+				OnPanic: func(c *Conn, v any) {
+					if c == nil {
+						escaped <- v
+					}
+				},
 			}
-		},
-	})
-	c1, _, peer1 := registerPair(t, p)
-	_, _, peer2 := registerPair(t, p)
-	bad.Store(c1)
-	peer1.Write([]byte("x"))
-	if v := recv(t, escaped, "the escaped panic"); v != "in OnClose" {
-		t.Fatalf("escaped %v; want the panic from OnClose", v)
+			var p *Poller
+			if mode == "in place" {
+				p, _ = countingPoller(t, cfg)
+			} else {
+				tp := newTestPool(2)
+				tp.refuse = func() bool { return true }
+				// The pool's refusal, not a quiet round, puts the task on the shard.
+				cfg.Dispatch, cfg.InPlace = tp.dispatch, -1
+				if mode == "caller runs, batches" {
+					cfg.DispatchBatch = tp.dispatchBatch
+				}
+				p = newTestPollerWith(t, cfg, tp)
+			}
+			c1, _, peer1 := registerPair(t, p)
+			_, _, peer2 := registerPair(t, p)
+			bad.Store(c1)
+			peer1.Write([]byte("x"))
+			if v := recv(t, escaped, "the escaped panic"); v != "in OnClose" {
+				t.Fatalf("escaped %v; want the panic from OnClose", v)
+			}
+			echoOnce(t, peer2, "still served")
+		})
 	}
-	echoOnce(t, peer2, "still served")
 }
 
 // TestInPlaceRoundBegunDuringWatch: a round that begins while the watch is

@@ -296,56 +296,6 @@ func TestCallerRuns(t *testing.T) {
 	}
 }
 
-// TestCallerRunsEscapedPanic: a panic that escapes a task's recovery (from
-// OnClose, after one in OnData) while a shard serves the task itself,
-// because the pool refused it, is handed to OnPanic with a nil Conn, and
-// the shard goes on serving. (It once ended the shard's goroutine, and so
-// the process.)
-func TestCallerRunsEscapedPanic(t *testing.T) {
-	for _, mode := range []string{"single", "batch"} {
-		t.Run(mode, func(t *testing.T) {
-			var bad atomic.Pointer[Conn]
-			escaped := make(chan any, 1)
-			tp := newTestPool(2)
-			tp.refuse = func() bool { return true }
-			cfg := Config{
-				Handler: &funcHandler{
-					data: func(c *Conn, b []byte) error {
-						if c == bad.Load() {
-							panic("in OnData")
-						}
-						return c.Write(b)
-					},
-					close: func(c *Conn, _ error) {
-						if c == bad.Load() {
-							panic("in OnClose")
-						}
-					},
-				},
-				OnPanic: func(c *Conn, v any) {
-					if c == nil {
-						escaped <- v
-					}
-				},
-				Dispatch: tp.dispatch,
-				InPlace:  -1, // the pool's refusal, not a quiet round, puts the task on the shard
-			}
-			if mode == "batch" {
-				cfg.DispatchBatch = tp.dispatchBatch
-			}
-			p := newTestPollerWith(t, cfg, tp)
-			c1, _, peer1 := registerPair(t, p)
-			_, _, peer2 := registerPair(t, p)
-			bad.Store(c1)
-			peer1.Write([]byte("x"))
-			if v := recv(t, escaped, "the escaped panic"); v != "in OnClose" {
-				t.Fatalf("escaped %v; want the panic from OnClose", v)
-			}
-			echoOnce(t, peer2, "still served")
-		})
-	}
-}
-
 // TestBatchRound: the connections made ready in one shard round go to
 // workers in batches of at most BatchSize, not one task each. The first
 // batch's dispatch holds the shard while nine more peers write, so the next
