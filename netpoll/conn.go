@@ -58,8 +58,9 @@ type Config struct {
 	BatchSize int
 	// OnPanic, if set, is told of a panic recovered in a task (the
 	// connection is then closed), and, with c nil, of one that escaped a
-	// task's recovery (from OnPanic or OnClose) on a shard: one serving a
-	// round in place, or a task the pool refused (caller runs).
+	// task's recovery (from OnPanic or OnClose) where netpoll ran the task
+	// itself: a round served in place, or a task the pool refused (caller
+	// runs, on a shard or in Wake). Without OnPanic those go to stderr.
 	OnPanic func(c *Conn, v any)
 	// InPlace lets a shard serve a quiet round itself: a round whose ready
 	// connections fit one batch, with none handed to a worker yet, is

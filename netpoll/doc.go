@@ -95,14 +95,15 @@
 // of its batch to tasks of their own. Without DispatchBatch each connection
 // is dispatched alone; Wake dispatches its one connection alone.
 //
-// After a round that woke workers the shard yields (runtime.Gosched) before
-// it reads the next one, so the connections it handed out are served before
-// newer ones. A woken worker waits in its P's run queue, and a shard that
-// found events each time it polled could otherwise run on for a whole time
-// slice on a busy P, serving newer rounds itself: with GOMAXPROCS=1 and
-// 1,000 echoing connections the round trip p99 was 11 times the p50
-// (30 ms against 2.7 ms); yielding brought it to 2 times (10.8 ms), with
-// the same throughput (docs/benchmarks.md).
+// After a round that handed connections to the pool (whether a worker took
+// them or, the pool full, the shard served them itself) the shard yields
+// (runtime.Gosched) before it reads the next round, so the connections it
+// handed out are served before newer ones. A woken worker waits in its P's
+// run queue, and a shard that found events each time it polled could
+// otherwise run on for a whole time slice on a busy P, serving newer rounds
+// itself: with GOMAXPROCS=1 and 1,000 echoing connections the round trip
+// was 2.7 ms at p50 and 30 ms at p99; with the yield it is 5.4 ms and 10.8
+// ms, at the same throughput (docs/benchmarks.md).
 //
 // # Quiet rounds: served in place
 //
@@ -136,9 +137,12 @@
 // The shard then runs that task itself. A task never blocks (all I/O is
 // non-blocking) and is bounded by the read cap, so a full pool slows a shard
 // down but never blocks it forever and never drops an event. A panic that
-// escapes such a task (from OnPanic or OnClose) is recovered on the shard
-// and reported to OnPanic with a nil Conn, as in a round served in place:
-// the pool would have recovered it, and the shard must not end with it.
+// escapes such a task (from OnPanic or OnClose) is recovered where it ran
+// and reported to OnPanic with a nil Conn (to stderr without OnPanic), as in
+// a round served in place: the pool would have recovered it, and the shard
+// must not end with it. The same holds for Wake's task, which a refusing
+// pool leaves to the caller's goroutine, and for the rest of a batch after
+// such a panic: each connection gets its own task and its own recovery.
 //
 // # Writes and closes from other goroutines
 //

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -142,11 +143,7 @@ func TestShardEscapedPanic(t *testing.T) {
 						}
 					},
 				},
-				OnPanic: func(c *Conn, v any) {
-					if c == nil {
-						escaped <- v
-					}
-				},
+				OnPanic: reportsEscaped(escaped),
 			}
 			var p *Poller
 			if mode == "in place" {
@@ -170,6 +167,134 @@ func TestShardEscapedPanic(t *testing.T) {
 			}
 			echoOnce(t, peer2, "still served")
 		})
+	}
+}
+
+// refusingPoller is a Poller over a pool that refuses every task, so that
+// the shard (or Wake's caller) runs each itself; nothing is served in place.
+func refusingPoller(t *testing.T, cfg Config) *Poller {
+	t.Helper()
+	tp := newTestPool(2)
+	tp.refuse = func() bool { return true }
+	cfg.Dispatch, cfg.DispatchBatch, cfg.InPlace = tp.dispatch, tp.dispatchBatch, -1
+	return newTestPollerWith(t, cfg, tp)
+}
+
+// reportsEscaped is an OnPanic that sends the panics that escaped a task
+// (c nil) to ch, without blocking.
+func reportsEscaped(ch chan<- any) func(*Conn, any) {
+	return func(c *Conn, v any) {
+		if c == nil {
+			select {
+			case ch <- v:
+			default:
+			}
+		}
+	}
+}
+
+// TestEscapedPanicRestOfBatch: when two connections of one batch that the
+// shard serves itself each panic past their recovery, the connection after
+// them is still served and both panics are reported. (The second panic
+// once ended the loop that hands the rest of the batch on, and the third
+// connection kept its busy flag for good.)
+func TestEscapedPanicRestOfBatch(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	var gate atomic.Pointer[Conn]
+	var bad sync.Map // *Conn -> its name
+	escaped := make(chan any, 4)
+	p := refusingPoller(t, Config{
+		Handler: &funcHandler{
+			data: func(c *Conn, b []byte) error {
+				if c == gate.Load() {
+					once.Do(func() { close(entered) })
+					<-release
+				}
+				if name, ok := bad.Load(c); ok {
+					panic("data " + name.(string))
+				}
+				return c.Write(b)
+			},
+			close: func(c *Conn, _ error) {
+				if name, ok := bad.Load(c); ok {
+					panic("close " + name.(string))
+				}
+			},
+		},
+		OnPanic: reportsEscaped(escaped),
+	})
+	g, _, peerG := registerPair(t, p)
+	c1, _, peer1 := registerPair(t, p)
+	c2, _, peer2 := registerPair(t, p)
+	_, _, peer3 := registerPair(t, p)
+	gate.Store(g)
+	bad.Store(c1, "c1")
+	bad.Store(c2, "c2")
+	peerG.Write([]byte("g"))
+	recv(t, entered, "the gate's task")
+	// The shard is held in the gate's task, so these three are its next
+	// round, one batch, in this order.
+	for _, peer := range []net.Conn{peer1, peer2, peer3} {
+		peer.Write([]byte("x"))
+	}
+	close(release)
+	peer3.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(peer3, make([]byte, 1)); err != nil {
+		t.Fatalf("the connection after the two that panicked was not served: %v", err)
+	}
+	got := map[any]bool{recv(t, escaped, "the first escaped panic"): true, recv(t, escaped, "the second escaped panic"): true}
+	if !got["close c1"] || !got["close c2"] {
+		t.Fatalf("escaped panics reported: %v; want close c1 and close c2", got)
+	}
+}
+
+// TestPanicInOnPanicTearsDown: a connection whose task panicked is torn
+// down even when OnPanic panics too; that panic is reported as escaped.
+// (The connection once stayed busy, open and counted.)
+func TestPanicInOnPanicTearsDown(t *testing.T) {
+	closed := make(chan *Conn, 1)
+	escaped := make(chan any, 1)
+	p := refusingPoller(t, Config{
+		Handler: &funcHandler{
+			data:  func(*Conn, []byte) error { panic("in OnData") },
+			close: func(c *Conn, _ error) { closed <- c },
+		},
+		OnPanic: func(c *Conn, v any) {
+			if c != nil {
+				panic("in OnPanic")
+			}
+			reportsEscaped(escaped)(c, v)
+		},
+	})
+	c, _, peer := registerPair(t, p)
+	peer.Write([]byte("x"))
+	if got := recv(t, closed, "the connection's close"); got != c {
+		t.Fatalf("closed %p; want %p", got, c)
+	}
+	if v := recv(t, escaped, "the escaped panic"); v != "in OnPanic" {
+		t.Fatalf("escaped %v; want the panic from OnPanic", v)
+	}
+	testkit.Eventually(t, 10*time.Second, "the connection to be uncounted", func() bool { return p.Open() == 0 })
+}
+
+// TestWakeEscapedPanic: a panic that escapes the task Wake runs on its
+// caller's goroutine (the pool refused it) is reported, and the caller
+// goes on. (It once went on up the caller's stack: in wsedge, the timing
+// wheel's goroutine, and so the process.)
+func TestWakeEscapedPanic(t *testing.T) {
+	escaped := make(chan any, 1)
+	p := refusingPoller(t, Config{
+		Handler: &funcHandler{
+			wake:  func(*Conn, uint8) { panic("in OnWake") },
+			close: func(*Conn, error) { panic("in OnClose") },
+		},
+		OnPanic: reportsEscaped(escaped),
+	})
+	c, _, _ := registerPair(t, p)
+	c.Wake(1)
+	if v := recv(t, escaped, "the escaped panic"); v != "in OnClose" {
+		t.Fatalf("escaped %v; want the panic from OnClose", v)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -195,10 +196,12 @@ func (p *Poller) Close() {
 func (p *Poller) Serve(c *Conn) {
 	defer func() {
 		if v := recover(); v != nil {
+			// Torn down even if OnPanic panics in turn (that panic then
+			// escapes, as one from OnClose does).
+			defer c.teardown(fmt.Errorf("netpoll: panic in task: %v", v))
 			if p.cfg.OnPanic != nil {
 				p.cfg.OnPanic(c, v)
 			}
-			c.teardown(fmt.Errorf("netpoll: panic in task: %v", v))
 		}
 	}()
 	var buf *[]byte
@@ -277,11 +280,12 @@ func (p *Poller) ServeBatch(b *Batch) {
 	defer func() {
 		// Only a panic that escaped Serve (from OnPanic or OnClose) ends the
 		// loop early: the rest still hold busy, so each gets its own task
-		// rather than staying busy forever; the panic then goes on.
+		// rather than staying busy forever (served here, each with its own
+		// recovery, when the pool refuses); the panic then goes on.
 		if i < len(conns) {
 			for _, c := range conns[i+1:] {
 				if !p.cfg.Dispatch(c) {
-					p.Serve(c)
+					p.serveHere(c, nil)
 				}
 			}
 		}
@@ -308,7 +312,7 @@ func (c *Conn) Wake(events uint8) {
 	if c.mark(uint32(events)<<stWakeShift, stClosing|stDead) {
 		p := c.poller
 		if !p.cfg.Dispatch(c) {
-			p.Serve(c)
+			p.serveHere(c, nil)
 		}
 	}
 }
@@ -621,7 +625,7 @@ type shard struct {
 	mu      sync.Mutex
 	ready   []*Conn // busy connections waiting for a task; each at most once
 	batch   *Batch  // this round's connections not yet handed to a task; owned by run
-	handed  bool    // this round handed a batch to a worker already; owned by run
+	handed  bool    // this round dispatched a task already (to a worker, or run here when the pool refused it); owned by run
 	stopped bool    // run has returned: ready is no longer served
 
 	// A quiet round served in place (doc.go): inPlace goes idle -> serving
@@ -847,13 +851,15 @@ func (s *shard) loop() (moved bool) {
 		}
 		s.flushBatch()
 		if s.handed {
-			// Let the workers this round woke run before the next round
-			// is read. A woken worker waits in its P's run queue; on a busy
-			// P (always, with GOMAXPROCS=1) a shard that finds events each
-			// time it polls would run on for a whole time slice (10 ms),
-			// serving new rounds itself while the connections it handed out
-			// waited, and their round trips grew to many times the median
-			// (docs/benchmarks.md, "fourth sitting").
+			// Let the workers this round woke (or, the pool full, found
+			// busy) run before the next round is read. A woken worker
+			// waits in its P's run queue; on a busy P (always, with
+			// GOMAXPROCS=1) a shard that finds events each time it polls
+			// would run on for a whole time slice (10 ms), serving new
+			// rounds itself while the connections it handed out waited,
+			// and their round trips grew to many times the median
+			// (docs/benchmarks.md, "fourth sitting"). A round served in
+			// place handed nothing out and does not yield.
 			runtime.Gosched()
 		}
 		s.handed = false
@@ -871,7 +877,7 @@ func (s *shard) serveInPlace(b *Batch) (moved bool) {
 	s.inPlace.Store(inPlaceServing)
 	s.served.Add(1)
 	s.p.armWatch()
-	s.serveHere(nil, b)
+	s.p.serveHere(nil, b)
 	if s.inPlace.CompareAndSwap(inPlaceServing, inPlaceIdle) {
 		return false
 	}
@@ -887,23 +893,40 @@ func (s *shard) serveInPlace(b *Batch) (moved bool) {
 	return true
 }
 
-// serveHere serves c, or else b, on the shard's goroutine: a round served
-// in place, or a task the pool refused (caller runs). A panic that escaped
-// the task's own recovery (from OnPanic or OnClose) ends here, reported to
-// OnPanic with a nil Conn, as a worker's pool would recover it: it must not
-// end the shard, and with it the process. ServeBatch has handed the rest of
-// the batch on; Serve has torn c down.
-func (s *shard) serveHere(c *Conn, b *Batch) {
+// serveHere serves c, or else b, on the calling goroutine instead of a
+// worker's: a shard's round served in place, or a task the pool refused
+// (caller runs) on a shard or in Wake. A panic that escaped the task's own
+// recovery (from OnPanic or OnClose) ends here and is reported
+// (reportEscaped), as a worker's pool would recover it: it must not end a
+// shard, or a caller's goroutine, and with it the process. ServeBatch has
+// handed the rest of the batch on; Serve has torn c down.
+func (p *Poller) serveHere(c *Conn, b *Batch) {
 	defer func() {
-		if v := recover(); v != nil && s.p.cfg.OnPanic != nil {
-			s.p.cfg.OnPanic(nil, v)
+		if v := recover(); v != nil {
+			p.reportEscaped(v)
 		}
 	}()
 	if b != nil {
-		s.p.ServeBatch(b)
+		p.ServeBatch(b)
 	} else {
-		s.p.Serve(c)
+		p.Serve(c)
 	}
+}
+
+// reportEscaped hands a panic that escaped a task's recovery to OnPanic
+// with a nil Conn or, without OnPanic, writes it and its stack to stderr.
+// A panic in OnPanic itself goes to stderr too.
+func (p *Poller) reportEscaped(v any) {
+	defer func() {
+		if w := recover(); w != nil {
+			fmt.Fprintf(os.Stderr, "netpoll: panic in OnPanic: %v (reporting a panic that escaped a task: %v)\n", w, v)
+		}
+	}()
+	if p.cfg.OnPanic != nil {
+		p.cfg.OnPanic(nil, v)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "netpoll: panic escaped a task: %v\n%s", v, debug.Stack())
 }
 
 // armWatch starts the watch unless it is running. One timer for the
@@ -966,10 +989,9 @@ func (s *shard) moveOff() {
 // full or when the round ends (flushBatch); else it goes on its own.
 func (s *shard) dispatch(c *Conn) {
 	if s.p.cfg.DispatchBatch == nil {
-		if s.p.cfg.Dispatch(c) {
-			s.handed = true
-		} else {
-			s.serveHere(c, nil)
+		s.handed = true
+		if !s.p.cfg.Dispatch(c) {
+			s.p.serveHere(c, nil)
 		}
 		return
 	}
@@ -992,6 +1014,6 @@ func (s *shard) flushBatch() {
 	s.batch = nil
 	s.handed = true
 	if !s.p.cfg.DispatchBatch(b) {
-		s.serveHere(nil, b)
+		s.p.serveHere(nil, b)
 	}
 }
