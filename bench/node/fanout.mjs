@@ -1,9 +1,10 @@
 // Broadcast fan-out through the ws package on one Node event loop: an
 // independent single-loop client. N clients on URL?user=n<i> (at most 64
-// handshakes at once); once all are open, K POSTs to ADMIN/v1/broadcast,
-// 500 ms apart, each body {"ts":<ns since the epoch>,"seq":k}; every
-// client records POST-to-receipt latency of each {"type":"message",
-// "data":{...}} it gets. Waits at most 10 s after the last POST.
+// handshakes at once; a 503 is retried after 100 ms); once all are open,
+// K POSTs to ADMIN/v1/broadcast, 500 ms apart, each body {"ts":<ns since
+// the epoch>,"seq":k} (the form wsbench posts); every client records the
+// POST-to-receipt latency of each {"type":"message","data":{...}} it gets.
+// Waits at most 10 s after the last POST's turn for every delivery.
 //
 //   node fanout.mjs ws://127.0.0.1:8080/ws http://127.0.0.1:9090 [N=10000] [K=20]
 //
@@ -23,9 +24,8 @@ const first = new Float64Array(K).fill(Infinity), last = new Float64Array(K);
 const socks = new Array(N);
 let nlat = 0, opened = 0, next = 0;
 
-function connect() {
-  if (next >= N) return;
-  const i = next++;
+function connect(i = next < N ? next++ : -1) {
+  if (i < 0) return;
   const ws = new WebSocket(`${url}?user=n${i}`, { perMessageDeflate: false });
   socks[i] = ws;
   ws.on('open', () => {
@@ -48,6 +48,14 @@ function connect() {
       if (d > last[q]) last[q] = d;
     }
   });
+  ws.on('unexpected-response', (req, res) => {
+    if (res.statusCode !== 503) {
+      console.error('connection', i, 'answered', res.statusCode);
+      process.exit(1);
+    }
+    req.destroy();
+    setTimeout(() => connect(i), 100);
+  });
   ws.on('error', (e) => {
     console.error('connection', i, e.message);
     process.exit(1);
@@ -61,10 +69,14 @@ async function post() {
   if (seq < K) {
     const ts = Math.round(nowMs() * 1e6), s = seq++;
     setTimeout(post, 500);
-    const r = await fetch(`${admin}/v1/broadcast`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: `{"ts":${ts},"seq":${s}}`,
-    });
-    if (!r.ok) console.error('POST', s, r.status);
+    try {
+      const r = await fetch(`${admin}/v1/broadcast`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: `{"ts":${ts},"seq":${s}}`,
+      });
+      if (!r.ok) console.error('POST', s, r.status);
+    } catch (e) {
+      console.error('POST', s, e.message);
+    }
     return;
   }
   const deadline = Date.now() + 10000;
