@@ -173,7 +173,7 @@ func (s *Server) Start() error {
 		InPlace:        s.cfg.PollInPlace,
 		OnPanic: func(c *netpoll.Conn, v any) {
 			s.metrics.panics.Inc()
-			if c == nil { // escaped a task's recovery on a shard, as in a worker (the pool's handler)
+			if c == nil { // escaped a task's recovery where netpoll ran it itself (a shard, Wake's caller), as in a worker (the pool's handler)
 				s.logPanic.Do(func() { s.log.Error("panic in worker task", "panic", v) })
 				return
 			}

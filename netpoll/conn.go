@@ -44,8 +44,8 @@ type Config struct {
 	// Handler gets data and closes.
 	Handler Handler
 	// Dispatch hands c to a worker, which must call Poller.Serve(c). It
-	// returns false when no worker can take it; the shard then serves c
-	// itself (caller runs).
+	// returns false when no worker can take it; the shard (or Wake's
+	// caller) then serves c itself (caller runs).
 	Dispatch func(c *Conn) bool
 	// DispatchBatch, if set, hands a worker the ready connections of one
 	// shard round (at most BatchSize), which it serves with
@@ -60,7 +60,10 @@ type Config struct {
 	// connection is then closed), and, with c nil, of one that escaped a
 	// task's recovery (from OnPanic or OnClose) where netpoll ran the task
 	// itself: a round served in place, or a task the pool refused (caller
-	// runs, on a shard or in Wake). Without OnPanic those go to stderr.
+	// runs, on a shard or in Wake), or a close when the Poller closes.
+	// Without OnPanic those go to stderr, as does a panic in OnPanic when
+	// it is told of an escaped one. A panic from OnPanic or OnClose does
+	// escape Serve and ServeBatch: a pool that runs them must recover it.
 	OnPanic func(c *Conn, v any)
 	// InPlace lets a shard serve a quiet round itself: a round whose ready
 	// connections fit one batch, with none handed to a worker yet, is

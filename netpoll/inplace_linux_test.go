@@ -247,6 +247,15 @@ func TestEscapedPanicRestOfBatch(t *testing.T) {
 	if !got["close c1"] || !got["close c2"] {
 		t.Fatalf("escaped panics reported: %v; want close c1 and close c2", got)
 	}
+	// A round trip after that round: each panic was reported once, and
+	// the two that panicked are gone, the gate and the third still open.
+	echoOnce(t, peer3, "again")
+	if len(escaped) != 0 {
+		t.Fatalf("a panic reported twice: %v", <-escaped)
+	}
+	if n := p.Open(); n != 2 {
+		t.Fatalf("%d connections open; want 2", n)
+	}
 }
 
 // TestPanicInOnPanicTearsDown: a connection whose task panicked is torn
@@ -292,10 +301,76 @@ func TestWakeEscapedPanic(t *testing.T) {
 		OnPanic: reportsEscaped(escaped),
 	})
 	c, _, _ := registerPair(t, p)
-	c.Wake(1)
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				t.Fatalf("Wake's caller got the panic %v", v)
+			}
+		}()
+		c.Wake(1)
+	}()
 	if v := recv(t, escaped, "the escaped panic"); v != "in OnClose" {
 		t.Fatalf("escaped %v; want the panic from OnClose", v)
 	}
+	if n := p.Open(); n != 0 {
+		t.Fatalf("%d connections open; want 0", n)
+	}
+}
+
+// TestCloseAbandonEscapedPanic: when the Poller closes, a connection left
+// on a shard's ready list and marked closing is torn down by the shard as
+// it stops; a panic from its OnClose is reported, not the end of the
+// process.
+func TestCloseAbandonEscapedPanic(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	var gate, victim atomic.Pointer[Conn]
+	escaped := make(chan any, 1)
+	p := refusingPoller(t, Config{
+		Handler: &funcHandler{
+			data: func(c *Conn, b []byte) error {
+				if c == gate.Load() {
+					once.Do(func() { close(entered) })
+					<-release
+				}
+				return nil
+			},
+			close: func(c *Conn, _ error) {
+				if c == victim.Load() {
+					panic("in OnClose")
+				}
+			},
+		},
+		OnPanic: reportsEscaped(escaped),
+	})
+	g, _, peerG := registerPair(t, p)
+	c, _, _ := registerPair(t, p)
+	gate.Store(g)
+	victim.Store(c)
+	peerG.Write([]byte("g"))
+	recv(t, entered, "the gate's task")
+	// The shard is in the gate's task, past this round's look at its ready
+	// list. c as a capped connection waits there: busy, read pending; then
+	// closed, which only marks it closing.
+	if !c.mark(stRead, stDead) {
+		t.Fatal("c was busy")
+	}
+	s := p.shards[0]
+	s.mu.Lock()
+	s.ready = append(s.ready, c)
+	s.mu.Unlock()
+	c.Close()
+	closed := make(chan struct{})
+	go func() {
+		p.Close()
+		close(closed)
+	}()
+	testkit.Eventually(t, 10*time.Second, "the poller to be closing", p.closed.Load)
+	close(release) // the shard's next round sees the poller closed and stops
+	if v := recv(t, escaped, "the escaped panic"); v != "in OnClose" {
+		t.Fatalf("escaped %v; want the panic from OnClose", v)
+	}
+	recv(t, closed, "Close to return")
 }
 
 // TestInPlaceRoundBegunDuringWatch: a round that begins while the watch is

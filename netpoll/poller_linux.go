@@ -192,12 +192,15 @@ func (p *Poller) Close() {
 }
 
 // Serve runs one task for c: flush on write readiness, read on read
-// readiness, tear down on close. The Dispatch worker calls it.
+// readiness, tear down on close. The Dispatch worker calls it. It recovers
+// a panic in the Handler (OnPanic, then teardown); one from OnPanic or
+// OnClose escapes it, and the worker's pool must recover that.
 func (p *Poller) Serve(c *Conn) {
 	defer func() {
 		if v := recover(); v != nil {
 			// Torn down even if OnPanic panics in turn (that panic then
-			// escapes, as one from OnClose does).
+			// escapes, as one from OnClose does; if both panic, the one
+			// from OnClose is the one that escapes).
 			defer c.teardown(fmt.Errorf("netpoll: panic in task: %v", v))
 			if p.cfg.OnPanic != nil {
 				p.cfg.OnPanic(c, v)
@@ -787,7 +790,7 @@ func (s *shard) run() {
 		s.ready = nil
 		s.mu.Unlock()
 		for _, c := range left {
-			abandon(c)
+			s.p.abandonHere(c)
 		}
 	}()
 	moved = s.loop()
@@ -911,6 +914,18 @@ func (p *Poller) serveHere(c *Conn, b *Batch) {
 	} else {
 		p.Serve(c)
 	}
+}
+
+// abandonHere abandons c on a shard that stops, reporting a panic that
+// escapes the OnClose of a connection marked closing: it must not end the
+// shard's goroutine (and the process) in Poller.Close.
+func (p *Poller) abandonHere(c *Conn) {
+	defer func() {
+		if v := recover(); v != nil {
+			p.reportEscaped(v)
+		}
+	}()
+	abandon(c)
 }
 
 // reportEscaped hands a panic that escaped a task's recovery to OnPanic
