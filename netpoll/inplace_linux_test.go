@@ -193,24 +193,57 @@ func reportsEscaped(ch chan<- any) func(*Conn, any) {
 	}
 }
 
+// shardGate holds a shard in one connection's task (its OnData calls
+// enter), so that what the test writes meanwhile makes the shard's next
+// round.
+type shardGate struct {
+	conn     atomic.Pointer[Conn]
+	entered  chan struct{}
+	release  chan struct{}
+	once     sync.Once
+	peer     net.Conn // kept open while the test runs
+	released sync.Once
+}
+
+func newShardGate() *shardGate {
+	return &shardGate{entered: make(chan struct{}), release: make(chan struct{})}
+}
+
+// enter blocks the task of the gate's connection until open.
+func (g *shardGate) enter(c *Conn) {
+	if c == g.conn.Load() {
+		g.once.Do(func() { close(g.entered) })
+		<-g.release
+	}
+}
+
+// hold registers the gate's connection on p, writes to it and returns once
+// the shard is in its task.
+func (g *shardGate) hold(t *testing.T, p *Poller) {
+	t.Helper()
+	c, _, peer := registerPair(t, p)
+	g.conn.Store(c)
+	g.peer = peer
+	t.Cleanup(g.open)
+	peer.Write([]byte("g"))
+	recv(t, g.entered, "the gate's task")
+}
+
+func (g *shardGate) open() { g.released.Do(func() { close(g.release) }) }
+
 // TestEscapedPanicRestOfBatch: when two connections of one batch that the
 // shard serves itself each panic past their recovery, the connection after
 // them is still served and both panics are reported. (The second panic
 // once ended the loop that hands the rest of the batch on, and the third
 // connection kept its busy flag for good.)
 func TestEscapedPanicRestOfBatch(t *testing.T) {
-	entered, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	var gate atomic.Pointer[Conn]
+	gate := newShardGate()
 	var bad sync.Map // *Conn -> its name
 	escaped := make(chan any, 4)
 	p := refusingPoller(t, Config{
 		Handler: &funcHandler{
 			data: func(c *Conn, b []byte) error {
-				if c == gate.Load() {
-					once.Do(func() { close(entered) })
-					<-release
-				}
+				gate.enter(c)
 				if name, ok := bad.Load(c); ok {
 					panic("data " + name.(string))
 				}
@@ -224,21 +257,18 @@ func TestEscapedPanicRestOfBatch(t *testing.T) {
 		},
 		OnPanic: reportsEscaped(escaped),
 	})
-	g, _, peerG := registerPair(t, p)
+	gate.hold(t, p)
 	c1, _, peer1 := registerPair(t, p)
 	c2, _, peer2 := registerPair(t, p)
 	_, _, peer3 := registerPair(t, p)
-	gate.Store(g)
 	bad.Store(c1, "c1")
 	bad.Store(c2, "c2")
-	peerG.Write([]byte("g"))
-	recv(t, entered, "the gate's task")
 	// The shard is held in the gate's task, so these three are its next
 	// round, one batch, in this order.
 	for _, peer := range []net.Conn{peer1, peer2, peer3} {
 		peer.Write([]byte("x"))
 	}
-	close(release)
+	gate.open()
 	peer3.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.ReadFull(peer3, make([]byte, 1)); err != nil {
 		t.Fatalf("the connection after the two that panicked was not served: %v", err)
@@ -322,17 +352,13 @@ func TestWakeEscapedPanic(t *testing.T) {
 // it stops; a panic from its OnClose is reported, not the end of the
 // process.
 func TestCloseAbandonEscapedPanic(t *testing.T) {
-	entered, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	var gate, victim atomic.Pointer[Conn]
+	gate := newShardGate()
+	var victim atomic.Pointer[Conn]
 	escaped := make(chan any, 1)
 	p := refusingPoller(t, Config{
 		Handler: &funcHandler{
 			data: func(c *Conn, b []byte) error {
-				if c == gate.Load() {
-					once.Do(func() { close(entered) })
-					<-release
-				}
+				gate.enter(c)
 				return nil
 			},
 			close: func(c *Conn, _ error) {
@@ -343,12 +369,9 @@ func TestCloseAbandonEscapedPanic(t *testing.T) {
 		},
 		OnPanic: reportsEscaped(escaped),
 	})
-	g, _, peerG := registerPair(t, p)
+	gate.hold(t, p)
 	c, _, _ := registerPair(t, p)
-	gate.Store(g)
 	victim.Store(c)
-	peerG.Write([]byte("g"))
-	recv(t, entered, "the gate's task")
 	// The shard is in the gate's task, past this round's look at its ready
 	// list. c as a capped connection waits there: busy, read pending; then
 	// closed, which only marks it closing.
@@ -366,7 +389,7 @@ func TestCloseAbandonEscapedPanic(t *testing.T) {
 		close(closed)
 	}()
 	testkit.Eventually(t, 10*time.Second, "the poller to be closing", p.closed.Load)
-	close(release) // the shard's next round sees the poller closed and stops
+	gate.open() // the shard's next round sees the poller closed and stops
 	if v := recv(t, escaped, "the escaped panic"); v != "in OnClose" {
 		t.Fatalf("escaped %v; want the panic from OnClose", v)
 	}

@@ -9,7 +9,7 @@
 //
 // Prints msgs/s, round trip p50/p99 and the client's CPU (of one CPU) over
 // the measured seconds.
-import WebSocket from 'ws';
+import { openAll } from './open.mjs';
 
 const [url, n = '1000', size = '64', dur = '6'] = process.argv.slice(2);
 if (!url) {
@@ -20,8 +20,7 @@ const N = +n, SIZE = +size, DUR = +dur * 1000;
 const payload = Buffer.alloc(SIZE, 0x61);
 const sent = new Float64Array(N);
 const lat = new Float64Array(8_000_000);
-const socks = new Array(N);
-let nlat = 0, got = 0, opened = 0, next = 0, measuring = false, stop = false;
+let nlat = 0, got = 0, measuring = false, stop = false;
 const now = () => performance.now();
 
 function send(i) {
@@ -29,14 +28,7 @@ function send(i) {
   socks[i].send(payload, { binary: true });
 }
 
-function connect(i = next < N ? next++ : -1) {
-  if (i < 0) return;
-  const ws = new WebSocket(url, { perMessageDeflate: false });
-  socks[i] = ws;
-  ws.on('open', () => {
-    connect();
-    if (++opened === N) start();
-  });
+const socks = openAll(N, () => url, (ws, i) => {
   ws.on('message', () => {
     if (measuring) {
       got++;
@@ -44,20 +36,7 @@ function connect(i = next < N ? next++ : -1) {
     }
     if (!stop) send(i);
   });
-  ws.on('unexpected-response', (req, res) => {
-    if (res.statusCode !== 503) {
-      console.error('connection', i, 'answered', res.statusCode);
-      process.exit(1);
-    }
-    req.destroy();
-    setTimeout(() => connect(i), 100);
-  });
-  ws.on('error', (e) => {
-    console.error('connection', i, e.message);
-    process.exit(1);
-  });
-}
-for (let k = 0; k < 64; k++) connect();
+}, start);
 
 function start() {
   for (let i = 0; i < N; i++) send(i);

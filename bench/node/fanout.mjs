@@ -10,7 +10,7 @@
 //
 // Prints deliveries, p50/p99 and the client's CPU from the first POST to
 // the end; with PERSEQ=1 also each message's first and last delivery (ms).
-import WebSocket from 'ws';
+import { openAll } from './open.mjs';
 
 const [url, admin, n = '10000', k = '20'] = process.argv.slice(2);
 if (!url || !admin) {
@@ -21,17 +21,9 @@ const N = +n, K = +k;
 const nowMs = () => performance.timeOrigin + performance.now();
 const lat = new Float64Array(N * K);
 const first = new Float64Array(K).fill(Infinity), last = new Float64Array(K);
-const socks = new Array(N);
-let nlat = 0, opened = 0, next = 0;
+let nlat = 0;
 
-function connect(i = next < N ? next++ : -1) {
-  if (i < 0) return;
-  const ws = new WebSocket(`${url}?user=n${i}`, { perMessageDeflate: false });
-  socks[i] = ws;
-  ws.on('open', () => {
-    connect();
-    if (++opened === N) setTimeout(post, 1000);
-  });
+const socks = openAll(N, (i) => `${url}?user=n${i}`, (ws) => {
   ws.on('message', (b) => {
     const t = nowMs();
     let m;
@@ -48,20 +40,7 @@ function connect(i = next < N ? next++ : -1) {
       if (d > last[q]) last[q] = d;
     }
   });
-  ws.on('unexpected-response', (req, res) => {
-    if (res.statusCode !== 503) {
-      console.error('connection', i, 'answered', res.statusCode);
-      process.exit(1);
-    }
-    req.destroy();
-    setTimeout(() => connect(i), 100);
-  });
-  ws.on('error', (e) => {
-    console.error('connection', i, e.message);
-    process.exit(1);
-  });
-}
-for (let j = 0; j < 64; j++) connect();
+}, () => setTimeout(post, 1000));
 
 let seq = 0, c0;
 async function post() {
