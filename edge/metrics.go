@@ -87,7 +87,7 @@ func newMetrics(s *Server) *metrics {
 		func() float64 { return float64(s.callerRuns.Load()) }))
 	f(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "wsedge", Name: "poll_rounds_in_place_total", Help: "Quiet shard rounds (one batch) served by the shard itself instead of a worker (-poll-in-place)."},
 		func() float64 { served, _ := s.poller.InPlace(); return float64(served) }))
-	f(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "wsedge", Name: "poll_moved_off_total", Help: "Rounds served in place still running after -poll-in-place: the shard's polling moved to a new goroutine."},
+	f(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "wsedge", Name: "poll_moved_off_total", Help: "Rounds served in place that ran past -poll-in-place, or whose task said it would wait (a publish waiting for JetStream): the shard's polling moved to a new goroutine."},
 		func() float64 { _, moved := s.poller.InPlace(); return float64(moved) }))
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsedge", Name: "tcp_connections", Help: "TCP connections registered with the poller (handshaking, open or closing)."},
 		func() float64 { return float64(s.poller.Open()) }))

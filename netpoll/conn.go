@@ -69,8 +69,9 @@ type Config struct {
 	// connections fit one batch, with none handed to a worker yet, is
 	// served on the shard's goroutine instead of waking a worker. Should
 	// that batch still be running after InPlace (a task waiting on a lock,
-	// a channel or the network), the shard's loop moves to a new goroutine
-	// and the old one ends with its batch. 0 means DefaultInPlace;
+	// a channel or the network), or at once when its task calls
+	// Conn.WillBlock, the shard's loop moves to a new goroutine and the
+	// old one ends with its batch. 0 means DefaultInPlace;
 	// negative, never (every batch goes to Dispatch/DispatchBatch).
 	InPlace time.Duration
 }

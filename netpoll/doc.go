@@ -128,7 +128,10 @@
 // a goroutine it moved off is still running, so it never has more than
 // two. The watch is armed at most once per InPlace, not once per round:
 // arming a timer earlier than the runtime's next one wakes the thread
-// asleep in its poller, and per round that undid most of the saving.
+// asleep in its poller, and per round that undid most of the saving. A
+// task that knows it is about to wait calls Conn.WillBlock, which moves
+// the shard off at once instead (wsedge: a client's publish to a room
+// with history in a cluster, before it waits for JetStream's ack).
 //
 // # A full worker pool: caller runs
 //

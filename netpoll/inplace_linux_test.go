@@ -27,6 +27,16 @@ func echoOnce(t *testing.T, peer net.Conn, msg string) {
 	}
 }
 
+// readEcho reads the echo of want, written earlier, from peer.
+func readEcho(t *testing.T, peer net.Conn, want string) {
+	t.Helper()
+	got := make([]byte, len(want))
+	peer.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(peer, got); err != nil || string(got) != want {
+		t.Fatalf("the echo of %q: %q, %v", want, got, err)
+	}
+}
+
 // countingPoller is a Poller over a two-worker testPool whose DispatchBatch
 // counts the batches it hands to a worker.
 func countingPoller(t *testing.T, cfg Config) (*Poller, *atomic.Int64) {
@@ -98,11 +108,7 @@ func TestInPlaceMovesOffAWaitingTask(t *testing.T) {
 	}
 	blocker.Store(nil)
 	close(release)
-	got := make([]byte, 4)
-	peerA.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.ReadFull(peerA, got); err != nil || string(got) != "wait" {
-		t.Fatalf("the waiting task's echo: %q, %v", got, err)
-	}
+	readEcho(t, peerA, "wait")
 	testkit.Eventually(t, 10*time.Second, "the moved-off goroutine to let go", func() bool {
 		return s.inPlace.Load() == inPlaceIdle
 	})
@@ -117,6 +123,39 @@ func TestInPlaceMovesOffAWaitingTask(t *testing.T) {
 	if _, moved := p.InPlace(); moved < 1 {
 		t.Fatalf("InPlace() moved off %d rounds; want at least the one that waited", moved)
 	}
+}
+
+// TestWillBlockMovesOffAtOnce: a task served in place that calls
+// WillBlock before it waits has the shard's polling move to a new
+// goroutine at once, not after Config.InPlace (here a minute, longer than
+// the test waits): the shard's other connection is served meanwhile.
+func TestWillBlockMovesOffAtOnce(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	var blocker atomic.Pointer[Conn]
+	p, _ := countingPoller(t, Config{
+		InPlace: time.Minute,
+		Handler: &funcHandler{data: func(c *Conn, b []byte) error {
+			if c == blocker.Load() {
+				c.WillBlock()
+				close(entered)
+				<-release
+			}
+			return c.Write(b)
+		}},
+	})
+	a, _, peerA := registerPair(t, p)
+	_, _, peerB := registerPair(t, p)
+	echoOnce(t, peerA, "a quiet round") // served in place: the blocker's will be too
+	blocker.Store(a)
+	peerA.Write([]byte("wait"))
+	recv(t, entered, "the task that waits")
+	echoOnce(t, peerB, "served while the other task waits")
+	if served, moved := p.InPlace(); served < 2 || moved != 1 {
+		t.Fatalf("InPlace() = %d served, %d moved off; want the waiting round served in place and moved off", served, moved)
+	}
+	blocker.Store(nil)
+	close(release)
+	readEcho(t, peerA, "wait")
 }
 
 // TestShardEscapedPanic: a panic that escapes a task's recovery (here from

@@ -944,6 +944,24 @@ func (p *Poller) reportEscaped(v any) {
 	fmt.Fprintf(os.Stderr, "netpoll: panic escaped a task: %v\n%s", v, debug.Stack())
 }
 
+// WillBlock tells netpoll that c's task is about to wait (for a bus's ack,
+// another node, other goroutines). If c's shard is serving a round in
+// place, the shard's polling goes on on a new goroutine now (moveOff), as
+// the watch would move it after Config.InPlace: the shard's other
+// connections do not wait with c, not even that long. On a worker it
+// does nothing; if the shard serves in place a batch without c (c's task
+// is on a worker), that batch is moved off early, which is harmless. Call
+// it from c's task (OnData, OnWake).
+func (c *Conn) WillBlock() {
+	p := c.poller
+	if p == nil || p.cfg.InPlace <= 0 {
+		return
+	}
+	if s := p.shards[int(c.fd)%len(p.shards)]; s.inPlace.Load() == inPlaceServing {
+		s.moveOff()
+	}
+}
+
 // armWatch starts the watch unless it is running. One timer for the
 // poller, armed at most once per Config.InPlace while rounds are served in
 // place, not one per round: arming a timer earlier than the Go runtime's

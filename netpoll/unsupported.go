@@ -41,6 +41,9 @@ func (p *Poller) ServeBatch(b *Batch) {}
 // Write returns ErrUnsupported: no connection is ever registered here.
 func (c *Conn) Write(b []byte) error { return ErrUnsupported }
 
+// WillBlock does nothing.
+func (c *Conn) WillBlock() {}
+
 // CloseWhenFlushed does nothing.
 func (c *Conn) CloseWhenFlushed() {}
 

@@ -195,6 +195,9 @@ func (a *App) joinError(u *user, id []byte, err error) {
 
 // clientPublish is a client's publish to a room with history in a cluster.
 func (ch *clusterHist) clientPublish(u *user, msg *clientMessage) {
+	if u.conn != nil {
+		u.conn.WillBlock() // the ack takes a round trip to JetStream
+	}
 	switch _, err := ch.publish(msg.room, u.id, msg.data); {
 	case err == errTooLarge:
 		ch.a.refuseTooLarge(u, msg.id)

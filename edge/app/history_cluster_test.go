@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/wsedge/wsedge/edge"
 	"github.com/wsedge/wsedge/edge/cluster"
 	"github.com/wsedge/wsedge/internal/testkit"
 )
@@ -34,6 +35,13 @@ func startHistCluster(t *testing.T, ns *natsserver.Server, n int) *testCluster {
 // startHistClusterWith is startHistCluster with base as each node's config.
 func startHistClusterWith(t *testing.T, ns *natsserver.Server, n int, base Config) *testCluster {
 	t.Helper()
+	return startHistClusterMod(t, ns, n, base, nil)
+}
+
+// startHistClusterMod is startHistClusterWith with mod applied to each
+// node's edge config.
+func startHistClusterMod(t *testing.T, ns *natsserver.Server, n int, base Config, mod func(*edge.Config)) *testCluster {
+	t.Helper()
 	c := &testCluster{t: t, ns: ns}
 	for i := range n {
 		cc := &cluster.Config{
@@ -42,7 +50,7 @@ func startHistClusterWith(t *testing.T, ns *natsserver.Server, n int, base Confi
 		}
 		cfg := base
 		cfg.Cluster, cfg.HistorySize, cfg.HistoryTTL, cfg.HistoryStorage = cc, 100, time.Minute, "file"
-		ts := start(t, cfg, nil)
+		ts := start(t, cfg, mod)
 		t.Cleanup(ts.app.Close)
 		c.nodes = append(c.nodes, ts)
 	}
@@ -165,6 +173,26 @@ func TestClusterHistoryOrderAndMove(t *testing.T) {
 	other := c.dial(1, "other")
 	if ack, _ := other.joinAck("r", last, "not-this-one"); ack["recovered"] != false {
 		t.Fatalf("another epoch: %v", ack)
+	}
+}
+
+// TestClusterHistoryPublishMovesOffAtOnce: a client's publish to a room
+// with history waits on its task for JetStream's ack. Served in place (a
+// quiet round), the task says so first (Conn.WillBlock), and its shard's
+// polling moves to a new goroutine at once, not after -poll-in-place
+// (here a minute, so only WillBlock can move it).
+func TestClusterHistoryPublishMovesOffAtOnce(t *testing.T) {
+	ns := startNATSWith(t, jsOpts(-1, t.TempDir()))
+	c := startHistClusterMod(t, ns, 1, Config{}, func(ec *edge.Config) { ec.PollInPlace = time.Minute })
+	a := c.dial(0, "a")
+	a.joinAck("r", 0, "")
+	before := max(c.nodes[0].scrape("wsedge_poll_moved_off_total", ""), 0)
+	a.send(`{"type":"publish","room":"r","data":"x","id":1}`)
+	if m := a.nextMessage(); m["data"] != "x" {
+		t.Fatalf("the publisher got %v; want its message from the stream", m)
+	}
+	if got := c.nodes[0].scrape("wsedge_poll_moved_off_total", ""); got != before+1 {
+		t.Fatalf("wsedge_poll_moved_off_total went from %v to %v over one publish; want one move", before, got)
 	}
 }
 
