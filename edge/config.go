@@ -29,8 +29,9 @@ type Config struct {
 	PollBatch      int // ready connections one worker task serves per shard round; default netpoll.DefaultBatchSize
 	// PollInPlace lets a shard serve a quiet round (one batch) itself
 	// instead of waking a worker, moving its loop to a new goroutine if the
-	// batch is still running after this long (netpoll Config.InPlace);
-	// default netpoll.DefaultInPlace; negative: never.
+	// batch is still running after this long, or at once when a task says
+	// it will wait (Conn.WillBlock; netpoll Config.InPlace); default
+	// netpoll.DefaultInPlace; negative: never.
 	PollInPlace time.Duration
 
 	WheelTick  time.Duration // timing wheel resolution; default 100ms

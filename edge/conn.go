@@ -103,9 +103,9 @@ func (c *Conn) SetValue(v any) { c.value = v }
 // WillBlock tells the poller that the connection's handler is about to
 // wait, as for a bus publish that waits for its ack: if the handler runs
 // on its shard's goroutine (a quiet round served in place), the shard's
-// polling moves to a new goroutine now, so that the shard's other
-// connections do not wait with it (netpoll.Conn.WillBlock). Call it from
-// the connection's handler only.
+// polling moves to a new goroutine now, so that the shard's connections
+// outside this round do not wait with it (netpoll.Conn.WillBlock). Call it
+// from the connection's handler only.
 func (c *Conn) WillBlock() { c.nc.WillBlock() }
 
 // RemoteAddr is the peer's address (nil once closed).

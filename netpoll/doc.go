@@ -129,17 +129,21 @@
 // two. The watch is armed at most once per InPlace, not once per round:
 // arming a timer earlier than the runtime's next one wakes the thread
 // asleep in its poller, and per round that undid most of the saving. A
-// task that knows it is about to wait calls Conn.WillBlock, which moves
-// the shard off at once instead (wsedge: a client's publish to a room
-// with history in a cluster, before it waits for JetStream's ack).
+// task served in place that knows it is about to wait calls
+// Conn.WillBlock, which moves the shard off at once instead (wsedge: a
+// client's publish to a room with history in a cluster, before it waits
+// for JetStream's ack, once the message is known to fit the bus).
 //
 // # A full worker pool: caller runs
 //
 // Config.Dispatch (or DispatchBatch) hands a connection (or a batch) to the
 // caller's pool (wsedge uses ants) and reports false when the pool is full.
-// The shard then runs that task itself. A task never blocks (all I/O is
-// non-blocking) and is bounded by the read cap, so a full pool slows a shard
-// down but never blocks it forever and never drops an event. A panic that
+// The shard then runs that task itself. A task's I/O never blocks (it is
+// all non-blocking) and its reads are bounded by the read cap; a task that
+// waits on something else (wsedge: a JetStream ack, at most its cluster
+// timeout) holds its shard that long here, as it would a worker. So a full
+// pool slows a shard down but never blocks it forever and never drops an
+// event. A panic that
 // escapes such a task (from OnPanic or OnClose) is recovered where it ran
 // and reported to OnPanic with a nil Conn (to stderr without OnPanic), as in
 // a round served in place: the pool would have recovered it, and the shard

@@ -93,6 +93,7 @@ func TestInPlaceMovesOffAWaitingTask(t *testing.T) {
 			return c.Write(b)
 		}},
 	})
+	unblock := releaseOnCleanup(t, release) // before p.Close, should the test fail first
 	a, _, peerA := registerPair(t, p)
 	_, _, peerB := registerPair(t, p)
 	blocker.Store(a)
@@ -107,7 +108,7 @@ func TestInPlaceMovesOffAWaitingTask(t *testing.T) {
 		t.Fatal("no batch went to a worker while the moved-off goroutine was busy")
 	}
 	blocker.Store(nil)
-	close(release)
+	unblock()
 	readEcho(t, peerA, "wait")
 	testkit.Eventually(t, 10*time.Second, "the moved-off goroutine to let go", func() bool {
 		return s.inPlace.Load() == inPlaceIdle
@@ -123,6 +124,56 @@ func TestInPlaceMovesOffAWaitingTask(t *testing.T) {
 	if _, moved := p.InPlace(); moved < 1 {
 		t.Fatalf("InPlace() moved off %d rounds; want at least the one that waited", moved)
 	}
+}
+
+// releaseOnCleanup returns a func that closes release once, and also
+// registers it as a cleanup: cleanups run last first, so a test that fails
+// while a task waits on release lets it go before the Poller's Close waits
+// for it.
+func releaseOnCleanup(t *testing.T, release chan struct{}) func() {
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	return unblock
+}
+
+// TestWillBlockElsewhereMovesNothing: WillBlock from a task that is not the
+// one served in place (here a Wake's task on a worker, while the shard
+// serves another connection's round in place) moves nothing off.
+func TestWillBlockElsewhereMovesNothing(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	woke := make(chan struct{}, 1)
+	var blocker atomic.Pointer[Conn]
+	p, _ := countingPoller(t, Config{
+		InPlace: time.Minute,
+		Handler: &funcHandler{
+			data: func(c *Conn, b []byte) error {
+				if c == blocker.Load() {
+					close(entered)
+					<-release
+				}
+				return c.Write(b)
+			},
+			wake: func(c *Conn, _ uint8) {
+				c.WillBlock()
+				woke <- struct{}{}
+			},
+		},
+	})
+	unblock := releaseOnCleanup(t, release)
+	a, _, peerA := registerPair(t, p)
+	b, _, _ := registerPair(t, p)
+	blocker.Store(a)
+	peerA.Write([]byte("wait"))
+	recv(t, entered, "the task served in place")
+	b.Wake(1)
+	recv(t, woke, "the other connection's task")
+	if _, moved := p.InPlace(); moved != 0 {
+		t.Fatalf("InPlace() moved off %d rounds; want none: the task that said it would wait was not the one served in place", moved)
+	}
+	blocker.Store(nil)
+	unblock()
+	readEcho(t, peerA, "wait")
 }
 
 // TestWillBlockMovesOffAtOnce: a task served in place that calls
@@ -143,6 +194,7 @@ func TestWillBlockMovesOffAtOnce(t *testing.T) {
 			return c.Write(b)
 		}},
 	})
+	unblock := releaseOnCleanup(t, release)
 	a, _, peerA := registerPair(t, p)
 	_, _, peerB := registerPair(t, p)
 	echoOnce(t, peerA, "a quiet round") // served in place: the blocker's will be too
@@ -154,7 +206,7 @@ func TestWillBlockMovesOffAtOnce(t *testing.T) {
 		t.Fatalf("InPlace() = %d served, %d moved off; want the waiting round served in place and moved off", served, moved)
 	}
 	blocker.Store(nil)
-	close(release)
+	unblock()
 	readEcho(t, peerA, "wait")
 }
 

@@ -99,8 +99,9 @@ func New(cfg Config) (*Poller, error) {
 func (p *Poller) QueuedBytes() int64 { return p.queued.Load() }
 
 // InPlace counts the rounds the shards served in place (Config.InPlace)
-// and, of them, those whose batch was still running after InPlace, so that
-// the shard's loop moved to a new goroutine.
+// and, of them, those whose batch was still running after InPlace or whose
+// task called Conn.WillBlock, so that the shard's loop moved to a new
+// goroutine.
 func (p *Poller) InPlace() (served, movedOff uint64) {
 	for _, s := range p.shards {
 		served += s.served.Load()
@@ -278,9 +279,16 @@ func (b *Batch) Len() int { return len(b.conns) }
 
 // ServeBatch runs Serve for each connection of b, in order; the worker that
 // Config.DispatchBatch gave b calls it once. b must not be used after.
-func (p *Poller) ServeBatch(b *Batch) {
+func (p *Poller) ServeBatch(b *Batch) { p.serveBatch(b, nil) }
+
+// serveBatch is ServeBatch. On a shard serving b in place (in non-nil) it
+// records whose task runs, for WillBlock.
+func (p *Poller) serveBatch(b *Batch, in *shard) {
 	conns, i := b.conns, 0
 	defer func() {
+		if in != nil {
+			in.current.Store(nil)
+		}
 		// Only a panic that escaped Serve (from OnPanic or OnClose) ends the
 		// loop early: the rest still hold busy, so each gets its own task
 		// rather than staying busy forever (served here, each with its own
@@ -288,12 +296,15 @@ func (p *Poller) ServeBatch(b *Batch) {
 		if i < len(conns) {
 			for _, c := range conns[i+1:] {
 				if !p.cfg.Dispatch(c) {
-					p.serveHere(c, nil)
+					p.serveHere(c, nil, nil)
 				}
 			}
 		}
 	}()
 	for ; i < len(conns); i++ {
+		if in != nil {
+			in.current.Store(conns[i])
+		}
 		p.Serve(conns[i])
 		conns[i] = nil
 	}
@@ -315,7 +326,7 @@ func (c *Conn) Wake(events uint8) {
 	if c.mark(uint32(events)<<stWakeShift, stClosing|stDead) {
 		p := c.poller
 		if !p.cfg.Dispatch(c) {
-			p.serveHere(c, nil)
+			p.serveHere(c, nil, nil)
 		}
 	}
 }
@@ -633,21 +644,22 @@ type shard struct {
 
 	// A quiet round served in place (doc.go): inPlace goes idle -> serving
 	// -> idle on the shard's goroutine, or serving -> moving -> moved by
-	// the poller's watch, which then starts the shard's loop on a new
-	// goroutine. It stays moved until the goroutine moved off has finished
+	// the poller's watch (or a task's WillBlock), which then starts the
+	// shard's loop on a new goroutine. It stays moved until the goroutine moved off has finished
 	// its batch, and no round is served in place meanwhile, so a shard
 	// never has more than two goroutines. since is when the round began
 	// (nanoseconds from Poller.epoch).
 	inPlace atomic.Uint32
 	since   atomic.Int64
-	served  atomic.Uint64 // rounds served in place (written by the shard only)
-	moved   atomic.Uint64 // of them, moved off by the watch
+	served  atomic.Uint64        // rounds served in place (written by the shard only)
+	current atomic.Pointer[Conn] // whose task the round served in place runs (WillBlock)
+	moved   atomic.Uint64        // of them, moved off (by the watch or WillBlock)
 }
 
 const (
 	inPlaceIdle uint32 = iota
 	inPlaceServing
-	inPlaceMoving // the watch is counting the new goroutine in: the old one waits
+	inPlaceMoving // the mover (watch or WillBlock) counts the new goroutine in: the old one waits
 	inPlaceMoved
 )
 
@@ -872,21 +884,22 @@ func (s *shard) loop() (moved bool) {
 // serveInPlace serves a quiet round's one batch on the shard's goroutine,
 // which saves waking a worker (and, when a CPU is idle, the thread the Go
 // scheduler wakes with it). If the batch is still running when the
-// poller's watch finds it older than Config.InPlace, the watch moves the
-// shard's loop to a new goroutine; serveInPlace then reports true once the
-// batch is done, and its goroutine must leave the shard alone and end.
+// poller's watch finds it older than Config.InPlace (or a task in it calls
+// Conn.WillBlock), the shard's loop moves to a new goroutine; serveInPlace
+// then reports true once the batch is done, and its goroutine must leave
+// the shard alone and end.
 func (s *shard) serveInPlace(b *Batch) (moved bool) {
 	s.since.Store(int64(time.Since(s.p.epoch)))
 	s.inPlace.Store(inPlaceServing)
 	s.served.Add(1)
 	s.p.armWatch()
-	s.p.serveHere(nil, b)
+	s.p.serveHere(nil, b, s)
 	if s.inPlace.CompareAndSwap(inPlaceServing, inPlaceIdle) {
 		return false
 	}
 	// Moved: the shard's new goroutine owns everything but this batch, and
 	// serves in place again once this goroutine has let go (its last act).
-	// Until the watch has counted that goroutine in the Poller's WaitGroup,
+	// Until the mover has counted that goroutine in the Poller's WaitGroup,
 	// this one must not leave: its Done could let Close return first, and
 	// the new loop would then start on closed fds.
 	for s.inPlace.Load() == inPlaceMoving {
@@ -897,20 +910,20 @@ func (s *shard) serveInPlace(b *Batch) (moved bool) {
 }
 
 // serveHere serves c, or else b, on the calling goroutine instead of a
-// worker's: a shard's round served in place, or a task the pool refused
-// (caller runs) on a shard or in Wake. A panic that escaped the task's own
+// worker's: a shard's round served in place (in: the shard), or a task the
+// pool refused (caller runs) on a shard or in Wake. A panic that escaped the task's own
 // recovery (from OnPanic or OnClose) ends here and is reported
 // (reportEscaped), as a worker's pool would recover it: it must not end a
 // shard, or a caller's goroutine, and with it the process. ServeBatch has
 // handed the rest of the batch on; Serve has torn c down.
-func (p *Poller) serveHere(c *Conn, b *Batch) {
+func (p *Poller) serveHere(c *Conn, b *Batch, in *shard) {
 	defer func() {
 		if v := recover(); v != nil {
 			p.reportEscaped(v)
 		}
 	}()
 	if b != nil {
-		p.ServeBatch(b)
+		p.serveBatch(b, in)
 	} else {
 		p.Serve(c)
 	}
@@ -945,19 +958,21 @@ func (p *Poller) reportEscaped(v any) {
 }
 
 // WillBlock tells netpoll that c's task is about to wait (for a bus's ack,
-// another node, other goroutines). If c's shard is serving a round in
-// place, the shard's polling goes on on a new goroutine now (moveOff), as
-// the watch would move it after Config.InPlace: the shard's other
-// connections do not wait with c, not even that long. On a worker it
-// does nothing; if the shard serves in place a batch without c (c's task
-// is on a worker), that batch is moved off early, which is harmless. Call
+// another node, other goroutines). If the task is being served in place on
+// its shard's goroutine, the shard's polling goes on on a new goroutine now
+// (moveOff), as the watch would move it after Config.InPlace: connections
+// outside c's batch do not wait with c, not even that long (those after c
+// in its batch, a quiet round's few, still do). A task on a worker needs
+// nothing and gets nothing; neither does one the shard runs because the
+// pool refused it (caller runs), which holds its shard while it waits. Call
 // it from c's task (OnData, OnWake).
 func (c *Conn) WillBlock() {
 	p := c.poller
 	if p == nil || p.cfg.InPlace <= 0 {
 		return
 	}
-	if s := p.shards[int(c.fd)%len(p.shards)]; s.inPlace.Load() == inPlaceServing {
+	s := p.shards[int(c.fd)%len(p.shards)]
+	if s.inPlace.Load() == inPlaceServing && s.current.Load() == c {
 		s.moveOff()
 	}
 }
@@ -1024,7 +1039,7 @@ func (s *shard) dispatch(c *Conn) {
 	if s.p.cfg.DispatchBatch == nil {
 		s.handed = true
 		if !s.p.cfg.Dispatch(c) {
-			s.p.serveHere(c, nil)
+			s.p.serveHere(c, nil, nil)
 		}
 		return
 	}
@@ -1047,6 +1062,6 @@ func (s *shard) flushBatch() {
 	s.batch = nil
 	s.handed = true
 	if !s.p.cfg.DispatchBatch(b) {
-		s.p.serveHere(nil, b)
+		s.p.serveHere(nil, b, nil)
 	}
 }

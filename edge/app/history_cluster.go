@@ -11,6 +11,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wsedge/wsedge/edge"
 	"github.com/wsedge/wsedge/edge/cluster"
 )
 
@@ -163,11 +164,16 @@ func withOffset(payload []byte, seq uint64) []byte {
 }
 
 // publish records a room message; the members, here included, get it from
-// the stream. It waits for JetStream's ack (at most -cluster-timeout).
-func (ch *clusterHist) publish(room, from string, data []byte) (uint64, error) {
+// the stream. It waits for JetStream's ack (at most -cluster-timeout); a
+// client's task says so first (waiter: its connection, nil for the admin
+// API), once the message is known to fit.
+func (ch *clusterHist) publish(room, from string, data []byte, waiter *edge.Conn) (uint64, error) {
 	payload := appendMessage(nil, from, room, data)
 	if !ch.a.cluster.Fits(room, len(payload)+maxEnvelope) {
 		return 0, errTooLarge
+	}
+	if waiter != nil {
+		waiter.WillBlock() // the ack takes a round trip to JetStream
 	}
 	prev, _, _ := ch.known(room)
 	seq, err := ch.h.Publish(room, payload, prev)
@@ -195,10 +201,7 @@ func (a *App) joinError(u *user, id []byte, err error) {
 
 // clientPublish is a client's publish to a room with history in a cluster.
 func (ch *clusterHist) clientPublish(u *user, msg *clientMessage) {
-	if u.conn != nil {
-		u.conn.WillBlock() // the ack takes a round trip to JetStream
-	}
-	switch _, err := ch.publish(msg.room, u.id, msg.data); {
+	switch _, err := ch.publish(msg.room, u.id, msg.data, u.conn); {
 	case err == errTooLarge:
 		ch.a.refuseTooLarge(u, msg.id)
 	case errors.Is(err, cluster.ErrHistoryUnsure):
@@ -213,7 +216,7 @@ func (ch *clusterHist) clientPublish(u *user, msg *clientMessage) {
 // pushRoom is POST /v1/rooms/{room}/messages with history in a cluster:
 // delivery is asynchronous (every node from the stream), so delivered is 0.
 func (ch *clusterHist) pushRoom(w http.ResponseWriter, room string, data []byte) {
-	switch _, err := ch.publish(room, "", data); {
+	switch _, err := ch.publish(room, "", data, nil); {
 	case err == errTooLarge:
 		ch.a.tooLargeForBus(w)
 	case errors.Is(err, cluster.ErrHistoryUnsure):
