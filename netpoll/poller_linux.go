@@ -639,16 +639,16 @@ type shard struct {
 	mu      sync.Mutex
 	ready   []*Conn // busy connections waiting for a task; each at most once
 	batch   *Batch  // this round's connections not yet handed to a task; owned by run
-	handed  bool    // this round dispatched a task already (to a worker, or run here when the pool refused it); owned by run
+	handed  bool    // this round dispatched a task (to a worker, or ran it when the pool refused); owned by run
 	stopped bool    // run has returned: ready is no longer served
 
 	// A quiet round served in place (doc.go): inPlace goes idle -> serving
 	// -> idle on the shard's goroutine, or serving -> moving -> moved by
 	// the poller's watch (or a task's WillBlock), which then starts the
-	// shard's loop on a new goroutine. It stays moved until the goroutine moved off has finished
-	// its batch, and no round is served in place meanwhile, so a shard
-	// never has more than two goroutines. since is when the round began
-	// (nanoseconds from Poller.epoch).
+	// shard's loop on a new goroutine. It stays moved until the goroutine
+	// moved off has finished its batch, and no round is served in place
+	// meanwhile, so a shard never has more than two goroutines. since is
+	// when the round began (nanoseconds from Poller.epoch).
 	inPlace atomic.Uint32
 	since   atomic.Int64
 	served  atomic.Uint64        // rounds served in place (written by the shard only)
@@ -911,11 +911,11 @@ func (s *shard) serveInPlace(b *Batch) (moved bool) {
 
 // serveHere serves c, or else b, on the calling goroutine instead of a
 // worker's: a shard's round served in place (in: the shard), or a task the
-// pool refused (caller runs) on a shard or in Wake. A panic that escaped the task's own
-// recovery (from OnPanic or OnClose) ends here and is reported
-// (reportEscaped), as a worker's pool would recover it: it must not end a
-// shard, or a caller's goroutine, and with it the process. ServeBatch has
-// handed the rest of the batch on; Serve has torn c down.
+// pool refused (caller runs) on a shard or in Wake. A panic that escaped
+// the task's own recovery (from OnPanic or OnClose) ends here and is
+// reported (reportEscaped), as a worker's pool would recover it: it must
+// not end a shard, or a caller's goroutine, and with it the process.
+// ServeBatch has handed the rest of the batch on; Serve has torn c down.
 func (p *Poller) serveHere(c *Conn, b *Batch, in *shard) {
 	defer func() {
 		if v := recover(); v != nil {
