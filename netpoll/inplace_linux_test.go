@@ -51,6 +51,73 @@ func countingPoller(t *testing.T, cfg Config) (*Poller, *atomic.Int64) {
 	return newTestPollerWith(t, cfg, tp), &batches
 }
 
+// taskGate makes one connection's task wait (its OnData calls enter) until
+// open. Served in place, or run by its shard because the pool refused it,
+// that task holds the shard too, so what the test writes meanwhile makes
+// the shard's next round.
+type taskGate struct {
+	conn     atomic.Pointer[Conn] // whose task waits; nil: none
+	entered  chan struct{}        // closed once that task waits
+	release  chan struct{}
+	once     sync.Once
+	released sync.Once
+	peer     net.Conn // hold's, kept open while the test runs
+}
+
+func newTaskGate() *taskGate {
+	return &taskGate{entered: make(chan struct{}), release: make(chan struct{})}
+}
+
+// enter makes the task of the gate's connection wait until open.
+func (g *taskGate) enter(c *Conn) {
+	if c == g.conn.Load() {
+		g.once.Do(func() { close(g.entered) })
+		<-g.release
+	}
+}
+
+// open lets the waiting task go; later tasks do not wait.
+func (g *taskGate) open() {
+	g.conn.Store(nil)
+	g.released.Do(func() { close(g.release) })
+}
+
+// echo is an OnData that echoes, on the gate's connection once its wait
+// is over.
+func (g *taskGate) echo(c *Conn, b []byte) error {
+	g.enter(c)
+	return c.Write(b)
+}
+
+// poller is a countingPoller with InPlace that serves h (nil: the gate's
+// echo); the gate opens before the Poller closes.
+func (g *taskGate) poller(t *testing.T, inPlace time.Duration, h *funcHandler) (*Poller, *atomic.Int64) {
+	t.Helper()
+	if h == nil {
+		h = &funcHandler{data: g.echo}
+	}
+	p, batches := countingPoller(t, Config{InPlace: inPlace, Handler: h})
+	g.openOnCleanup(t)
+	return p, batches
+}
+
+// openOnCleanup opens the gate when the test ends. Cleanups run last
+// first: registered after the Poller's, it lets a waiting task go before
+// the Poller's Close waits for it, should the test fail first.
+func (g *taskGate) openOnCleanup(t *testing.T) { t.Cleanup(g.open) }
+
+// hold registers the gate's connection on p, writes to it and returns once
+// the shard is in its task.
+func (g *taskGate) hold(t *testing.T, p *Poller) {
+	t.Helper()
+	c, _, peer := registerPair(t, p)
+	g.conn.Store(c)
+	g.peer = peer
+	g.openOnCleanup(t)
+	peer.Write([]byte("g"))
+	recv(t, g.entered, "the gate's task")
+}
+
 // TestInPlaceServesQuietRound: a round with one ready connection is served
 // on the shard's goroutine, no batch handed to a worker; with InPlace
 // negative every round goes to DispatchBatch.
@@ -81,24 +148,13 @@ func TestInPlaceServesQuietRound(t *testing.T) {
 // goroutine and serves the shard's other connections, and once the waiting
 // task is done the shard serves quiet rounds in place again.
 func TestInPlaceMovesOffAWaitingTask(t *testing.T) {
-	entered, release := make(chan struct{}), make(chan struct{})
-	var blocker atomic.Pointer[Conn]
-	p, batches := countingPoller(t, Config{
-		InPlace: time.Millisecond,
-		Handler: &funcHandler{data: func(c *Conn, b []byte) error {
-			if c == blocker.Load() {
-				close(entered)
-				<-release
-			}
-			return c.Write(b)
-		}},
-	})
-	unblock := releaseOnCleanup(t, release) // before p.Close, should the test fail first
+	gate := newTaskGate()
+	p, batches := gate.poller(t, time.Millisecond, nil)
 	a, _, peerA := registerPair(t, p)
 	_, _, peerB := registerPair(t, p)
-	blocker.Store(a)
+	gate.conn.Store(a)
 	peerA.Write([]byte("wait"))
-	recv(t, entered, "the task that waits")
+	recv(t, gate.entered, "the task that waits")
 	s := p.shards[0]
 	testkit.Eventually(t, 10*time.Second, "the shard to move off the waiting task", func() bool {
 		return s.inPlace.Load() == inPlaceMoved
@@ -107,8 +163,7 @@ func TestInPlaceMovesOffAWaitingTask(t *testing.T) {
 	if batches.Load() == 0 {
 		t.Fatal("no batch went to a worker while the moved-off goroutine was busy")
 	}
-	blocker.Store(nil)
-	unblock()
+	gate.open()
 	readEcho(t, peerA, "wait")
 	testkit.Eventually(t, 10*time.Second, "the moved-off goroutine to let go", func() bool {
 		return s.inPlace.Load() == inPlaceIdle
@@ -126,53 +181,30 @@ func TestInPlaceMovesOffAWaitingTask(t *testing.T) {
 	}
 }
 
-// releaseOnCleanup returns a func that closes release once, and also
-// registers it as a cleanup: cleanups run last first, so a test that fails
-// while a task waits on release lets it go before the Poller's Close waits
-// for it.
-func releaseOnCleanup(t *testing.T, release chan struct{}) func() {
-	var once sync.Once
-	unblock := func() { once.Do(func() { close(release) }) }
-	t.Cleanup(unblock)
-	return unblock
-}
-
 // TestWillBlockElsewhereMovesNothing: WillBlock from a task that is not the
 // one served in place (here a Wake's task on a worker, while the shard
 // serves another connection's round in place) moves nothing off.
 func TestWillBlockElsewhereMovesNothing(t *testing.T) {
-	entered, release := make(chan struct{}), make(chan struct{})
+	gate := newTaskGate()
 	woke := make(chan struct{}, 1)
-	var blocker atomic.Pointer[Conn]
-	p, _ := countingPoller(t, Config{
-		InPlace: time.Minute,
-		Handler: &funcHandler{
-			data: func(c *Conn, b []byte) error {
-				if c == blocker.Load() {
-					close(entered)
-					<-release
-				}
-				return c.Write(b)
-			},
-			wake: func(c *Conn, _ uint8) {
-				c.WillBlock()
-				woke <- struct{}{}
-			},
+	p, _ := gate.poller(t, time.Minute, &funcHandler{
+		data: gate.echo,
+		wake: func(c *Conn, _ uint8) {
+			c.WillBlock()
+			woke <- struct{}{}
 		},
 	})
-	unblock := releaseOnCleanup(t, release)
 	a, _, peerA := registerPair(t, p)
 	b, _, _ := registerPair(t, p)
-	blocker.Store(a)
+	gate.conn.Store(a)
 	peerA.Write([]byte("wait"))
-	recv(t, entered, "the task served in place")
+	recv(t, gate.entered, "the task served in place")
 	b.Wake(1)
 	recv(t, woke, "the other connection's task")
 	if _, moved := p.InPlace(); moved != 0 {
 		t.Fatalf("InPlace() moved off %d rounds; want none: the task that said it would wait was not the one served in place", moved)
 	}
-	blocker.Store(nil)
-	unblock()
+	gate.open()
 	readEcho(t, peerA, "wait")
 }
 
@@ -181,32 +213,24 @@ func TestWillBlockElsewhereMovesNothing(t *testing.T) {
 // goroutine at once, not after Config.InPlace (here a minute, longer than
 // the test waits): the shard's other connection is served meanwhile.
 func TestWillBlockMovesOffAtOnce(t *testing.T) {
-	entered, release := make(chan struct{}), make(chan struct{})
-	var blocker atomic.Pointer[Conn]
-	p, _ := countingPoller(t, Config{
-		InPlace: time.Minute,
-		Handler: &funcHandler{data: func(c *Conn, b []byte) error {
-			if c == blocker.Load() {
-				c.WillBlock()
-				close(entered)
-				<-release
-			}
-			return c.Write(b)
-		}},
-	})
-	unblock := releaseOnCleanup(t, release)
+	gate := newTaskGate()
+	p, _ := gate.poller(t, time.Minute, &funcHandler{data: func(c *Conn, b []byte) error {
+		if c == gate.conn.Load() {
+			c.WillBlock()
+		}
+		return gate.echo(c, b)
+	}})
 	a, _, peerA := registerPair(t, p)
 	_, _, peerB := registerPair(t, p)
-	echoOnce(t, peerA, "a quiet round") // served in place: the blocker's will be too
-	blocker.Store(a)
+	echoOnce(t, peerA, "a quiet round") // served in place: the waiting one's will be too
+	gate.conn.Store(a)
 	peerA.Write([]byte("wait"))
-	recv(t, entered, "the task that waits")
+	recv(t, gate.entered, "the task that waits")
 	echoOnce(t, peerB, "served while the other task waits")
 	if served, moved := p.InPlace(); served < 2 || moved != 1 {
 		t.Fatalf("InPlace() = %d served, %d moved off; want the waiting round served in place and moved off", served, moved)
 	}
-	blocker.Store(nil)
-	unblock()
+	gate.open()
 	readEcho(t, peerA, "wait")
 }
 
@@ -284,51 +308,13 @@ func reportsEscaped(ch chan<- any) func(*Conn, any) {
 	}
 }
 
-// shardGate holds a shard in one connection's task (its OnData calls
-// enter), so that what the test writes meanwhile makes the shard's next
-// round.
-type shardGate struct {
-	conn     atomic.Pointer[Conn]
-	entered  chan struct{}
-	release  chan struct{}
-	once     sync.Once
-	peer     net.Conn // kept open while the test runs
-	released sync.Once
-}
-
-func newShardGate() *shardGate {
-	return &shardGate{entered: make(chan struct{}), release: make(chan struct{})}
-}
-
-// enter blocks the task of the gate's connection until open.
-func (g *shardGate) enter(c *Conn) {
-	if c == g.conn.Load() {
-		g.once.Do(func() { close(g.entered) })
-		<-g.release
-	}
-}
-
-// hold registers the gate's connection on p, writes to it and returns once
-// the shard is in its task.
-func (g *shardGate) hold(t *testing.T, p *Poller) {
-	t.Helper()
-	c, _, peer := registerPair(t, p)
-	g.conn.Store(c)
-	g.peer = peer
-	t.Cleanup(g.open)
-	peer.Write([]byte("g"))
-	recv(t, g.entered, "the gate's task")
-}
-
-func (g *shardGate) open() { g.released.Do(func() { close(g.release) }) }
-
 // TestEscapedPanicRestOfBatch: when two connections of one batch that the
 // shard serves itself each panic past their recovery, the connection after
 // them is still served and both panics are reported. (The second panic
 // once ended the loop that hands the rest of the batch on, and the third
 // connection kept its busy flag for good.)
 func TestEscapedPanicRestOfBatch(t *testing.T) {
-	gate := newShardGate()
+	gate := newTaskGate()
 	var bad sync.Map // *Conn -> its name
 	escaped := make(chan any, 4)
 	p := refusingPoller(t, Config{
@@ -443,7 +429,7 @@ func TestWakeEscapedPanic(t *testing.T) {
 // it stops; a panic from its OnClose is reported, not the end of the
 // process.
 func TestCloseAbandonEscapedPanic(t *testing.T) {
-	gate := newShardGate()
+	gate := newTaskGate()
 	var victim atomic.Pointer[Conn]
 	escaped := make(chan any, 1)
 	p := refusingPoller(t, Config{
@@ -493,19 +479,8 @@ func TestCloseAbandonEscapedPanic(t *testing.T) {
 // round found it armed, did not arm it, and held its shard until the task
 // returned.)
 func TestInPlaceRoundBegunDuringWatch(t *testing.T) {
-	entered, release := make(chan struct{}), make(chan struct{})
-	defer close(release)
-	var blocker atomic.Pointer[Conn]
-	p, _ := countingPoller(t, Config{
-		InPlace: time.Millisecond,
-		Handler: &funcHandler{data: func(c *Conn, b []byte) error {
-			if c == blocker.Load() {
-				close(entered)
-				<-release
-			}
-			return c.Write(b)
-		}},
-	})
+	gate := newTaskGate()
+	p, _ := gate.poller(t, time.Millisecond, nil)
 	a, _, peerA := registerPair(t, p)
 	_, _, peerB := registerPair(t, p)
 	s := p.shards[0]
@@ -514,10 +489,10 @@ func TestInPlaceRoundBegunDuringWatch(t *testing.T) {
 		if hp != p || once.Swap(true) {
 			return
 		}
-		blocker.Store(a)
+		gate.conn.Store(a)
 		peerA.Write([]byte("w")) // a round that will wait begins now
 		select {                 // its task has begun: the round is past armWatch
-		case <-entered:
+		case <-gate.entered:
 		case <-time.After(10 * time.Second): // then the wait below fails
 		}
 	}
@@ -536,30 +511,23 @@ func TestInPlaceRoundBegunDuringWatch(t *testing.T) {
 // move: the old goroutine's Done could let Close return and close the
 // shard's fds, and the new loop then started on them.)
 func TestInPlaceCloseWaitsForMove(t *testing.T) {
-	entered, release := make(chan struct{}), make(chan struct{})
-	var blocker atomic.Pointer[Conn]
+	gate := newTaskGate()
 	tp := newTestPool(2)
 	p, err := New(Config{InPlace: time.Millisecond, Dispatch: tp.dispatch, DispatchBatch: tp.dispatchBatch,
-		Handler: &funcHandler{data: func(c *Conn, b []byte) error {
-			if c == blocker.Load() {
-				close(entered)
-				<-release
-			}
-			return c.Write(b)
-		}}})
+		Handler: &funcHandler{data: gate.echo}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tp.p.Store(p)
 	defer func() { close(tp.ch); tp.wg.Wait() }()
 	a, _, peerA := registerPair(t, p)
-	blocker.Store(a)
+	gate.conn.Store(a)
 	closed, moved := make(chan struct{}), make(chan struct{})
 	hook := func(s *shard) {
 		if s.p != p {
 			return
 		}
-		close(release) // the batch that waited ends now
+		gate.open() // the batch that waited ends now
 		// Give its goroutine room to leave, if it may: then Close returns
 		// now. Showing that it does not needs a bounded wait.
 		select {
@@ -572,7 +540,7 @@ func TestInPlaceCloseWaitsForMove(t *testing.T) {
 	testHookMoveOff.Store(&hook)
 	defer testHookMoveOff.Store(nil)
 	peerA.Write([]byte("w"))
-	recv(t, entered, "the task that waits")
+	recv(t, gate.entered, "the task that waits")
 	go func() { p.Close(); close(closed) }()
 	recv(t, closed, "Close")
 	select {
