@@ -173,7 +173,10 @@ func (s *Server) Start() error {
 		InPlace:        s.cfg.PollInPlace,
 		OnPanic: func(c *netpoll.Conn, v any) {
 			s.metrics.panics.Inc()
-			if c == nil { // escaped a task's recovery where netpoll ran it itself (a shard, Wake's caller), as in a worker (the pool's handler)
+			// c is nil for a panic that escaped a task's recovery where
+			// netpoll ran the task itself (a shard, Wake's caller), as
+			// the pool's handler reports one in a worker.
+			if c == nil {
 				s.logPanic.Do(func() { s.log.Error("panic in worker task", "panic", v) })
 				return
 			}
