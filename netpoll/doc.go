@@ -119,8 +119,8 @@
 // Busy rounds still go to the pool, batch by batch, so a loaded server
 // keeps every CPU.
 //
-// A task may wait (wsedge's waits for a JetStream ack, or for the pool
-// tasks of a client's fan-out to a large room). So one timer per Poller
+// A task may wait (wsedge's for the pool tasks of a client's fan-out to a
+// large room, or for a JetStream ack when it cannot wait off the worker). So one timer per Poller
 // (the watch) looks every Config.InPlace while any shard serves in place;
 // a batch it finds older than InPlace has the shard's loop go on on a new
 // goroutine, and the old goroutine finishes its batch and ends (a Batch on
@@ -131,8 +131,8 @@
 // asleep in its poller, and per round that undid most of the saving. A
 // task served in place that knows it is about to wait calls
 // Conn.WillBlock, which moves the shard off at once instead (wsedge: a
-// client's publish to a room with history in a cluster, before it waits
-// for JetStream's ack, once the message is known to fit the bus).
+// client's publish to a room with history in a cluster that waits for
+// JetStream's ack on its worker).
 //
 // # A full worker pool: caller runs
 //

@@ -101,7 +101,7 @@ func newOptions(stderr io.Writer) *options {
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "worker pool size: goroutines that decode and handle readable connections (8 per CPU, at least 16)")
 	fs.IntVar(&cfg.ReadBufferSize, "read-buffer", cfg.ReadBufferSize, "bytes of a worker's pooled read buffer")
 	fs.IntVar(&cfg.PollBatch, "poll-batch", cfg.PollBatch, "ready connections one worker task serves in turn per shard round (1: a task each)")
-	fs.DurationVar(&cfg.PollInPlace, "poll-in-place", cfg.PollInPlace, "a shard serves a quiet round (one batch) itself instead of waking a worker, and moves its polling to a new goroutine if the batch runs longer than this, or at once for a publish that waits for JetStream (negative: never)")
+	fs.DurationVar(&cfg.PollInPlace, "poll-in-place", cfg.PollInPlace, "a shard serves a quiet round (one batch) itself instead of waking a worker, and moves its polling to a new goroutine if the batch runs longer than this, or at once for a publish that waits for JetStream on its worker (negative: never)")
 	fs.DurationVar(&cfg.WheelTick, "wheel-tick", cfg.WheelTick, "timing wheel resolution: timers fire at most this late")
 	fs.IntVar(&cfg.WheelSlots, "wheel-slots", cfg.WheelSlots, "timing wheel slots (rounded up to a power of two)")
 	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", cfg.HandshakeTimeout, "time allowed for the HTTP upgrade request")

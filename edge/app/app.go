@@ -176,5 +176,8 @@ func (a *App) Close() {
 		a.hist.close()
 	}
 	a.stopPolicy()
+	if a.chist != nil {
+		a.chist.waitPublishes()
+	}
 	a.cluster.Close()
 }

@@ -105,6 +105,10 @@ type Config struct {
 	// Cluster, when set, joins this node to others through NATS
 	// (docs/cluster.md); nil runs a single node.
 	Cluster *cluster.Config
+
+	// publishSlots (tests) bounds the client publishes waiting for
+	// JetStream's ack off their workers: 0 is publishSlots, negative none.
+	publishSlots int
 }
 
 // DefaultMaxRooms bounds the rooms one node holds, whatever its clients

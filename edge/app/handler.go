@@ -156,7 +156,8 @@ func (a *App) OnClose(c *edge.Conn, _ ws.StatusCode) {
 }
 
 // OnMessage handles one client message on the connection's worker. While
-// a join waits on the hook, later messages wait behind it (OnWake).
+// a join waits on the hook (or recovers, or a publish waits for its ack),
+// later messages wait behind it (OnWake).
 func (a *App) OnMessage(c *edge.Conn, op ws.OpCode, p []byte) {
 	u := c.Value().(*user)
 	if op != ws.OpText {
@@ -165,6 +166,15 @@ func (a *App) OnMessage(c *edge.Conn, op ws.OpCode, p []byte) {
 		return
 	}
 	w := u.waiting()
+	for w != nil && len(w.backlog) >= maxBacklog && w.acked != nil {
+		// A full backlog behind a publish: a client sending faster than
+		// JetStream acks waits here, at most -cluster-timeout per
+		// publish, and TCP holds the rest, as without the backlog.
+		c.WillBlock()
+		<-w.acked
+		a.resume(u)
+		w = u.waiting()
+	}
 	if w != nil && len(w.backlog) >= maxBacklog {
 		a.refuseRate(u, p) // over the backlog: counted against the rate
 		return

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
 	"github.com/gorilla/websocket"
 
 	"github.com/wsedge/wsedge/edge"
@@ -141,6 +143,22 @@ func (ts *testServer) waitUser(user string, c *client) {
 func (c *client) send(s string) {
 	c.t.Helper()
 	if err := c.WriteMessage(websocket.TextMessage, []byte(s)); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// sendAtOnce writes text messages in one write, so that the server reads
+// them together.
+func (c *client) sendAtOnce(msgs ...string) {
+	c.t.Helper()
+	var b bytes.Buffer
+	for _, m := range msgs {
+		f := ws.MaskFrameInPlace(ws.NewTextFrame([]byte(m)))
+		if err := ws.WriteFrame(&b, f); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	if _, err := c.UnderlyingConn().Write(b.Bytes()); err != nil {
 		c.t.Fatalf("write: %v", err)
 	}
 }

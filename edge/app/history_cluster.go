@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 
 	"github.com/gobwas/ws"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/wsedge/wsedge/edge"
 	"github.com/wsedge/wsedge/edge/cluster"
 )
 
@@ -31,6 +31,11 @@ import (
 // it a join with since is answered recovered:false at once.
 const recoverSlots = 64
 
+// publishSlots bounds the client publishes waiting for JetStream's ack on
+// goroutines of their own; past it a publish waits on its connection's
+// worker, and the pool bounds those.
+const publishSlots = 256
+
 // histLastMax bounds the rooms whose last sequence a node remembers; past
 // it the memory is dropped and pos becomes the new start (recovery is then
 // conservative: more recovered:false, never a silent gap).
@@ -39,7 +44,9 @@ const histLastMax = 1 << 16
 type clusterHist struct {
 	a   *App
 	h   *cluster.History
-	sem chan struct{}
+	sem chan struct{} // recoveries (recoverSlots)
+
+	pubSem chan struct{} // client publishes waiting off the worker (publishSlots)
 
 	mu   sync.Mutex
 	pos  uint64 // last stream sequence consumed here
@@ -62,7 +69,12 @@ type skipKey struct {
 // startClusterHistory records room history in JetStream (Mount, cluster
 // nodes with -history-size > 0).
 func (a *App) startClusterHistory(b *cluster.Bus) error {
-	ch := &clusterHist{a: a, sem: make(chan struct{}, recoverSlots), last: map[string]uint64{}, skip: map[skipKey]uint64{}}
+	slots := publishSlots
+	if a.cfg.publishSlots != 0 {
+		slots = max(a.cfg.publishSlots, 0)
+	}
+	ch := &clusterHist{a: a, sem: make(chan struct{}, recoverSlots), pubSem: make(chan struct{}, slots),
+		last: map[string]uint64{}, skip: map[skipKey]uint64{}}
 	h, err := b.StartHistory(cluster.HistoryConfig{
 		Size: a.cfg.HistorySize, TTL: a.cfg.HistoryTTL, MaxBytes: a.cfg.HistoryMaxBytes,
 		Storage: a.cfg.HistoryStorage, Replicas: a.cfg.HistoryReplicas,
@@ -163,26 +175,28 @@ func withOffset(payload []byte, seq uint64) []byte {
 	return append(b, payload[i:]...)
 }
 
-// publish records a room message; the members, here included, get it from
-// the stream. It waits for JetStream's ack (at most -cluster-timeout); a
-// client's task says so first (waiter: its connection, nil for the admin
-// API), once the message is known to fit.
-func (ch *clusterHist) publish(room, from string, data []byte, waiter *edge.Conn) (uint64, error) {
+// encode is a room message as the stream stores it, or errTooLarge when it
+// would not fit the bus.
+func (ch *clusterHist) encode(room, from string, data []byte) ([]byte, error) {
 	payload := appendMessage(nil, from, room, data)
 	if !ch.a.cluster.Fits(room, len(payload)+maxEnvelope) {
-		return 0, errTooLarge
+		return nil, errTooLarge
 	}
-	if waiter != nil {
-		waiter.WillBlock() // the ack takes a round trip to JetStream
-	}
+	return payload, nil
+}
+
+// record publishes an encoded room message; the members, here included,
+// get it from the stream. It waits for JetStream's ack, at most
+// -cluster-timeout.
+func (ch *clusterHist) record(room string, payload []byte) error {
 	prev, _, _ := ch.known(room)
 	seq, err := ch.h.Publish(room, payload, prev)
 	if err != nil {
 		ch.a.m.dropped("unavailable", 1)
-		return 0, err
+		return err
 	}
 	ch.remember(room, seq) // the next publish from here names it as prev
-	return seq, nil
+	return nil
 }
 
 var errTooLarge = errors.New("too large for the bus")
@@ -200,23 +214,68 @@ func (a *App) joinError(u *user, id []byte, err error) {
 }
 
 // clientPublish is a client's publish to a room with history in a cluster.
+// The wait for JetStream's ack runs on a goroutine of its own (at most
+// publishSlots), not on the connection's worker, so a slow stream holds
+// neither the pool nor a shard. The connection's later messages wait
+// behind it (OnWake), so its answers keep their order; past maxBacklog of
+// them the worker waits for the ack (OnMessage). With every slot taken
+// the publish waits on the worker, as it would without slots.
 func (ch *clusterHist) clientPublish(u *user, msg *clientMessage) {
-	switch _, err := ch.publish(msg.room, u.id, msg.data, u.conn); {
-	case err == errTooLarge:
+	payload, err := ch.encode(msg.room, u.id, msg.data)
+	if err != nil {
 		ch.a.refuseTooLarge(u, msg.id)
-	case errors.Is(err, cluster.ErrHistoryUnsure):
-		ch.a.replyError(u, msg.id, codeUnavailable, "room history (JetStream) did not answer in time: the message may have been published")
-	case err != nil:
-		ch.a.replyError(u, msg.id, codeUnavailable, "room history (JetStream) unreachable: the message was not published")
+		return
+	}
+	select {
+	case ch.pubSem <- struct{}{}:
 	default:
-		ch.a.ack(u, msg.id)
+		u.conn.WillBlock() // the ack takes a round trip to JetStream
+		ch.answerPublish(u, msg.id, ch.record(msg.room, payload))
+		return
+	}
+	room, id := msg.room, slices.Clone(msg.id)
+	w := &hookWait{acked: make(chan struct{})}
+	u.setWait(w)
+	go func() {
+		err := ch.record(room, payload)
+		<-ch.pubSem
+		ch.answerPublish(u, id, err)
+		w.done.Store(true)
+		close(w.acked)
+		u.conn.Wake()
+	}()
+}
+
+// waitPublishes waits for the client publishes waiting for their acks off
+// their workers (each at most -cluster-timeout) and keeps their slots: a
+// later publish waits on its worker. App.Close calls it before the bus
+// closes, so that those publishes are recorded or refused, not cut off.
+func (ch *clusterHist) waitPublishes() {
+	for range cap(ch.pubSem) {
+		ch.pubSem <- struct{}{}
+	}
+}
+
+// answerPublish answers a client's publish with history in a cluster.
+func (ch *clusterHist) answerPublish(u *user, id []byte, err error) {
+	switch {
+	case errors.Is(err, cluster.ErrHistoryUnsure):
+		ch.a.replyError(u, id, codeUnavailable, "room history (JetStream) did not answer in time: the message may have been published")
+	case err != nil:
+		ch.a.replyError(u, id, codeUnavailable, "room history (JetStream) unreachable: the message was not published")
+	default:
+		ch.a.ack(u, id)
 	}
 }
 
 // pushRoom is POST /v1/rooms/{room}/messages with history in a cluster:
 // delivery is asynchronous (every node from the stream), so delivered is 0.
 func (ch *clusterHist) pushRoom(w http.ResponseWriter, room string, data []byte) {
-	switch _, err := ch.publish(room, "", data, nil); {
+	payload, err := ch.encode(room, "", data)
+	if err == nil {
+		err = ch.record(room, payload)
+	}
+	switch {
 	case err == errTooLarge:
 		ch.a.tooLargeForBus(w)
 	case errors.Is(err, cluster.ErrHistoryUnsure):

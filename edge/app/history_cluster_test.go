@@ -176,23 +176,76 @@ func TestClusterHistoryOrderAndMove(t *testing.T) {
 	}
 }
 
-// TestClusterHistoryPublishMovesOffAtOnce: a client's publish to a room
-// with history waits on its task for JetStream's ack. Served in place (a
-// quiet round), the task says so first (Conn.WillBlock), and its shard's
-// polling moves to a new goroutine at once, not after -poll-in-place
-// (here a minute, so only WillBlock can move it).
-func TestClusterHistoryPublishMovesOffAtOnce(t *testing.T) {
+// A client's publish waits for JetStream's ack on a goroutine of its own,
+// not where its shard serves it in place: the shard is never moved off
+// (-poll-in-place is a minute, so nothing else could move it).
+func TestClusterHistoryPublishWaitsOffTheWorker(t *testing.T) {
 	ns := startNATSWith(t, jsOpts(-1, t.TempDir()))
 	c := startHistClusterMod(t, ns, 1, Config{}, func(ec *edge.Config) { ec.PollInPlace = time.Minute })
 	a := c.dial(0, "a")
 	a.joinAck("r", 0, "")
 	before := max(c.nodes[0].scrape("wsedge_poll_moved_off_total", ""), 0)
 	a.send(`{"type":"publish","room":"r","data":"x","id":1}`)
-	if m := a.nextMessage(); m["data"] != "x" {
-		t.Fatalf("the publisher got %v; want its message from the stream", m)
+	a.readPublish(1, "x", 0)
+	if got := c.nodes[0].scrape("wsedge_poll_moved_off_total", ""); got != before {
+		t.Fatalf("wsedge_poll_moved_off_total went from %v to %v over one publish; want no move (the wait is off the shard)", before, got)
 	}
+}
+
+// With every publish slot taken (here there are none), a publish waits on
+// its connection's worker and says so first: the shard serving it in
+// place moves its polling off at once (WillBlock), not after a minute.
+func TestClusterHistoryPublishSlotsTakenMovesOffAtOnce(t *testing.T) {
+	ns := startNATSWith(t, jsOpts(-1, t.TempDir()))
+	c := startHistClusterMod(t, ns, 1, Config{publishSlots: -1}, func(ec *edge.Config) { ec.PollInPlace = time.Minute })
+	a := c.dial(0, "a")
+	a.joinAck("r", 0, "")
+	before := max(c.nodes[0].scrape("wsedge_poll_moved_off_total", ""), 0)
+	a.send(`{"type":"publish","room":"r","data":"x","id":1}`)
+	a.readPublish(1, "x", 0)
 	if got := c.nodes[0].scrape("wsedge_poll_moved_off_total", ""); got != before+1 {
 		t.Fatalf("wsedge_poll_moved_off_total went from %v to %v over one publish; want one move", before, got)
+	}
+}
+
+// A client's messages after a publish wait behind its ack: all of them,
+// sent at once, are answered after the ack and in order. Past maxBacklog
+// of them the worker waits for the ack instead of refusing the rest
+// (rate_limited, as behind a join hook).
+func TestClusterHistoryPublishKeepsOrder(t *testing.T) {
+	ns := startNATSWith(t, jsOpts(-1, t.TempDir()))
+	c := startHistCluster(t, ns, 1)
+	a := c.dial(0, "a")
+	a.joinAck("r", 0, "")
+	msgs := []string{`{"type":"publish","room":"r","data":"x","id":1}`}
+	for id := 2; id <= maxBacklog+5; id++ {
+		msgs = append(msgs, fmt.Sprintf(`{"type":"ping","id":%d}`, id))
+	}
+	msgs = append(msgs, `{"type":"publish","room":"r","data":"y","id":99}`)
+	a.sendAtOnce(msgs...)
+	a.readPublish(1, "x", maxBacklog+4)
+	a.readPublish(99, "y", 0)
+}
+
+// readPublish reads the ack of the publish with id and its message from
+// the stream (in either order), and, after the ack, the pongs to the
+// pings that followed the publish (ids id+1 to id+pongs) in order.
+func (c *client) readPublish(id int64, data string, pongs int) {
+	c.t.Helper()
+	acked, got, next := false, false, 0
+	for !acked || !got || next < pongs {
+		m := c.readJSON()
+		switch {
+		case m["type"] == "message" && m["data"] == data && !got:
+			got = true
+		case m["type"] == "ack" && !acked && num(m["id"]) == id:
+			acked = true
+		case m["type"] == "pong" && acked && num(m["id"]) == id+int64(next)+1:
+			next++
+		default:
+			c.t.Fatalf("after %d pongs (ack %v, message %v): %v; want the publish %d's ack, its message %q, then pong %d",
+				next, acked, got, m, id, data, id+int64(next)+1)
+		}
 	}
 }
 

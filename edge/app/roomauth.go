@@ -10,7 +10,9 @@ import (
 )
 
 // maxBacklog bounds the messages a connection may send while a join of its
-// waits on the hook; more count against its rate (rate_limited, then 1008).
+// waits on the hook or recovers; more count against its rate
+// (rate_limited, then 1008). Behind a publish waiting for its ack, the
+// worker waits for the ack instead (OnMessage).
 const maxBacklog = 16
 
 var _ edge.Waker = (*App)(nil)
@@ -123,20 +125,23 @@ func (a *App) hookAnswered(c hookCall) {
 	c.u.conn.Wake()
 }
 
-// OnWake finishes the join that waited on the hook, on the connection's
-// owner, then handles the messages that waited behind it in order, until
-// one of them waits on the hook in turn.
+// OnWake finishes the join that waited on the hook (or what else the
+// connection's later messages waited behind), on the connection's owner.
 func (a *App) OnWake(c *edge.Conn) {
-	u, _ := c.Value().(*user)
-	if u == nil {
-		return
+	if u, _ := c.Value().(*user); u != nil {
+		a.resume(u)
 	}
+}
+
+// resume finishes u's wait if it is done, then handles the messages that
+// waited behind it in order, until one of them waits in turn; owner only.
+func (a *App) resume(u *user) {
 	w := u.waiting()
 	if w == nil || !w.done.Load() {
 		return
 	}
 	u.setWait(nil)
-	if !w.joined {
+	if !w.joined && w.acked == nil {
 		a.decideJoin(u, w.room, w.id, w.since, w.answer, "")
 	}
 	for i, p := range w.backlog {

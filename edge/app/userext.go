@@ -18,15 +18,21 @@ type userExt struct {
 	wait *hookWait
 }
 
-// hookWait is one join waiting on the hook. The hook goroutine fills the
-// answer, sets done, then wakes the connection; the owner reads it after
-// seeing done (OnWake).
+// hookWait is what a connection's later messages wait behind: a join
+// waiting on the hook, a join recovering from JetStream, or a publish
+// waiting for JetStream's ack (history in a cluster). The goroutine doing
+// the work fills the answer, sets done, then wakes the connection; the
+// owner reads it after seeing done (OnWake).
 type hookWait struct {
-	room    string
-	id      json.RawMessage
-	since   json.RawMessage // with history on: the join's since, copied
-	answer  decision
-	joined  bool // a join recovering from JetStream: done by itself, nothing to decide
+	room   string
+	id     json.RawMessage
+	since  json.RawMessage // with history on: the join's since, copied
+	answer decision
+	joined bool // a join recovering from JetStream: done by itself, nothing to decide
+	// acked is closed once a publish waiting for JetStream's ack has been
+	// answered (nil for a join): done by itself, nothing to decide, and
+	// short enough that the owner may wait for it (OnMessage).
+	acked   chan struct{}
 	done    atomic.Bool
 	backlog [][]byte // the connection's later messages, copied, in order; owner only
 }
