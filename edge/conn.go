@@ -184,6 +184,10 @@ func (c *Conn) send(s *Server, b []byte, shared, message bool) error {
 	}
 }
 
+// Closing reports whether a Close was asked for (carried out or not, held
+// or not: CloseHolder); a Handler stops acting on the client's messages.
+func (c *Conn) Closing() bool { return c.closeReq.Load() != 0 }
+
 // Close starts the closing handshake: our close frame, then the TCP close
 // when the client answers or after the close timeout. A connection still in
 // its handshake is dropped. It may be called from any goroutine: the
@@ -218,6 +222,9 @@ func (c *Conn) takeCloseRequest(s *Server) {
 		if req == closeSlowConsumer {
 			c.closeSlowConsumer(s)
 			return
+		}
+		if h, ok := c.route.Load().h.(CloseHolder); ok && h.HoldsClose(c) {
+			return // carried out on a later wake (CloseHolder)
 		}
 		code, reason := s.closeReason(req)
 		c.phase = phaseClosing
@@ -343,8 +350,8 @@ func (c *Conn) onFrame(m frame.Message) {
 		// A Close the handler made for an earlier message in this read
 		// takes effect before the next one.
 		c.takeCloseRequest(s)
-		if c.phase != phaseOpen {
-			return // after our close frame, data is read and ignored
+		if c.phase != phaseOpen || c.closeReq.Load() != 0 {
+			return // after our close frame (or a Close held), data is read and ignored
 		}
 		s.metrics.messagesIn.add(c.nc.Fd(), 1)
 		if m.Compressed {

@@ -96,3 +96,53 @@ func TestShutdownWaitsForRunningTasks(t *testing.T) {
 		t.Fatal("Shutdown returned before OnClose ran for a connection whose task was running")
 	}
 }
+
+// holder is hooks that hold a Close while held is set (CloseHolder) and
+// take work back with OnWake (Waker).
+type holder struct {
+	hooks
+	held atomic.Bool
+	wake func(*Conn)
+}
+
+func (h *holder) HoldsClose(*Conn) bool { return h.held.Load() }
+func (h *holder) OnWake(c *Conn)        { h.wake(c) }
+
+// A Close asked for while the Handler holds it (CloseHolder) waits: the
+// client's later messages are ignored (control frames are still answered),
+// the answer the Handler owes goes out first, and the close frame follows
+// on the wake that ends the hold.
+func TestCloseHolderHoldsClose(t *testing.T) {
+	opened := make(chan *Conn, 1)
+	h := &holder{}
+	h.held.Store(true)
+	h.open = func(c *Conn) { opened <- c }
+	h.wake = func(c *Conn) {
+		_ = c.WriteMessage(ws.OpText, []byte("answer"))
+		h.held.Store(false)
+	}
+	s := startServer(t, func(c *Config) { c.Handlers = map[string]Handler{"/hold": h} })
+	conn, br := upgradeRaw(t, s, "/hold")
+	var c *Conn
+	select {
+	case c = <-opened:
+	case <-time.After(5 * time.Second):
+		t.Fatal("never opened")
+	}
+	c.Close(4000, "replaced")
+	// A message after the Close (not echoed), then a ping: its pong shows
+	// that the message before it was read.
+	if _, err := conn.Write(append(textFrame("ignored"), pingFrame("p")...)); err != nil {
+		t.Fatal(err)
+	}
+	if op, p := readServerFrame(t, br); op != 0xA || string(p) != "p" {
+		t.Fatalf("got op %#x %q, want the pong (nothing else while the Close is held)", op, p)
+	}
+	c.Wake()
+	if op, p := readServerFrame(t, br); op != 0x1 || string(p) != "answer" {
+		t.Fatalf("got op %#x %q, want the answer before the close frame", op, p)
+	}
+	if op, p := readServerFrame(t, br); op != 0x8 || binary.BigEndian.Uint16(p) != 4000 {
+		t.Fatalf("got op %#x %q, want close 4000", op, p)
+	}
+}

@@ -368,6 +368,7 @@ func (s *Server) OnWake(nc *netpoll.Conn, events uint8) {
 	}
 	if events&wakeHandler != 0 {
 		c.onHandlerWake() // wake.go
+		c.takeCloseRequest(s) // a Close its handler held (CloseHolder)
 	}
 }
 

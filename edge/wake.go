@@ -20,6 +20,18 @@ type Waker interface {
 // the Handler kept for OnWake.
 func (c *Conn) Wake() { c.nc.Wake(wakeHandler) }
 
+// CloseHolder is a Handler that may owe an open connection an answer
+// from another goroutine (wsedge: a publish's ack from JetStream). While
+// HoldsClose reports true, a Close asked for is not carried out: the
+// connection's later messages are ignored, and the close frame goes out
+// on the owner's next wake after HoldsClose turns false, so that the answer
+// goes before it. The Handler must end the hold soon (it bounds it) and
+// then Wake the connection. A slow consumer's close is never held.
+type CloseHolder interface {
+	Handler
+	HoldsClose(c *Conn) bool // on the owner
+}
+
 // onHandlerWake runs the Handler's OnWake; owner only (Server.OnWake).
 func (c *Conn) onHandlerWake() {
 	rt := c.route.Load()

@@ -170,9 +170,14 @@ func (a *App) OnMessage(c *edge.Conn, op ws.OpCode, p []byte) {
 		// A full backlog behind a publish: a client sending faster than
 		// JetStream acks waits here, at most -cluster-timeout per
 		// publish, and TCP holds the rest, as without the backlog.
-		c.WillBlock()
+		if !w.done.Load() {
+			c.WillBlock()
+		}
 		<-w.acked
 		a.resume(u)
+		if c.Closing() {
+			return // a Close held for the ack: the rest is dropped
+		}
 		w = u.waiting()
 	}
 	if w != nil && len(w.backlog) >= maxBacklog {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/gobwas/ws"
 	"github.com/prometheus/client_golang/prometheus"
@@ -235,21 +236,28 @@ func (ch *clusterHist) clientPublish(u *user, msg *clientMessage) {
 	}
 	room, id := msg.room, slices.Clone(msg.id)
 	w := &hookWait{acked: make(chan struct{})}
-	u.setWait(w)
+	u.setWait(w) // and a Close waits for the answer (HoldsClose)
 	go func() {
-		err := ch.record(room, payload)
-		<-ch.pubSem
-		ch.answerPublish(u, id, err)
+		if h := testHookRecord.Load(); h != nil {
+			(*h)()
+		}
+		ch.answerPublish(u, id, ch.record(room, payload))
 		w.done.Store(true)
 		close(w.acked)
 		u.conn.Wake()
+		<-ch.pubSem // last: App.Close waits for the answers too
 	}()
 }
 
+// testHookRecord (tests; nil in production) runs before a client's
+// publish off its worker is recorded.
+var testHookRecord atomic.Pointer[func()]
+
 // waitPublishes waits for the client publishes waiting for their acks off
-// their workers (each at most -cluster-timeout) and keeps their slots: a
-// later publish waits on its worker. App.Close calls it before the bus
-// closes, so that those publishes are recorded or refused, not cut off.
+// their workers (each at most -cluster-timeout) to be answered, and keeps
+// their slots: a later publish waits on its worker. App.Close calls it
+// before the bus closes, so that those publishes are recorded or refused,
+// not cut off.
 func (ch *clusterHist) waitPublishes() {
 	for range cap(ch.pubSem) {
 		ch.pubSem <- struct{}{}

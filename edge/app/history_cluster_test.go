@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -225,6 +226,58 @@ func TestClusterHistoryPublishKeepsOrder(t *testing.T) {
 	a.sendAtOnce(msgs...)
 	a.readPublish(1, "x", maxBacklog+4)
 	a.readPublish(99, "y", 0)
+}
+
+// A Close asked for while a publish waits for its ack off the worker (here
+// the user connects again, which replaces the connection) is held until
+// the ack went out: the client gets the ack, then the close frame.
+func TestClusterHistoryPublishAckBeforeClose(t *testing.T) {
+	ns := startNATSWith(t, jsOpts(-1, t.TempDir()))
+	c := startHistCluster(t, ns, 1)
+	a := c.dial(0, "a")
+	a.joinAck("r", 0, "")
+	entered, release := make(chan struct{}), make(chan struct{})
+	var enter, free sync.Once
+	hook := func() {
+		enter.Do(func() { close(entered) })
+		<-release
+	}
+	testHookRecord.Store(&hook)
+	t.Cleanup(func() {
+		testHookRecord.Store(nil)
+		free.Do(func() { close(release) })
+	})
+	a.send(`{"type":"publish","room":"r","data":"x","id":1}`)
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the publish did not start")
+	}
+	c.dial(0, "a")                   // replaces a: its Close waits for the ack
+	a.send(`{"type":"ping","id":2}`) // after the Close was asked for: ignored
+	free.Do(func() { close(release) })
+	acked := false
+	for {
+		_ = a.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, p, err := a.ReadMessage()
+		var ce *websocket.CloseError
+		if asCloseError(err, &ce) {
+			if !acked || ce.Code != 4000 {
+				t.Fatalf("close %d after ack %v; want the ack, then 4000", ce.Code, acked)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		switch m := string(p); {
+		case m == `{"type":"ack","id":1}` && !acked:
+			acked = true
+		case strings.Contains(m, `"type":"message"`):
+		default:
+			t.Fatalf("got %s (ack %v); want the ack, then the close frame", m, acked)
+		}
+	}
 }
 
 // readPublish reads the ack of the publish with id and its message from

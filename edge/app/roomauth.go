@@ -133,6 +133,20 @@ func (a *App) OnWake(c *edge.Conn) {
 	}
 }
 
+// HoldsClose (edge.CloseHolder) holds a Close while the connection's
+// publish waits for its ack off the worker, so that the ack goes before
+// the close frame (at most -cluster-timeout). Other waits do not hold it.
+func (a *App) HoldsClose(c *edge.Conn) bool {
+	u, _ := c.Value().(*user)
+	if u == nil {
+		return false
+	}
+	w := u.waiting()
+	return w != nil && w.acked != nil && !w.done.Load()
+}
+
+var _ edge.CloseHolder = (*App)(nil)
+
 // resume finishes u's wait if it is done, then handles the messages that
 // waited behind it in order, until one of them waits in turn; owner only.
 func (a *App) resume(u *user) {
@@ -141,6 +155,9 @@ func (a *App) resume(u *user) {
 		return
 	}
 	u.setWait(nil)
+	if u.conn.Closing() {
+		return // the messages behind the wait are dropped, as with the connection
+	}
 	if !w.joined && w.acked == nil {
 		a.decideJoin(u, w.room, w.id, w.since, w.answer, "")
 	}
