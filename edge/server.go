@@ -367,7 +367,7 @@ func (s *Server) OnWake(nc *netpoll.Conn, events uint8) {
 		c.onTimer(s, s.nowMs())
 	}
 	if events&wakeHandler != 0 {
-		c.onHandlerWake() // wake.go
+		c.onHandlerWake()     // wake.go
 		c.takeCloseRequest(s) // a Close its handler held (CloseHolder)
 	}
 }
