@@ -28,25 +28,32 @@ func jsOpts(port int, dir string) *natsserver.Options {
 
 // startHistCluster starts n nodes with room history in JetStream on ns and
 // waits until each consumes the stream.
-func startHistCluster(t *testing.T, ns *natsserver.Server, n int) *testCluster {
+func startHistCluster(t testing.TB, ns *natsserver.Server, n int) *testCluster {
 	t.Helper()
 	return startHistClusterWith(t, ns, n, Config{})
 }
 
 // startHistClusterWith is startHistCluster with base as each node's config.
-func startHistClusterWith(t *testing.T, ns *natsserver.Server, n int, base Config) *testCluster {
+func startHistClusterWith(t testing.TB, ns *natsserver.Server, n int, base Config) *testCluster {
 	t.Helper()
 	return startHistClusterMod(t, ns, n, base, nil)
 }
 
 // startHistClusterMod is startHistClusterWith with mod applied to each
 // node's edge config.
-func startHistClusterMod(t *testing.T, ns *natsserver.Server, n int, base Config, mod func(*edge.Config)) *testCluster {
+func startHistClusterMod(t testing.TB, ns *natsserver.Server, n int, base Config, mod func(*edge.Config)) *testCluster {
+	t.Helper()
+	return startHistClusterAt(t, ns, ns.ClientURL(), n, base, mod)
+}
+
+// startHistClusterAt is startHistClusterMod with the nodes reaching ns at
+// url (through a proxy, say).
+func startHistClusterAt(t testing.TB, ns *natsserver.Server, url string, n int, base Config, mod func(*edge.Config)) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, ns: ns}
 	for i := range n {
 		cc := &cluster.Config{
-			URLs: []string{ns.ClientURL()}, NodeID: fmt.Sprintf("node%d", i),
+			URLs: []string{url}, NodeID: fmt.Sprintf("node%d", i),
 			Timeout: 2 * time.Second, Heartbeat: 50 * time.Millisecond, ReconnectMax: 100 * time.Millisecond,
 		}
 		cfg := base
