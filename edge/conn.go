@@ -174,7 +174,13 @@ func (c *Conn) send(s *Server, b []byte, shared, message bool) error {
 			})
 			return ErrDropped
 		}
-		c.request(closeSlowConsumer)
+		// Over the bound: this close is never held (CloseHolder), so it
+		// replaces a request the Handler holds. One carried out already
+		// has put the connection on its way out: takeCloseRequest then
+		// leaves it be.
+		if c.closeReq.Swap(closeSlowConsumer) != closeSlowConsumer {
+			c.nc.Wake(wakeClose)
+		}
 		return ErrClosed
 	case ErrClosed:
 		return ErrClosed

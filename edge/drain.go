@@ -99,6 +99,10 @@ func (s *Server) closeAllRestart() {
 // the close frame), with a jittered delay so that the clients closed in one
 // wheel tick do not reconnect in the same instant.
 func (c *Conn) closeForRestart(s *Server) {
+	if c.Closing() {
+		c.takeCloseRequest(s) // a Close asked for already (held: CloseHolder) goes on as it is
+		return
+	}
 	s.metrics.drainClosed.Inc()
 	if hint := s.cfg.DrainHint; hint != nil {
 		if b := hint(reconnectAfterMs(s.cfg.DrainWindow)); b != nil {

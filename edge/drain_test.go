@@ -3,6 +3,7 @@ package edge
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -208,4 +209,60 @@ func drainClosed(s *Server) float64 {
 	var m dto.Metric
 	_ = s.metrics.drainClosed.Write(&m)
 	return m.GetCounter().GetValue()
+}
+
+// A connection whose Close is held (CloseHolder) when its drain deadline
+// comes keeps that Close: no reconnect hint, no 1012, not counted as
+// drained; the held Close goes out once the hold ends.
+func TestDrainLeavesHeldClose(t *testing.T) {
+	const window, tick = time.Second, 100 * time.Millisecond
+	clock := newManualClock()
+	opened := make(chan *Conn, 1)
+	h := &holder{}
+	h.held.Store(true)
+	h.open = func(c *Conn) { opened <- c }
+	h.wake = func(*Conn) { h.held.Store(false) }
+	s, err := New(Config{Addr: "127.0.0.1:0", AdminAddr: "off", Pollers: 2, Workers: 8, WheelTick: tick,
+		Handlers: map[string]Handler{"/hold": h}, DrainWindow: window, DrainHint: func(int) []byte { return []byte("hint") },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.clock = clock
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	conn, br := upgradeRaw(t, s, "/hold")
+	var c *Conn
+	select {
+	case c = <-opened:
+	case <-time.After(5 * time.Second):
+		t.Fatal("never opened")
+	}
+	c.Close(4000, "replaced") // held
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown(context.Background()) }()
+	testkit.Eventually(t, 5*time.Second, "drain armed", s.drain.armed.Load)
+	for clock.elapsed() < window+2*tick {
+		clock.Add(tick)
+		s.wheel.Advance(clock.Now())
+	}
+	// The deadline's wake was handed to the owner before this ping.
+	if _, err := conn.Write(pingFrame("p")); err != nil {
+		t.Fatal(err)
+	}
+	if op, p := readServerFrame(t, br); op != 0xA {
+		t.Fatalf("got op %#x %q, want the pong (no hint: the Close is held)", op, p)
+	}
+	if got := drainClosed(s); got != 0 {
+		t.Fatalf("drain closed %v, want 0 (the connection was closing already)", got)
+	}
+	c.Wake() // ends the hold
+	if op, p := readServerFrame(t, br); op != 0x8 || binary.BigEndian.Uint16(p) != 4000 {
+		t.Fatalf("got op %#x %q, want the held close 4000", op, p)
+	}
+	conn.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/wsedge/wsedge/frame"
+	"github.com/wsedge/wsedge/internal/testkit"
 )
 
 // hooks is a Handler made of funcs (nil: echo for OnMessage, nothing else).
@@ -144,5 +146,47 @@ func TestCloseHolderHoldsClose(t *testing.T) {
 	}
 	if op, p := readServerFrame(t, br); op != 0x8 || binary.BigEndian.Uint16(p) != 4000 {
 		t.Fatalf("got op %#x %q, want close 4000", op, p)
+	}
+}
+
+// A slow consumer's close is never held: it replaces a Close the Handler
+// holds (CloseHolder) and is carried out at once, 1008 after the queued
+// messages.
+func TestCloseHolderSlowConsumerNotHeld(t *testing.T) {
+	opened := make(chan *Conn, 1)
+	h := &holder{wake: func(*Conn) {}}
+	h.held.Store(true)
+	h.open = func(c *Conn) { opened <- c }
+	s := startServer(t, func(c *Config) {
+		c.WriteQueue = 64 << 10
+		c.CloseTimeout = 30 * time.Second
+		c.Handlers = map[string]Handler{"/hold": h}
+	})
+	conn, br := upgradeRaw(t, s, "/hold")
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetReadBuffer(128 << 10) // not below a loopback segment (TestSlowConsumerClosedOthersUnaffected)
+	}
+	var c *Conn
+	select {
+	case c = <-opened:
+	case <-time.After(5 * time.Second):
+		t.Fatal("never opened")
+	}
+	c.Close(4000, "replaced") // held
+	msg := make([]byte, 16<<10)
+	for i := 0; i < 2000 && c.WriteMessage(ws.OpBinary, msg) == nil; i++ {
+	}
+	testkit.Eventually(t, 10*time.Second, "slow consumer closed while the Close is held", func() bool {
+		return scrape(t, s, "wsedge_slow_consumer_total", "action=close") == 1
+	})
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	for {
+		op, p := readServerFrame(t, br)
+		if op == 0x8 {
+			if code := binary.BigEndian.Uint16(p); code != 1008 {
+				t.Fatalf("close %d %q, want 1008 slow consumer", code, p[2:])
+			}
+			return
+		}
 	}
 }

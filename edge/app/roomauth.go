@@ -162,6 +162,9 @@ func (a *App) resume(u *user) {
 		a.decideJoin(u, w.room, w.id, w.since, w.answer, "")
 	}
 	for i, p := range w.backlog {
+		if u.conn.Closing() {
+			return // a Close (held for a publish's ack) came meanwhile
+		}
 		if next := u.waiting(); next != nil { // the join or a message before p waits in turn
 			next.backlog = append(next.backlog, w.backlog[i:]...)
 			return
