@@ -217,11 +217,8 @@ func drainClosed(s *Server) float64 {
 func TestDrainLeavesHeldClose(t *testing.T) {
 	const window, tick = time.Second, 100 * time.Millisecond
 	clock := newManualClock()
-	opened := make(chan *Conn, 1)
-	h := &holder{}
-	h.held.Store(true)
-	h.open = func(c *Conn) { opened <- c }
-	h.wake = func(*Conn) { h.held.Store(false) }
+	var h *holder
+	h = newHolder(func(*Conn) { h.held.Store(false) })
 	s, err := New(Config{Addr: "127.0.0.1:0", AdminAddr: "off", Pollers: 2, Workers: 8, WheelTick: tick,
 		Handlers: map[string]Handler{"/hold": h}, DrainWindow: window, DrainHint: func(int) []byte { return []byte("hint") },
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -233,13 +230,7 @@ func TestDrainLeavesHeldClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn, br := upgradeRaw(t, s, "/hold")
-	var c *Conn
-	select {
-	case c = <-opened:
-	case <-time.After(5 * time.Second):
-		t.Fatal("never opened")
-	}
-	c.Close(4000, "replaced") // held
+	c := h.closeHeld(t)
 	done := make(chan error, 1)
 	go func() { done <- s.Shutdown(context.Background()) }()
 	testkit.Eventually(t, 5*time.Second, "drain armed", s.drain.armed.Load)

@@ -100,38 +100,51 @@ func TestShutdownWaitsForRunningTasks(t *testing.T) {
 }
 
 // holder is hooks that hold a Close while held is set (CloseHolder) and
-// take work back with OnWake (Waker).
+// take work back with OnWake (Waker); it starts holding.
 type holder struct {
 	hooks
-	held atomic.Bool
-	wake func(*Conn)
+	held   atomic.Bool
+	wake   func(*Conn)
+	opened chan *Conn
+}
+
+func newHolder(wake func(*Conn)) *holder {
+	h := &holder{wake: wake, opened: make(chan *Conn, 1)}
+	h.held.Store(true)
+	h.open = func(c *Conn) { h.opened <- c }
+	return h
 }
 
 func (h *holder) HoldsClose(*Conn) bool { return h.held.Load() }
 func (h *holder) OnWake(c *Conn)        { h.wake(c) }
+
+// closeHeld waits for the connection to open and asks for its Close, which
+// the holder holds.
+func (h *holder) closeHeld(t *testing.T) *Conn {
+	t.Helper()
+	select {
+	case c := <-h.opened:
+		c.Close(4000, "replaced")
+		return c
+	case <-time.After(5 * time.Second):
+		t.Fatal("never opened")
+		return nil
+	}
+}
 
 // A Close asked for while the Handler holds it (CloseHolder) waits: the
 // client's later messages are ignored (control frames are still answered),
 // the answer the Handler owes goes out first, and the close frame follows
 // on the wake that ends the hold.
 func TestCloseHolderHoldsClose(t *testing.T) {
-	opened := make(chan *Conn, 1)
-	h := &holder{}
-	h.held.Store(true)
-	h.open = func(c *Conn) { opened <- c }
-	h.wake = func(c *Conn) {
+	var h *holder
+	h = newHolder(func(c *Conn) {
 		_ = c.WriteMessage(ws.OpText, []byte("answer"))
 		h.held.Store(false)
-	}
+	})
 	s := startServer(t, func(c *Config) { c.Handlers = map[string]Handler{"/hold": h} })
 	conn, br := upgradeRaw(t, s, "/hold")
-	var c *Conn
-	select {
-	case c = <-opened:
-	case <-time.After(5 * time.Second):
-		t.Fatal("never opened")
-	}
-	c.Close(4000, "replaced")
+	c := h.closeHeld(t)
 	// A message after the Close (not echoed), then a ping: its pong shows
 	// that the message before it was read.
 	if _, err := conn.Write(append(textFrame("ignored"), pingFrame("p")...)); err != nil {
@@ -153,10 +166,7 @@ func TestCloseHolderHoldsClose(t *testing.T) {
 // holds (CloseHolder) and is carried out at once, 1008 after the queued
 // messages.
 func TestCloseHolderSlowConsumerNotHeld(t *testing.T) {
-	opened := make(chan *Conn, 1)
-	h := &holder{wake: func(*Conn) {}}
-	h.held.Store(true)
-	h.open = func(c *Conn) { opened <- c }
+	h := newHolder(func(*Conn) {})
 	s := startServer(t, func(c *Config) {
 		c.WriteQueue = 64 << 10
 		c.CloseTimeout = 30 * time.Second
@@ -166,13 +176,7 @@ func TestCloseHolderSlowConsumerNotHeld(t *testing.T) {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetReadBuffer(128 << 10) // not below a loopback segment (TestSlowConsumerClosedOthersUnaffected)
 	}
-	var c *Conn
-	select {
-	case c = <-opened:
-	case <-time.After(5 * time.Second):
-		t.Fatal("never opened")
-	}
-	c.Close(4000, "replaced") // held
+	c := h.closeHeld(t)
 	msg := make([]byte, 16<<10)
 	for i := 0; i < 2000 && c.WriteMessage(ws.OpBinary, msg) == nil; i++ {
 	}
