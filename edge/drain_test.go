@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -134,17 +136,25 @@ func TestAcceptRateAnswers503(t *testing.T) {
 	dial(t, s, "/echo")
 	dial(t, s, "/echo")
 	c := rawConn(t, s)
-	fmt.Fprintf(c, "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	fmt.Fprint(c, upgradeRequest)
+	expect503(t, c, "third connection")
+	if got := scrape(t, s, "wsedge_connections_refused_total", "reason=accept_rate"); got != 1 {
+		t.Fatalf("accept_rate refusals %v, want 1", got)
+	}
+}
+
+// expect503 reads the answer to the upgrade request sent on c and wants
+// 503 with a Retry-After of 1-maxRateRetryAfter seconds.
+func expect503(t *testing.T, c net.Conn, what string) {
+	t.Helper()
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	resp.Body.Close()
 	ra, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
 	if resp.StatusCode != http.StatusServiceUnavailable || ra < 1 || ra > maxRateRetryAfter {
-		t.Fatalf("third connection: %d Retry-After %q, want 503 with 1-%d", resp.StatusCode, resp.Header.Get("Retry-After"), maxRateRetryAfter)
-	}
-	if got := scrape(t, s, "wsedge_connections_refused_total", "reason=accept_rate"); got != 1 {
-		t.Fatalf("accept_rate refusals %v, want 1", got)
+		t.Fatalf("%s: %d Retry-After %q, want 503 with 1-%d", what, resp.StatusCode, resp.Header.Get("Retry-After"), maxRateRetryAfter)
 	}
 }
 
@@ -213,7 +223,8 @@ func drainClosed(s *Server) float64 {
 
 // A connection whose Close is held (CloseHolder) when its drain deadline
 // comes keeps that Close: no reconnect hint, no 1012, not counted as
-// drained; the held Close goes out once the hold ends.
+// drained; the held Close goes out once the hold ends. (And a handshake
+// that completes while the drain runs gets 503 with a Retry-After.)
 func TestDrainLeavesHeldClose(t *testing.T) {
 	const window, tick = time.Second, 100 * time.Millisecond
 	clock := newManualClock()
@@ -231,9 +242,15 @@ func TestDrainLeavesHeldClose(t *testing.T) {
 	}
 	conn, br := upgradeRaw(t, s, "/hold")
 	c := h.closeHeld(t)
+	late := rawConn(t, s) // its request completes during the drain
+	req := strings.Replace(upgradeRequest, "/echo", "/hold", 1)
+	fmt.Fprint(late, req[:20])
 	done := make(chan error, 1)
 	go func() { done <- s.Shutdown(context.Background()) }()
 	testkit.Eventually(t, 5*time.Second, "drain armed", s.drain.armed.Load)
+	fmt.Fprint(late, req[20:])
+	expect503(t, late, "a handshake during the drain")
+	late.Close()
 	for clock.elapsed() < window+2*tick {
 		clock.Add(tick)
 		s.wheel.Advance(clock.Now())

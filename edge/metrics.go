@@ -2,6 +2,7 @@ package edge
 
 import (
 	"strconv"
+	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -99,6 +100,18 @@ func newMetrics(s *Server) *metrics {
 		m.closeByCode[code] = m.closes.WithLabelValues(strconv.Itoa(code))
 	}
 	m.closeOther = m.closes.WithLabelValues("other")
+	// Series that exist from the start, so a scrape shows them at zero
+	// (closes_total above, connections_refused_total where it is made).
+	for _, r := range []string{"bad_request", "unauthorized", "forbidden", "not_found", "method_not_allowed",
+		"upgrade_required", "header_too_large", "unavailable", "timeout", "peer_closed", "register"} {
+		m.handshakeFailures.WithLabelValues(r)
+	}
+	for _, a := range []string{"close", "drop"} {
+		m.slowConsumers.WithLabelValues(a)
+	}
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM} {
+		m.acceptErrors.WithLabelValues(e.Error()) // the usual ones; others appear when they happen
+	}
 	return m
 }
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -455,7 +456,11 @@ func (s *Server) handshake(c *Conn, p []byte) {
 		s.reject(c, frame.NewHTTPError(http.StatusNotFound, "no WebSocket endpoint at "+req.Path))
 		return
 	case s.draining.Load():
-		s.reject(c, frame.NewHTTPError(http.StatusServiceUnavailable, "server is shutting down"))
+		// Jittered like the accept rate's: the clients a drain turns away
+		// do not all come back in the same second.
+		he := frame.NewHTTPError(http.StatusServiceUnavailable, "server is shutting down")
+		he.Header = append(he.Header, [2]string{"Retry-After", strconv.Itoa(1 + rand.IntN(maxRateRetryAfter))})
+		s.reject(c, he)
 		return
 	}
 	h := rt.h

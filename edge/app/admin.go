@@ -86,6 +86,7 @@ func (a *App) route(mux *http.ServeMux, pattern string, methods map[string]http.
 	}
 	slices.Sort(allow)
 	allowed := strings.Join(allow, ", ")
+	a.m.adminRequests.WithLabelValues(pattern, "200") // on the first scrape, at zero
 	mux.HandleFunc(pattern, func(rw http.ResponseWriter, r *http.Request) {
 		w := &statusWriter{ResponseWriter: rw}
 		defer func() { a.m.adminRequests.WithLabelValues(pattern, strconv.Itoa(w.status)).Inc() }()

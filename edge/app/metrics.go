@@ -57,6 +57,13 @@ func newMetrics(a *App, reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{"max_rooms_per_conn", "max_rooms"} {
 		m.joinRefusals.WithLabelValues(r)
 	}
+	for _, r := range []string{"missing", "invalid", "expired", "not_yet_valid", "bad_signature", "bad_audience",
+		"bad_issuer", "missing_exp", "bad_user_id", "origin"} {
+		m.authFailures.WithLabelValues(r)
+	}
+	for _, r := range []string{"replaced", "kicked"} {
+		m.evictions.WithLabelValues(r)
+	}
 	return m, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -15,17 +16,7 @@ import (
 // endpoint lists them ("" for none); -1 when there is no such sample.
 func Sample(t testing.TB, url, name, labels string) float64 {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse %s: %v", url, err)
-	}
-	fam, ok := fams[name]
+	fam, ok := Families(t, url)[name]
 	if !ok {
 		return -1
 	}
@@ -47,6 +38,23 @@ func Sample(t testing.TB, url, name, labels string) float64 {
 		}
 	}
 	return -1
+}
+
+// Families fetches url (a /metrics endpoint) and returns its metric
+// families by name; a family with no sample yet is not among them.
+func Families(t testing.TB, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse %s: %v", url, err)
+	}
+	return fams
 }
 
 // Get does a GET of url with token as its bearer ("" for none) and returns
