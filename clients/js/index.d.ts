@@ -59,14 +59,14 @@ export interface ClientOptions {
   WebSocket?: WebSocketConstructor;
   /** Milliseconds before a request is rejected with code "timeout" (10000). */
   requestTimeout?: number;
-  /** Full-jitter backoff: attempt n waits uniform [0, min(backoffCap, backoffBase * 2^n)) ms (500, 20000). */
+  /** Full-jitter backoff: attempt n (the reconnecting event's attempt, from 1) waits uniform [0, min(backoffCap, backoffBase * 2^(n-1))) ms (500, 20000). */
   backoffBase?: number;
   backoffCap?: number;
   /** Extra random wait on top of a server's reconnect hint (1000 ms). */
   hintJitter?: number;
-  /** App-level ping period (25000 ms; 0 turns the watchdog off). */
+  /** App-level ping period (25000 ms; 0 turns the heartbeat off). */
   pingInterval?: number;
-  /** Reconnect when nothing arrives this long after a ping (10000 ms). */
+  /** Reconnect when nothing arrives this long after a ping (10000 ms; 0 turns the heartbeat off). */
   pingTimeout?: number;
   /** false: never reconnect. */
   reconnect?: boolean;

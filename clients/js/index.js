@@ -332,7 +332,7 @@ export class WsedgeClient {
   // the client closes it and reconnects.
   _startPing(ws) {
     clearInterval(this._pingTimer);
-    if (!(this._opts.pingInterval > 0)) return;
+    if (!(this._opts.pingInterval > 0) || !(this._opts.pingTimeout > 0)) return;
     this._pingTimer = setInterval(() => {
       if (this._ws !== ws || ws.readyState !== OPEN) return;
       ws.send(JSON.stringify({ type: "ping", id: "p" + this._nextId++ }));

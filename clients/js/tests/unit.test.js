@@ -169,6 +169,22 @@ test("the ping watchdog drops a silent connection and reconnects", async () => {
   c.close();
 });
 
+test("pingTimeout 0 turns the heartbeat off: no ping, no watchdog", async () => {
+  const { FakeWS, sockets } = fakeWebSocket();
+  const c = client(FakeWS, { pingInterval: 20, pingTimeout: 0 });
+  const connected = c.connect();
+  await waitFor(() => sockets.length === 1);
+  sockets[0].open();
+  await connected;
+  // Ten ping periods of silence: with a watchdog of 0 the old client sent
+  // a ping at 20 ms and dropped the link at once.
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(sockets[0].sent.length, 0);
+  assert.equal(sockets[0].closedWith, null);
+  assert.equal(sockets.length, 1);
+  c.close();
+});
+
 test("rejoin after a reconnect: plain with today's server, since + recovered/gap with offsets", async () => {
   const { FakeWS, sockets } = fakeWebSocket();
   const c = client(FakeWS);
