@@ -185,7 +185,7 @@ test("pingTimeout 0 turns the heartbeat off: no ping, no watchdog", async () => 
   c.close();
 });
 
-test("rejoin after a reconnect: plain with today's server, since + recovered/gap with offsets", async () => {
+test("rejoin after a reconnect: plain without history, since + recovered/gap with offsets", async () => {
   const { FakeWS, sockets } = fakeWebSocket();
   const c = client(FakeWS);
   const events = [];
