@@ -93,8 +93,13 @@ func (a *App) startClusterHistory(b *cluster.Bus) error {
 			}
 			return 1
 		})
-	if err := a.srv.Registry().Register(up); err != nil {
-		return err
+	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsedge", Name: "history_publishes_waiting",
+		Help: "Client publishes waiting for JetStream's ack off their workers (at most 256; at 256 a publish waits on its worker)."},
+		func() float64 { return float64(len(ch.pubSem)) })
+	for _, c := range []prometheus.Collector{up, inFlight} {
+		if err := a.srv.Registry().Register(c); err != nil {
+			return err
+		}
 	}
 	a.srv.SetReadinessCheck(func() error {
 		if err := b.Ready(); err != nil {

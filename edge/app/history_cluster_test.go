@@ -237,7 +237,8 @@ func TestClusterHistoryPublishKeepsOrder(t *testing.T) {
 
 // A Close asked for while a publish waits for its ack off the worker (here
 // the user connects again, which replaces the connection) is held until
-// the ack went out: the client gets the ack, then the close frame.
+// the ack went out: the client gets the ack, then the close frame. (The
+// waiting publish shows in wsedge_history_publishes_waiting.)
 func TestClusterHistoryPublishAckBeforeClose(t *testing.T) {
 	ns := startNATSWith(t, jsOpts(-1, t.TempDir()))
 	c := startHistCluster(t, ns, 1)
@@ -254,11 +255,17 @@ func TestClusterHistoryPublishAckBeforeClose(t *testing.T) {
 		testHookRecord.Store(nil)
 		free.Do(func() { close(release) })
 	})
+	if got := c.nodes[0].scrape("wsedge_history_publishes_waiting", ""); got != 0 {
+		t.Fatalf("wsedge_history_publishes_waiting %v before any publish", got)
+	}
 	a.send(`{"type":"publish","room":"r","data":"x","id":1}`)
 	select {
 	case <-entered:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the publish did not start")
+	}
+	if got := c.nodes[0].scrape("wsedge_history_publishes_waiting", ""); got != 1 {
+		t.Fatalf("wsedge_history_publishes_waiting %v while one publish waits", got)
 	}
 	c.dial(0, "a")                   // replaces a: its Close waits for the ack
 	a.send(`{"type":"ping","id":2}`) // after the Close was asked for: ignored
