@@ -30,6 +30,27 @@ const (
 // leaves (policy close).
 const closeSlowConsumer = uint32(ws.StatusPolicyViolation) | reasonSlow<<16
 
+// closeHeld marks a request the owner found held by its Handler
+// (CloseHolder): the one a slow consumer's close may replace. Above the
+// reason's bits (maxCloseReasons).
+const closeHeld uint32 = 1 << 31
+
+// requestSlowConsumer leaves the slow-consumer close: unless a Close not
+// held came first (the first request wins), and never held itself, it
+// replaces a held one.
+func (c *Conn) requestSlowConsumer() {
+	for {
+		old := c.closeReq.Load()
+		if old == closeSlowConsumer || old != 0 && old&closeHeld == 0 {
+			return
+		}
+		if c.closeReq.CompareAndSwap(old, closeSlowConsumer) {
+			c.nc.Wake(wakeClose)
+			return
+		}
+	}
+}
+
 // closeReasons interns Close reasons, so that a request is one word.
 type closeReasons struct {
 	mu    sync.RWMutex

@@ -174,13 +174,7 @@ func (c *Conn) send(s *Server, b []byte, shared, message bool) error {
 			})
 			return ErrDropped
 		}
-		// Over the bound: this close is never held (CloseHolder), so it
-		// replaces a request the Handler holds. One carried out already
-		// has put the connection on its way out: takeCloseRequest then
-		// leaves it be.
-		if c.closeReq.Swap(closeSlowConsumer) != closeSlowConsumer {
-			c.nc.Wake(wakeClose)
-		}
+		c.requestSlowConsumer()
 		return ErrClosed
 	case ErrClosed:
 		return ErrClosed
@@ -217,7 +211,8 @@ func (c *Conn) request(req uint32) {
 
 // takeCloseRequest carries out a pending close request; owner only.
 func (c *Conn) takeCloseRequest(s *Server) {
-	req := c.closeReq.Load()
+	held := c.closeReq.Load()
+	req := held &^ closeHeld
 	if req == 0 {
 		return
 	}
@@ -230,7 +225,10 @@ func (c *Conn) takeCloseRequest(s *Server) {
 			return
 		}
 		if h, ok := c.route.Load().h.(CloseHolder); ok && h.HoldsClose(c) {
-			return // carried out on a later wake (CloseHolder)
+			// Carried out on a later wake; marked, so that a slow
+			// consumer's close may take its place meanwhile.
+			c.closeReq.CompareAndSwap(held, req|closeHeld)
+			return
 		}
 		code, reason := s.closeReason(req)
 		c.phase = phaseClosing

@@ -38,7 +38,7 @@
 //	value       the owner (Handler methods)      the owner (Accept, or any Handler method)
 //	lastActive  the owner (timer)                the owner (each read); init
 //	waitFrom    the owner (timer)                the owner (ping sent, close timeout armed)
-//	closeReq    the owner, its Handler (atomic)  any goroutine, once (CAS from 0): Close; a writer that hit the queue bound (replaces a held one)
+//	closeReq    the owner, its Handler (atomic)  any goroutine, once (CAS from 0): Close; a writer that hit the queue bound (replaces one marked held); the owner marks it held
 //	code        the owner; OnClose               the owner
 //	phase       the owner; OnClose               the owner
 //	comp        any goroutine (after route)      the owner, once, before route is published

@@ -245,6 +245,9 @@ func TestDrainLeavesHeldClose(t *testing.T) {
 	late := rawConn(t, s) // its request completes during the drain
 	req := strings.Replace(upgradeRequest, "/echo", "/hold", 1)
 	fmt.Fprint(late, req[:20])
+	// Accepted before the drain closes the listener (a socket still in the
+	// kernel's accept queue then would be reset).
+	testkit.Eventually(t, 5*time.Second, "the late socket accepted", func() bool { return s.pending.len() == 1 })
 	done := make(chan error, 1)
 	go func() { done <- s.Shutdown(context.Background()) }()
 	testkit.Eventually(t, 5*time.Second, "drain armed", s.drain.armed.Load)

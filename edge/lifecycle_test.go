@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -164,7 +165,7 @@ func TestCloseHolderHoldsClose(t *testing.T) {
 
 // A slow consumer's close is never held: it replaces a Close the Handler
 // holds (CloseHolder) and is carried out at once, 1008 after the queued
-// messages.
+// messages. (A Close not held keeps its place: TestSlowConsumerKeepsPendingClose.)
 func TestCloseHolderSlowConsumerNotHeld(t *testing.T) {
 	h := newHolder(func(*Conn) {})
 	s := startServer(t, func(c *Config) {
@@ -180,7 +181,10 @@ func TestCloseHolderSlowConsumerNotHeld(t *testing.T) {
 	msg := make([]byte, 16<<10)
 	for i := 0; i < 2000 && c.WriteMessage(ws.OpBinary, msg) == nil; i++ {
 	}
+	// A write over the bound before the owner found the Close held leaves
+	// that Close be (the first wins); the next ones replace it once held.
 	testkit.Eventually(t, 10*time.Second, "slow consumer closed while the Close is held", func() bool {
+		_ = c.WriteMessage(ws.OpBinary, msg)
 		return scrape(t, s, "wsedge_slow_consumer_total", "action=close") == 1
 	})
 	conn.SetDeadline(time.Now().Add(20 * time.Second))
@@ -189,6 +193,52 @@ func TestCloseHolderSlowConsumerNotHeld(t *testing.T) {
 		if op == 0x8 {
 			if code := binary.BigEndian.Uint16(p); code != 1008 {
 				t.Fatalf("close %d %q, want 1008 slow consumer", code, p[2:])
+			}
+			return
+		}
+	}
+}
+
+// A Close asked for and not held comes first: a write over the bound
+// before the owner carried it out does not turn it into 1008.
+func TestSlowConsumerKeepsPendingClose(t *testing.T) {
+	opened := make(chan *Conn, 1)
+	release := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	h := &hooks{
+		open:    func(c *Conn) { opened <- c },
+		message: func(*Conn, ws.OpCode, []byte) { <-release }, // holds the owner
+	}
+	s := startServer(t, func(c *Config) {
+		c.WriteQueue = 64 << 10
+		c.CloseTimeout = 30 * time.Second
+		c.Handlers = map[string]Handler{"/busy": h}
+	})
+	conn, br := upgradeRaw(t, s, "/busy")
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetReadBuffer(128 << 10)
+	}
+	var c *Conn
+	select {
+	case c = <-opened:
+	case <-time.After(5 * time.Second):
+		t.Fatal("never opened")
+	}
+	if _, err := conn.Write(textFrame("hold")); err != nil {
+		t.Fatal(err)
+	}
+	c.Close(4001, "kicked") // pending: the owner is busy
+	msg := make([]byte, 16<<10)
+	for i := 0; i < 2000 && c.WriteMessage(ws.OpBinary, msg) == nil; i++ {
+	}
+	once.Do(func() { close(release) })
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	for {
+		op, p := readServerFrame(t, br)
+		if op == 0x8 {
+			if code := binary.BigEndian.Uint16(p); code != 4001 {
+				t.Fatalf("close %d %q, want 4001 (asked for first)", code, p[2:])
 			}
 			return
 		}

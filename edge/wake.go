@@ -26,7 +26,8 @@ func (c *Conn) Wake() { c.nc.Wake(wakeHandler) }
 // connection's later messages are ignored, and the close frame goes out
 // on the owner's next wake after HoldsClose turns false, so that the answer
 // goes before it. The Handler must end the hold soon (it bounds it) and
-// then Wake the connection. A slow consumer's close is never held.
+// then Wake the connection. A slow consumer's close is never held: it
+// takes the place of a held one.
 type CloseHolder interface {
 	Handler
 	HoldsClose(c *Conn) bool // on the owner

@@ -148,8 +148,8 @@ func (c *client) send(s string) {
 }
 
 // sendAtOnce writes text messages in one write, so that the server reads
-// them together.
-func (c *client) sendAtOnce(msgs ...string) {
+// them together, and returns the bytes written.
+func (c *client) sendAtOnce(msgs ...string) int {
 	c.t.Helper()
 	var b bytes.Buffer
 	for _, m := range msgs {
@@ -161,6 +161,7 @@ func (c *client) sendAtOnce(msgs ...string) {
 	if _, err := c.UnderlyingConn().Write(b.Bytes()); err != nil {
 		c.t.Fatalf("write: %v", err)
 	}
+	return b.Len()
 }
 
 // readRaw reads one message within 5s.

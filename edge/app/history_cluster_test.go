@@ -230,7 +230,15 @@ func TestClusterHistoryPublishKeepsOrder(t *testing.T) {
 		msgs = append(msgs, fmt.Sprintf(`{"type":"ping","id":%d}`, id))
 	}
 	msgs = append(msgs, `{"type":"publish","room":"r","data":"y","id":99}`)
-	a.sendAtOnce(msgs...)
+	// The first publish is held until the node has read every message, so
+	// that more than maxBacklog of them come while it waits.
+	_, release := holdRecords(t)
+	before := c.nodes[0].scrape("wsedge_bytes_received_total", "")
+	n := a.sendAtOnce(msgs...)
+	testkit.Eventually(t, 5*time.Second, "all read", func() bool {
+		return c.nodes[0].scrape("wsedge_bytes_received_total", "") >= before+float64(n)
+	})
+	release()
 	a.readPublish(1, "x", maxBacklog+4)
 	a.readPublish(99, "y", 0)
 }
@@ -244,17 +252,7 @@ func TestClusterHistoryPublishAckBeforeClose(t *testing.T) {
 	c := startHistCluster(t, ns, 1)
 	a := c.dial(0, "a")
 	a.joinAck("r", 0, "")
-	entered, release := make(chan struct{}), make(chan struct{})
-	var enter, free sync.Once
-	hook := func() {
-		enter.Do(func() { close(entered) })
-		<-release
-	}
-	testHookRecord.Store(&hook)
-	t.Cleanup(func() {
-		testHookRecord.Store(nil)
-		free.Do(func() { close(release) })
-	})
+	entered, release := holdRecords(t)
 	if got := c.nodes[0].scrape("wsedge_history_publishes_waiting", ""); got != 0 {
 		t.Fatalf("wsedge_history_publishes_waiting %v before any publish", got)
 	}
@@ -267,9 +265,13 @@ func TestClusterHistoryPublishAckBeforeClose(t *testing.T) {
 	if got := c.nodes[0].scrape("wsedge_history_publishes_waiting", ""); got != 1 {
 		t.Fatalf("wsedge_history_publishes_waiting %v while one publish waits", got)
 	}
-	c.dial(0, "a")                   // replaces a: its Close waits for the ack
+	c.dial(0, "a") // replaces a: its Close waits for the ack
+	// The new connection's OnOpen asks for a's Close after its 101.
+	testkit.Eventually(t, 5*time.Second, "a replaced", func() bool {
+		return c.nodes[0].scrape("wsedge_user_evictions_total", "reason=replaced") == 1
+	})
 	a.send(`{"type":"ping","id":2}`) // after the Close was asked for: ignored
-	free.Do(func() { close(release) })
+	release()
 	acked := false
 	for {
 		_ = a.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -292,6 +294,24 @@ func TestClusterHistoryPublishAckBeforeClose(t *testing.T) {
 			t.Fatalf("got %s (ack %v); want the ack, then the close frame", m, acked)
 		}
 	}
+}
+
+// holdRecords holds every client publish off its worker before it is
+// recorded until release; entered is closed when the first is held.
+func holdRecords(t *testing.T) (entered <-chan struct{}, release func()) {
+	in, out := make(chan struct{}), make(chan struct{})
+	var enter, free sync.Once
+	hook := func() {
+		enter.Do(func() { close(in) })
+		<-out
+	}
+	testHookRecord.Store(&hook)
+	release = func() { free.Do(func() { close(out) }) }
+	t.Cleanup(func() {
+		testHookRecord.Store(nil)
+		release()
+	})
+	return in, release
 }
 
 // readPublish reads the ack of the publish with id and its message from
