@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"io"
@@ -168,31 +169,53 @@ func TestCloseHolderHoldsClose(t *testing.T) {
 // messages. (A Close not held keeps its place: TestSlowConsumerKeepsPendingClose.)
 func TestCloseHolderSlowConsumerNotHeld(t *testing.T) {
 	h := newHolder(func(*Conn) {})
-	s := startServer(t, func(c *Config) {
-		c.WriteQueue = 64 << 10
-		c.CloseTimeout = 30 * time.Second
-		c.Handlers = map[string]Handler{"/hold": h}
-	})
-	conn, br := upgradeRaw(t, s, "/hold")
-	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.SetReadBuffer(128 << 10) // not below a loopback segment (TestSlowConsumerClosedOthersUnaffected)
-	}
+	s, conn, br := slowClient(t, h)
 	c := h.closeHeld(t)
-	msg := make([]byte, 16<<10)
-	for i := 0; i < 2000 && c.WriteMessage(ws.OpBinary, msg) == nil; i++ {
-	}
+	msg := fillQueue(c)
 	// A write over the bound before the owner found the Close held leaves
 	// that Close be (the first wins); the next ones replace it once held.
 	testkit.Eventually(t, 10*time.Second, "slow consumer closed while the Close is held", func() bool {
 		_ = c.WriteMessage(ws.OpBinary, msg)
 		return scrape(t, s, "wsedge_slow_consumer_total", "action=close") == 1
 	})
+	readToClose(t, conn, br, 1008)
+}
+
+// slowClient starts a server with a 64 KiB write queue and h at /h, and
+// upgrades a client that will not read (a small receive buffer, not below
+// a loopback segment: TestSlowConsumerClosedOthersUnaffected).
+func slowClient(t *testing.T, h Handler) (*Server, net.Conn, *bufio.Reader) {
+	t.Helper()
+	s := startServer(t, func(c *Config) {
+		c.WriteQueue = 64 << 10
+		c.CloseTimeout = 30 * time.Second
+		c.Handlers = map[string]Handler{"/h": h}
+	})
+	conn, br := upgradeRaw(t, s, "/h")
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetReadBuffer(128 << 10)
+	}
+	return s, conn, br
+}
+
+// fillQueue writes 16 KiB messages to c until one is refused; it returns
+// the message.
+func fillQueue(c *Conn) []byte {
+	msg := make([]byte, 16<<10)
+	for i := 0; i < 2000 && c.WriteMessage(ws.OpBinary, msg) == nil; i++ {
+	}
+	return msg
+}
+
+// readToClose reads past the queued messages to the close frame and wants
+// code.
+func readToClose(t *testing.T, conn net.Conn, br *bufio.Reader, code uint16) {
+	t.Helper()
 	conn.SetDeadline(time.Now().Add(20 * time.Second))
 	for {
-		op, p := readServerFrame(t, br)
-		if op == 0x8 {
-			if code := binary.BigEndian.Uint16(p); code != 1008 {
-				t.Fatalf("close %d %q, want 1008 slow consumer", code, p[2:])
+		if op, p := readServerFrame(t, br); op == 0x8 {
+			if got := binary.BigEndian.Uint16(p); got != code {
+				t.Fatalf("close %d %q, want %d", got, p[2:], code)
 			}
 			return
 		}
@@ -210,15 +233,7 @@ func TestSlowConsumerKeepsPendingClose(t *testing.T) {
 		open:    func(c *Conn) { opened <- c },
 		message: func(*Conn, ws.OpCode, []byte) { <-release }, // holds the owner
 	}
-	s := startServer(t, func(c *Config) {
-		c.WriteQueue = 64 << 10
-		c.CloseTimeout = 30 * time.Second
-		c.Handlers = map[string]Handler{"/busy": h}
-	})
-	conn, br := upgradeRaw(t, s, "/busy")
-	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.SetReadBuffer(128 << 10)
-	}
+	_, conn, br := slowClient(t, h)
 	var c *Conn
 	select {
 	case c = <-opened:
@@ -229,18 +244,7 @@ func TestSlowConsumerKeepsPendingClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close(4001, "kicked") // pending: the owner is busy
-	msg := make([]byte, 16<<10)
-	for i := 0; i < 2000 && c.WriteMessage(ws.OpBinary, msg) == nil; i++ {
-	}
+	fillQueue(c)
 	once.Do(func() { close(release) })
-	conn.SetDeadline(time.Now().Add(20 * time.Second))
-	for {
-		op, p := readServerFrame(t, br)
-		if op == 0x8 {
-			if code := binary.BigEndian.Uint16(p); code != 4001 {
-				t.Fatalf("close %d %q, want 4001 (asked for first)", code, p[2:])
-			}
-			return
-		}
-	}
+	readToClose(t, conn, br, 4001) // asked for first
 }
