@@ -913,15 +913,11 @@ func (s *shard) serveInPlace(b *Batch) (moved bool) {
 // worker's: a shard's round served in place (in: the shard), or a task the
 // pool refused (caller runs) on a shard or in Wake. A panic that escaped
 // the task's own recovery (from OnPanic or OnClose) ends here and is
-// reported (reportEscaped), as a worker's pool would recover it: it must
+// reported (recoverEscaped), as a worker's pool would recover it: it must
 // not end a shard, or a caller's goroutine, and with it the process.
 // ServeBatch has handed the rest of the batch on; Serve has torn c down.
 func (p *Poller) serveHere(c *Conn, b *Batch, in *shard) {
-	defer func() {
-		if v := recover(); v != nil {
-			p.reportEscaped(v)
-		}
-	}()
+	defer p.recoverEscaped()
 	if b != nil {
 		p.serveBatch(b, in)
 	} else {
@@ -933,18 +929,19 @@ func (p *Poller) serveHere(c *Conn, b *Batch, in *shard) {
 // escapes the OnClose of a connection marked closing: it must not end the
 // shard's goroutine (and the process) in Poller.Close.
 func (p *Poller) abandonHere(c *Conn) {
-	defer func() {
-		if v := recover(); v != nil {
-			p.reportEscaped(v)
-		}
-	}()
+	defer p.recoverEscaped()
 	abandon(c)
 }
 
-// reportEscaped hands a panic that escaped a task's recovery to OnPanic
-// with a nil Conn or, without OnPanic, writes it and its stack to stderr.
-// A panic in OnPanic itself goes to stderr too.
-func (p *Poller) reportEscaped(v any) {
+// recoverEscaped, deferred, recovers a panic that escaped a task's
+// recovery and hands it to OnPanic with a nil Conn or, without OnPanic,
+// writes it and its stack to stderr. A panic in OnPanic itself goes to
+// stderr too.
+func (p *Poller) recoverEscaped() {
+	v := recover()
+	if v == nil {
+		return
+	}
 	defer func() {
 		if w := recover(); w != nil {
 			fmt.Fprintf(os.Stderr, "netpoll: panic in OnPanic: %v (reporting a panic that escaped a task: %v)\n", w, v)
