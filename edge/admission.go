@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"math/rand/v2"
 	"strconv"
 	"sync"
 )
@@ -27,6 +28,10 @@ func refusal(reason string) []byte { return refusalAfter(reason, retryAfterSecon
 // so clients refused in the same burst come back spread, not as the next
 // burst.
 const maxRateRetryAfter = 5
+
+// jitteredRetryAfter draws a Retry-After of 1..maxRateRetryAfter seconds,
+// for every 503 whose clients should come back spread (accept rate, drain).
+func jitteredRetryAfter() int { return 1 + rand.IntN(maxRateRetryAfter) }
 
 func rateRefusals() [][]byte {
 	r := make([][]byte, maxRateRetryAfter)

@@ -354,7 +354,7 @@ func (c *Conn) onFrame(m frame.Message) {
 		// A Close the handler made for an earlier message in this read
 		// takes effect before the next one.
 		c.takeCloseRequest(s)
-		if c.phase != phaseOpen || c.closeReq.Load() != 0 {
+		if c.phase != phaseOpen || c.Closing() {
 			return // after our close frame (or a Close held), data is read and ignored
 		}
 		s.metrics.messagesIn.add(c.nc.Fd(), 1)

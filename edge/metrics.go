@@ -102,8 +102,10 @@ func newMetrics(s *Server) *metrics {
 	m.closeOther = m.closes.WithLabelValues("other")
 	// Series that exist from the start, so a scrape shows them at zero
 	// (closes_total above, connections_refused_total where it is made).
-	for _, r := range []string{"bad_request", "unauthorized", "forbidden", "not_found", "method_not_allowed",
-		"upgrade_required", "header_too_large", "unavailable", "timeout", "peer_closed", "register"} {
+	for _, r := range handshakeReasons {
+		m.handshakeFailures.WithLabelValues(r)
+	}
+	for _, r := range []string{"timeout", "peer_closed", "register"} {
 		m.handshakeFailures.WithLabelValues(r)
 	}
 	for _, a := range []string{"close", "drop"} {

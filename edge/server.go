@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
+
 	"net"
 	"net/http"
 	"os"
@@ -303,7 +303,7 @@ func (s *Server) accept(fd int) {
 	// answered at accept, and established clients keep their workers.
 	if s.acceptLim != nil && !s.acceptLim.Allow() {
 		s.metrics.refused[refusedAcceptRate].Inc()
-		refuseFD(fd, s.rateRefusals[rand.IntN(len(s.rateRefusals))])
+		refuseFD(fd, s.rateRefusals[jitteredRetryAfter()-1])
 		return
 	}
 	c := &Conn{}
@@ -459,7 +459,7 @@ func (s *Server) handshake(c *Conn, p []byte) {
 		// Jittered like the accept rate's: the clients a drain turns away
 		// do not all come back in the same second.
 		he := frame.NewHTTPError(http.StatusServiceUnavailable, "server is shutting down")
-		he.Header = append(he.Header, [2]string{"Retry-After", strconv.Itoa(1 + rand.IntN(maxRateRetryAfter))})
+		he.Header = append(he.Header, [2]string{"Retry-After", strconv.Itoa(jitteredRetryAfter())})
 		s.reject(c, he)
 		return
 	}
@@ -521,24 +521,22 @@ func (s *Server) reject(c *Conn, err error) {
 	c.linger(s)
 }
 
+// handshakeReasons names the refusals in wsedge_handshake_failures_total
+// (pre-created from it); any other status is status_N.
+var handshakeReasons = map[int]string{
+	http.StatusBadRequest:                  "bad_request",
+	http.StatusUnauthorized:                "unauthorized",
+	http.StatusForbidden:                   "forbidden",
+	http.StatusNotFound:                    "not_found",
+	http.StatusMethodNotAllowed:            "method_not_allowed",
+	http.StatusUpgradeRequired:             "upgrade_required",
+	http.StatusRequestHeaderFieldsTooLarge: "header_too_large",
+	http.StatusServiceUnavailable:          "unavailable",
+}
+
 func failureReason(status int) string {
-	switch status {
-	case http.StatusBadRequest:
-		return "bad_request"
-	case http.StatusUnauthorized:
-		return "unauthorized"
-	case http.StatusForbidden:
-		return "forbidden"
-	case http.StatusNotFound:
-		return "not_found"
-	case http.StatusMethodNotAllowed:
-		return "method_not_allowed"
-	case http.StatusUpgradeRequired:
-		return "upgrade_required"
-	case http.StatusRequestHeaderFieldsTooLarge:
-		return "header_too_large"
-	case http.StatusServiceUnavailable:
-		return "unavailable"
+	if r, ok := handshakeReasons[status]; ok {
+		return r
 	}
 	return fmt.Sprintf("status_%d", status)
 }
