@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -194,7 +195,7 @@ func TestClusterHistoryPublishWaitsOffTheWorker(t *testing.T) {
 	a.joinAck("r", 0, "")
 	before := max(c.nodes[0].scrape("wsedge_poll_moved_off_total", ""), 0)
 	a.send(`{"type":"publish","room":"r","data":"x","id":1}`)
-	a.readPublish(1, "x", 0)
+	a.readAnswers([]string{`{"type":"ack","id":1}`}, "x")
 	if got := c.nodes[0].scrape("wsedge_poll_moved_off_total", ""); got != before {
 		t.Fatalf("wsedge_poll_moved_off_total went from %v to %v over one publish; want no move (the wait is off the shard)", before, got)
 	}
@@ -210,7 +211,7 @@ func TestClusterHistoryPublishSlotsTakenMovesOffAtOnce(t *testing.T) {
 	a.joinAck("r", 0, "")
 	before := max(c.nodes[0].scrape("wsedge_poll_moved_off_total", ""), 0)
 	a.send(`{"type":"publish","room":"r","data":"x","id":1}`)
-	a.readPublish(1, "x", 0)
+	a.readAnswers([]string{`{"type":"ack","id":1}`}, "x")
 	if got := c.nodes[0].scrape("wsedge_poll_moved_off_total", ""); got != before+1 {
 		t.Fatalf("wsedge_poll_moved_off_total went from %v to %v over one publish; want one move", before, got)
 	}
@@ -239,8 +240,11 @@ func TestClusterHistoryPublishKeepsOrder(t *testing.T) {
 		return c.nodes[0].scrape("wsedge_bytes_received_total", "") >= before+float64(n)
 	})
 	release()
-	a.readPublish(1, "x", maxBacklog+4)
-	a.readPublish(99, "y", 0)
+	answers := []string{`{"type":"ack","id":1}`}
+	for id := 2; id <= maxBacklog+5; id++ {
+		answers = append(answers, fmt.Sprintf(`{"type":"pong","id":%d}`, id))
+	}
+	a.readAnswers(append(answers, `{"type":"ack","id":99}`), "x", "y")
 }
 
 // A Close asked for while a publish waits for its ack off the worker (here
@@ -314,25 +318,30 @@ func holdRecords(t *testing.T) (entered <-chan struct{}, release func()) {
 	return in, release
 }
 
-// readPublish reads the ack of the publish with id and its message from
-// the stream (in either order), and, after the ack, the pongs to the
-// pings that followed the publish (ids id+1 to id+pongs) in order.
-func (c *client) readPublish(id int64, data string, pongs int) {
+// readAnswers reads the connection's answers (every frame but a room
+// message) and wants exactly answers, in that order; the room messages
+// whose data is in messages come from the stream, asynchronously, so
+// they may come anywhere among them.
+func (c *client) readAnswers(answers []string, messages ...string) {
 	c.t.Helper()
-	acked, got, next := false, false, 0
-	for !acked || !got || next < pongs {
-		m := c.readJSON()
-		switch {
-		case m["type"] == "message" && m["data"] == data && !got:
-			got = true
-		case m["type"] == "ack" && !acked && num(m["id"]) == id:
-			acked = true
-		case m["type"] == "pong" && acked && num(m["id"]) == id+int64(next)+1:
-			next++
-		default:
-			c.t.Fatalf("after %d pongs (ack %v, message %v): %v; want the publish %d's ack, its message %q, then pong %d",
-				next, acked, got, m, id, data, id+int64(next)+1)
+	want := map[string]bool{}
+	for _, d := range messages {
+		want[d] = true
+	}
+	for next := 0; next < len(answers) || len(want) > 0; {
+		p := c.readRaw()
+		var m map[string]any
+		if err := json.Unmarshal(p, &m); err != nil {
+			c.t.Fatalf("bad JSON %s: %v", p, err)
 		}
+		if d, ok := m["data"].(string); ok && m["type"] == "message" && want[d] {
+			delete(want, d)
+			continue
+		}
+		if next >= len(answers) || string(p) != answers[next] {
+			c.t.Fatalf("after %d answers: %s; want the answers %v in order (and the messages %v)", next, p, answers, messages)
+		}
+		next++
 	}
 }
 
